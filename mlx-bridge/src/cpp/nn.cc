@@ -1,0 +1,120 @@
+// mlx::core::fast kernels, quantization, and the fused blocks compiled with mx::compile.
+#include <cmath>
+#include <stdexcept>
+
+#include "mlx-bridge/src/cpp/shim.h"
+#include "mlx-bridge/src/ffi.rs.h"
+
+namespace mlxcel {
+
+ArrayPtr rms_norm(const Array& x, const Array* weight, float eps) {
+  return wrap(mx::fast::rms_norm(x.inner, optional(weight), eps));
+}
+
+ArrayPtr layer_norm(const Array& x, const Array* weight, const Array* bias, float eps) {
+  return wrap(mx::fast::layer_norm(x.inner, optional(weight), optional(bias), eps));
+}
+
+// MLX takes either a base or explicit frequencies, never both.
+static std::optional<float> rope_base(float base, const Array* freqs) {
+  return freqs ? std::nullopt : std::optional<float>(base);
+}
+
+ArrayPtr rope(const Array& x, std::int32_t dims, bool traditional, float base, float scale, std::int32_t offset,
+              const Array* freqs) {
+  return wrap(mx::fast::rope(x.inner, dims, traditional, rope_base(base, freqs), scale, offset, optional(freqs)));
+}
+
+ArrayPtr rope_dynamic(const Array& x, std::int32_t dims, bool traditional, float base, float scale,
+                      const Array& offset, const Array* freqs) {
+  return wrap(
+      mx::fast::rope(x.inner, dims, traditional, rope_base(base, freqs), scale, offset.inner, optional(freqs)));
+}
+
+ArrayPtr scaled_dot_product_attention(const Array& q, const Array& k, const Array& v, float scale,
+                                      rust::Str mask_mode, const Array* mask) {
+  return wrap(mx::fast::scaled_dot_product_attention(q.inner, k.inner, v.inner, scale, std::string(mask_mode),
+                                                     optional(mask)));
+}
+
+std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode) {
+  auto out = std::make_unique<ArrayList>();
+  out->items = mx::quantize(w.inner, group_size, bits, std::string(mode));
+  return out;
+}
+
+ArrayPtr dequantize(const Array& w, const Array& scales, const Array* biases, std::int32_t group_size,
+                    std::int32_t bits, rust::Str mode) {
+  return wrap(mx::dequantize(w.inner, scales.inner, optional(biases), group_size, bits, std::string(mode)));
+}
+
+ArrayPtr quantized_matmul(const Array& x, const Array& w, const Array& scales, const Array* biases, bool transpose,
+                          std::int32_t group_size, std::int32_t bits, rust::Str mode) {
+  return wrap(mx::quantized_matmul(x.inner, w.inner, scales.inner, optional(biases), transpose, group_size, bits,
+                                   std::string(mode)));
+}
+
+// ---- Fused blocks -------------------------------------------------------------------------------
+// Each block is a plain function of arrays, compiled once by MLX (keyed by the function pointer)
+// into as few kernels as its graph allows. Models add their own blocks here.
+
+namespace {
+
+using Arrays = std::vector<mx::array>;
+
+mx::array scalar_like(float value, const mx::array& like) { return mx::array(value, like.dtype()); }
+
+mx::array gelu_tanh_expr(const mx::array& x) {
+  const float k = std::sqrt(2.0f / static_cast<float>(M_PI));
+  auto inner = mx::multiply(scalar_like(k, x),
+                            mx::add(x, mx::multiply(scalar_like(0.044715f, x), mx::multiply(x, mx::square(x)))));
+  return mx::multiply(mx::multiply(scalar_like(0.5f, x), x), mx::add(scalar_like(1.0f, x), mx::tanh(inner)));
+}
+
+Arrays gelu_tanh_block(const Arrays& in) { return {gelu_tanh_expr(in.at(0))}; }
+
+Arrays gelu_tanh_gate_block(const Arrays& in) { return {mx::multiply(gelu_tanh_expr(in.at(0)), in.at(1))}; }
+
+Arrays softcap_block(const Arrays& in) {
+  const auto& x = in.at(0);
+  auto cap = mx::astype(in.at(1), x.dtype());
+  return {mx::multiply(mx::tanh(mx::divide(x, cap)), cap)};
+}
+
+struct BlockSpec {
+  Arrays (*fn)(const Arrays&);
+  std::size_t arity;
+  const char* name;
+};
+
+BlockSpec spec(FusedBlock block) {
+  switch (block) {
+    case FusedBlock::GeluTanh: return {gelu_tanh_block, 1, "gelu_tanh"};
+    case FusedBlock::GeluTanhGate: return {gelu_tanh_gate_block, 2, "gelu_tanh_gate"};
+    case FusedBlock::Softcap: return {softcap_block, 2, "softcap"};
+  }
+  throw std::invalid_argument("unknown fused block");
+}
+
+}  // namespace
+
+std::unique_ptr<ArrayList> fused(FusedBlock block, const ArrayList& inputs) {
+  auto s = spec(block);
+  if (inputs.items.size() != s.arity) {
+    throw std::invalid_argument(std::string("fused block ") + s.name + " takes " + std::to_string(s.arity) +
+                                " inputs, got " + std::to_string(inputs.items.size()));
+  }
+  auto out = std::make_unique<ArrayList>();
+  out->items = mx::compile(s.fn)(inputs.items);
+  return out;
+}
+
+void set_compile_enabled(bool enabled) {
+  if (enabled) {
+    mx::enable_compile();
+  } else {
+    mx::disable_compile();
+  }
+}
+
+}  // namespace mlxcel

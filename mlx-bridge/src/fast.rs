@@ -1,0 +1,97 @@
+//! MLX's fused `fast` kernels: normalisation, rotary embeddings and attention.
+
+use crate::array::{Array, opt_ptr, wrap};
+use crate::error::Result;
+use crate::ffi::bridge as ffi;
+
+/// `x * rsqrt(mean(x^2) + eps) * weight` over the last axis; no weight scales by one.
+pub fn rms_norm(x: &Array, weight: Option<&Array>, eps: f32) -> Result<Array> {
+    // SAFETY: the pointer borrows `weight` for the duration of the call.
+    wrap("rms_norm", unsafe { ffi::rms_norm(&x.inner, opt_ptr(weight), eps) })
+}
+
+pub fn layer_norm(x: &Array, weight: Option<&Array>, bias: Option<&Array>, eps: f32) -> Result<Array> {
+    // SAFETY: the pointers borrow `weight`/`bias` for the duration of the call.
+    wrap("layer_norm", unsafe { ffi::layer_norm(&x.inner, opt_ptr(weight), opt_ptr(bias), eps) })
+}
+
+/// Rotary position embedding over the first `dims` features of the last axis of `[.., L, D]` input.
+///
+/// `traditional` rotates adjacent pairs; otherwise the two halves (the "split-half" form used by
+/// Llama/Gemma checkpoints). Frequencies are `base^(-2i/dims)` unless `freqs` gives them
+/// explicitly (then `base` is ignored); positions are `offset + l` scaled by `scale`.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    pub dims: i32,
+    pub traditional: bool,
+    pub base: f32,
+    pub scale: f32,
+    pub freqs: Option<Array>,
+}
+
+impl Rope {
+    pub fn new(dims: i32, base: f32) -> Self {
+        Rope { dims, traditional: false, base, scale: 1.0, freqs: None }
+    }
+
+    pub fn apply(&self, x: &Array, offset: i32) -> Result<Array> {
+        // SAFETY: the pointer borrows `self.freqs` for the duration of the call.
+        wrap("rope", unsafe {
+            ffi::rope(
+                &x.inner,
+                self.dims,
+                self.traditional,
+                self.base,
+                self.scale,
+                offset,
+                opt_ptr(self.freqs.as_ref()),
+            )
+        })
+    }
+
+    /// With the position offset read from a scalar (or per-batch) int array at evaluation time.
+    pub fn apply_dynamic(&self, x: &Array, offset: &Array) -> Result<Array> {
+        // SAFETY: the pointer borrows `self.freqs` for the duration of the call.
+        wrap("rope", unsafe {
+            ffi::rope_dynamic(
+                &x.inner,
+                self.dims,
+                self.traditional,
+                self.base,
+                self.scale,
+                &offset.inner,
+                opt_ptr(self.freqs.as_ref()),
+            )
+        })
+    }
+}
+
+/// Which keys each query may attend to.
+#[derive(Debug, Clone, Copy)]
+pub enum AttentionMask<'a> {
+    None,
+    /// Query `i` of `L` sees keys `0..=S-L+i` (queries are the last `L` of `S` positions).
+    Causal,
+    /// A boolean mask (true = attend) or an additive float mask, broadcastable to `[B, H, L, S]`.
+    Array(&'a Array),
+}
+
+/// `softmax(scale * Q K^T + mask) V` for `q: [B, Hq, L, D]`, `k, v: [B, Hkv, S, D]`; grouped-query
+/// attention when `Hq` is a multiple of `Hkv`.
+pub fn scaled_dot_product_attention(
+    q: &Array,
+    k: &Array,
+    v: &Array,
+    scale: f32,
+    mask: AttentionMask<'_>,
+) -> Result<Array> {
+    let (mode, array) = match mask {
+        AttentionMask::None => ("", None),
+        AttentionMask::Causal => ("causal", None),
+        AttentionMask::Array(a) => ("array", Some(a)),
+    };
+    // SAFETY: the pointer borrows the mask for the duration of the call.
+    wrap("scaled_dot_product_attention", unsafe {
+        ffi::scaled_dot_product_attention(&q.inner, &k.inner, &v.inner, scale, mode, opt_ptr(array))
+    })
+}

@@ -1,0 +1,303 @@
+//! The raw cxx bridge. Every function that can reach an MLX exception is declared `-> Result<..>`:
+//! cxx catches the C++ exception and hands back its message instead of aborting the process.
+//! Optional array arguments travel as nullable raw pointers (cxx has no `Option<&T>`); the safe
+//! wrappers in this crate are the only callers.
+
+#[cxx::bridge(namespace = "mlxcel")]
+pub(crate) mod bridge {
+    #[derive(Debug, Hash)]
+    #[repr(u8)]
+    enum Dtype {
+        Bool,
+        U8,
+        U16,
+        U32,
+        U64,
+        I8,
+        I16,
+        I32,
+        I64,
+        F16,
+        F32,
+        F64,
+        BF16,
+        C64,
+    }
+
+    #[derive(Debug, Hash)]
+    #[repr(u8)]
+    enum DeviceKind {
+        Cpu,
+        Gpu,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    struct Device {
+        kind: DeviceKind,
+        index: i32,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+    struct Stream {
+        index: i32,
+        device: Device,
+    }
+
+    #[repr(u8)]
+    enum UnaryOp {
+        Neg,
+        Abs,
+        Sign,
+        Exp,
+        Log,
+        Log1p,
+        Sqrt,
+        Rsqrt,
+        Square,
+        Reciprocal,
+        Tanh,
+        Sigmoid,
+        Erf,
+        ErfInv,
+        Sin,
+        Cos,
+        Floor,
+        Ceil,
+        Round,
+        LogicalNot,
+        IsNan,
+        IsInf,
+        StopGradient,
+    }
+
+    #[repr(u8)]
+    enum BinaryOp {
+        Add,
+        Subtract,
+        Multiply,
+        Divide,
+        FloorDivide,
+        Remainder,
+        Power,
+        Maximum,
+        Minimum,
+        Equal,
+        NotEqual,
+        Less,
+        LessEqual,
+        Greater,
+        GreaterEqual,
+        LogicalAnd,
+        LogicalOr,
+    }
+
+    #[repr(u8)]
+    enum ReduceOp {
+        Sum,
+        Mean,
+        Max,
+        Min,
+        Prod,
+        All,
+        Any,
+        LogSumExp,
+    }
+
+    #[derive(Debug)]
+    #[repr(u8)]
+    enum FusedBlock {
+        /// `gelu_tanh(x)`
+        GeluTanh,
+        /// `gelu_tanh(gate) * up`
+        GeluTanhGate,
+        /// `tanh(x / cap) * cap` with `cap` a scalar array
+        Softcap,
+    }
+
+    unsafe extern "C++" {
+        include!("mlx-bridge/src/cpp/shim.h");
+
+        type Array;
+        type ArrayList;
+        type TensorMap;
+
+        // Arrays and host data.
+        fn array_clone(a: &Array) -> UniquePtr<Array>;
+        fn array_from_bytes(data: &[u8], shape: &[i32], dtype: Dtype) -> Result<UniquePtr<Array>>;
+        fn array_full(shape: &[i32], value: f64, dtype: Dtype) -> Result<UniquePtr<Array>>;
+        fn array_arange(start: f64, stop: f64, step: f64, dtype: Dtype) -> Result<UniquePtr<Array>>;
+        fn array_shape(a: &Array) -> Vec<i32>;
+        fn array_dtype(a: &Array) -> Dtype;
+        fn array_size(a: &Array) -> usize;
+        fn array_nbytes(a: &Array) -> usize;
+        fn array_read_into(a: &Array, out: &mut [u8]) -> Result<()>;
+        fn array_describe(a: &Array) -> Result<String>;
+
+        fn array_list_new() -> UniquePtr<ArrayList>;
+        fn array_list_push(list: Pin<&mut ArrayList>, a: &Array);
+        fn array_list_len(list: &ArrayList) -> usize;
+        fn array_list_get(list: &ArrayList, index: usize) -> Result<UniquePtr<Array>>;
+
+        // Evaluation.
+        fn eval(list: &ArrayList) -> Result<()>;
+        fn async_eval(list: &ArrayList) -> Result<()>;
+        fn synchronize(stream: &Stream) -> Result<()>;
+        fn synchronize_default() -> Result<()>;
+
+        // Element-wise, reductions, indexing, shapes.
+        fn unary(op: UnaryOp, a: &Array) -> Result<UniquePtr<Array>>;
+        fn binary(op: BinaryOp, a: &Array, b: &Array) -> Result<UniquePtr<Array>>;
+        fn where_select(cond: &Array, x: &Array, y: &Array) -> Result<UniquePtr<Array>>;
+        unsafe fn clip(a: &Array, lo: *const Array, hi: *const Array) -> Result<UniquePtr<Array>>;
+        fn astype(a: &Array, dtype: Dtype) -> Result<UniquePtr<Array>>;
+        fn reduce(op: ReduceOp, a: &Array, axes: &[i32], keepdims: bool) -> Result<UniquePtr<Array>>;
+        fn variance(a: &Array, axes: &[i32], keepdims: bool, ddof: i32, std: bool) -> Result<UniquePtr<Array>>;
+        fn softmax(a: &Array, axes: &[i32], precise: bool) -> Result<UniquePtr<Array>>;
+        fn argmax(a: &Array, axis: i32, keepdims: bool) -> Result<UniquePtr<Array>>;
+        fn argmin(a: &Array, axis: i32, keepdims: bool) -> Result<UniquePtr<Array>>;
+        fn argpartition(a: &Array, kth: i32, axis: i32) -> Result<UniquePtr<Array>>;
+        fn sort(a: &Array, axis: i32) -> Result<UniquePtr<Array>>;
+        fn argsort(a: &Array, axis: i32) -> Result<UniquePtr<Array>>;
+        fn topk(a: &Array, k: i32, axis: i32) -> Result<UniquePtr<Array>>;
+        fn cumsum(a: &Array, axis: i32, reverse: bool, inclusive: bool) -> Result<UniquePtr<Array>>;
+        fn reshape(a: &Array, shape: &[i32]) -> Result<UniquePtr<Array>>;
+        fn transpose(a: &Array, axes: &[i32]) -> Result<UniquePtr<Array>>;
+        fn swapaxes(a: &Array, axis1: i32, axis2: i32) -> Result<UniquePtr<Array>>;
+        fn expand_dims(a: &Array, axes: &[i32]) -> Result<UniquePtr<Array>>;
+        fn squeeze(a: &Array, axes: &[i32]) -> Result<UniquePtr<Array>>;
+        fn broadcast_to(a: &Array, shape: &[i32]) -> Result<UniquePtr<Array>>;
+        fn contiguous(a: &Array) -> Result<UniquePtr<Array>>;
+        fn slice(a: &Array, start: &[i32], stop: &[i32], strides: &[i32]) -> Result<UniquePtr<Array>>;
+        fn slice_dynamic(a: &Array, start: &Array, axes: &[i32], sizes: &[i32]) -> Result<UniquePtr<Array>>;
+        fn slice_update(
+            src: &Array,
+            update: &Array,
+            start: &[i32],
+            stop: &[i32],
+            strides: &[i32],
+        ) -> Result<UniquePtr<Array>>;
+        fn slice_update_dynamic(src: &Array, update: &Array, start: &Array, axes: &[i32]) -> Result<UniquePtr<Array>>;
+        fn concatenate(list: &ArrayList, axis: i32) -> Result<UniquePtr<Array>>;
+        fn stack(list: &ArrayList, axis: i32) -> Result<UniquePtr<Array>>;
+        fn split_sections(a: &Array, sections: i32, axis: i32) -> Result<UniquePtr<ArrayList>>;
+        fn split_at(a: &Array, indices: &[i32], axis: i32) -> Result<UniquePtr<ArrayList>>;
+        fn take(a: &Array, indices: &Array, axis: i32) -> Result<UniquePtr<Array>>;
+        fn take_along_axis(a: &Array, indices: &Array, axis: i32) -> Result<UniquePtr<Array>>;
+        fn put_along_axis(a: &Array, indices: &Array, values: &Array, axis: i32) -> Result<UniquePtr<Array>>;
+        fn matmul(a: &Array, b: &Array) -> Result<UniquePtr<Array>>;
+        fn addmm(c: &Array, a: &Array, b: &Array, alpha: f32, beta: f32) -> Result<UniquePtr<Array>>;
+
+        // Random numbers; `key` may be null (MLX's global generator).
+        fn random_key(seed: u64) -> Result<UniquePtr<Array>>;
+        fn random_seed(seed: u64);
+        fn random_split(key: &Array, num: i32) -> Result<UniquePtr<Array>>;
+        unsafe fn random_uniform(
+            low: f64,
+            high: f64,
+            shape: &[i32],
+            dtype: Dtype,
+            key: *const Array,
+        ) -> Result<UniquePtr<Array>>;
+        unsafe fn random_normal(
+            shape: &[i32],
+            dtype: Dtype,
+            loc: f32,
+            scale: f32,
+            key: *const Array,
+        ) -> Result<UniquePtr<Array>>;
+        unsafe fn random_randint(
+            low: i64,
+            high: i64,
+            shape: &[i32],
+            dtype: Dtype,
+            key: *const Array,
+        ) -> Result<UniquePtr<Array>>;
+        unsafe fn random_categorical(logits: &Array, axis: i32, key: *const Array) -> Result<UniquePtr<Array>>;
+
+        // mlx::core::fast.
+        unsafe fn rms_norm(x: &Array, weight: *const Array, eps: f32) -> Result<UniquePtr<Array>>;
+        unsafe fn layer_norm(x: &Array, weight: *const Array, bias: *const Array, eps: f32)
+        -> Result<UniquePtr<Array>>;
+        unsafe fn rope(
+            x: &Array,
+            dims: i32,
+            traditional: bool,
+            base: f32,
+            scale: f32,
+            offset: i32,
+            freqs: *const Array,
+        ) -> Result<UniquePtr<Array>>;
+        unsafe fn rope_dynamic(
+            x: &Array,
+            dims: i32,
+            traditional: bool,
+            base: f32,
+            scale: f32,
+            offset: &Array,
+            freqs: *const Array,
+        ) -> Result<UniquePtr<Array>>;
+        unsafe fn scaled_dot_product_attention(
+            q: &Array,
+            k: &Array,
+            v: &Array,
+            scale: f32,
+            mask_mode: &str,
+            mask: *const Array,
+        ) -> Result<UniquePtr<Array>>;
+
+        // Quantization (affine and MLX's other modes), group 32/64/128, 2..8 bits.
+        fn quantize(w: &Array, group_size: i32, bits: i32, mode: &str) -> Result<UniquePtr<ArrayList>>;
+        unsafe fn dequantize(
+            w: &Array,
+            scales: &Array,
+            biases: *const Array,
+            group_size: i32,
+            bits: i32,
+            mode: &str,
+        ) -> Result<UniquePtr<Array>>;
+        unsafe fn quantized_matmul(
+            x: &Array,
+            w: &Array,
+            scales: &Array,
+            biases: *const Array,
+            transpose: bool,
+            group_size: i32,
+            bits: i32,
+            mode: &str,
+        ) -> Result<UniquePtr<Array>>;
+
+        // Blocks compiled once with mx::compile.
+        fn fused(block: FusedBlock, inputs: &ArrayList) -> Result<UniquePtr<ArrayList>>;
+        fn set_compile_enabled(enabled: bool);
+
+        // Safetensors (lazy: a tensor is read when first evaluated).
+        fn load_safetensors(path: &str) -> Result<UniquePtr<TensorMap>>;
+        fn tensor_map_keys(map: &TensorMap) -> Vec<String>;
+        fn tensor_map_get(map: &TensorMap, name: &str) -> Result<UniquePtr<Array>>;
+        fn tensor_map_metadata(map: &TensorMap) -> Vec<String>;
+        fn save_safetensors(path: &str, names: &[String], arrays: &ArrayList, metadata: &[String]) -> Result<()>;
+
+        // Memory.
+        fn get_active_memory() -> usize;
+        fn get_peak_memory() -> usize;
+        fn get_cache_memory() -> usize;
+        fn reset_peak_memory();
+        fn get_memory_limit() -> usize;
+        fn set_memory_limit(limit: usize) -> usize;
+        fn set_cache_limit(limit: usize) -> usize;
+        fn set_wired_limit(limit: usize) -> Result<usize>;
+        fn clear_cache();
+
+        // Devices, streams, versions.
+        fn mlx_version() -> String;
+        fn default_device() -> Device;
+        fn set_default_device(device: &Device) -> Result<()>;
+        fn device_available(device: &Device) -> bool;
+        fn device_count(kind: DeviceKind) -> i32;
+        fn device_info(device: &Device) -> Result<Vec<String>>;
+        fn default_stream(device: &Device) -> Result<Stream>;
+        fn new_stream(device: &Device) -> Result<Stream>;
+        fn set_default_stream(stream: &Stream) -> Result<()>;
+        fn metal_nax_available() -> bool;
+    }
+}
