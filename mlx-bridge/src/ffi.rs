@@ -3,6 +3,7 @@
 //! Optional array arguments travel as nullable raw pointers (cxx has no `Option<&T>`); the safe
 //! wrappers in this crate are the only callers.
 
+#[allow(clippy::too_many_arguments)]
 #[cxx::bridge(namespace = "mlxcel")]
 pub(crate) mod bridge {
     #[derive(Debug, Hash)]

@@ -93,7 +93,7 @@ fn comparisons_where_clip_and_astype() {
     let bf = a.astype(Dtype::BF16).unwrap();
     // A scalar of the array's own dtype keeps bf16 from being promoted to f32.
     assert_eq!(bf.mul_scalar(2.0).unwrap().dtype(), Dtype::BF16);
-    assert_eq!(a.equal(&a).unwrap().all_all(false).unwrap().item::<bool>().unwrap(), true);
+    assert!(a.equal(&a).unwrap().all_all(false).unwrap().item::<bool>().unwrap());
 }
 
 #[test]

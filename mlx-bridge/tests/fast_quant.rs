@@ -45,6 +45,7 @@ fn layer_norm_matches_the_formula() {
 }
 
 /// RoPE on `[1, heads, len, d]`, rotating the first `dims` features, positions `offset + l`.
+#[allow(clippy::too_many_arguments)]
 fn rope_reference(
     x: &[f32],
     heads: usize,

@@ -1,0 +1,450 @@
+//! The execution plan: which code paths and precisions the model runners use on this machine.
+//!
+//! Defaults come from the hardware class alone ([`ExecutionPlan::for_class`], a pure function);
+//! overrides are layered on top from the environment and, later, the command line. Every setting
+//! carries its [`Provenance`], so `mlxcel detect` (and any log that records a plan) can say why
+//! each choice was made.
+
+use std::fmt;
+
+use mlx_bridge::Dtype;
+use serde::{Serialize, Serializer};
+
+use super::{Backend, HardwareProfile};
+
+/// The hardware classes that have their own defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HardwareClass {
+    /// MLX's CPU backend; `arch` is `std::env::consts::ARCH`.
+    Cpu { arch: String },
+    /// MLX's CUDA backend; the compute capability when the device reported one.
+    Cuda { compute_capability: Option<(u32, u32)> },
+    /// An Apple GPU whose Neural Accelerators MLX can use (M5 or later on macOS 26.2 or later).
+    AppleNeuralAccelerator,
+    /// Any other Apple GPU.
+    AppleGpu,
+}
+
+impl HardwareClass {
+    pub fn of(profile: &HardwareProfile) -> Self {
+        match profile.backend {
+            Backend::Cpu => HardwareClass::Cpu { arch: profile.cpu.arch.clone() },
+            Backend::Cuda => HardwareClass::Cuda {
+                compute_capability: profile
+                    .cuda
+                    .as_ref()
+                    .map(|cuda| (cuda.compute_capability_major, cuda.compute_capability_minor)),
+            },
+            Backend::Metal if profile.apple.as_ref().is_some_and(|apple| apple.neural_accelerator) => {
+                HardwareClass::AppleNeuralAccelerator
+            }
+            Backend::Metal => HardwareClass::AppleGpu,
+        }
+    }
+}
+
+/// `cpu-x86_64`, `cuda-sm90` (`cuda` without a compute capability), `apple-neural-accelerator`,
+/// `apple-gpu`.
+impl fmt::Display for HardwareClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HardwareClass::Cpu { arch } => write!(f, "cpu-{arch}"),
+            HardwareClass::Cuda { compute_capability: Some((major, minor)) } => write!(f, "cuda-sm{major}{minor}"),
+            HardwareClass::Cuda { compute_capability: None } => f.write_str("cuda"),
+            HardwareClass::AppleNeuralAccelerator => f.write_str("apple-neural-accelerator"),
+            HardwareClass::AppleGpu => f.write_str("apple-gpu"),
+        }
+    }
+}
+
+impl Serialize for HardwareClass {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// How a decode step runs the decoder layers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecodePath {
+    /// Each layer as one compiled block: fewer ops to build and launch per token.
+    Fused,
+    /// Each layer as separate ops, leaving MLX free to pick its own kernels for every matmul.
+    Split,
+}
+
+impl DecodePath {
+    pub fn name(self) -> &'static str {
+        match self {
+            DecodePath::Fused => "fused",
+            DecodePath::Split => "split",
+        }
+    }
+}
+
+impl fmt::Display for DecodePath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingSource {
+    Default(HardwareClass),
+    Env(&'static str),
+    Cli,
+}
+
+/// `default (cpu-x86_64)`, `env MLXCEL_DECODE_PATH`, `cli`.
+impl fmt::Display for SettingSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SettingSource::Default(class) => write!(f, "default ({class})"),
+            SettingSource::Env(variable) => write!(f, "env {variable}"),
+            SettingSource::Cli => f.write_str("cli"),
+        }
+    }
+}
+
+impl Serialize for SettingSource {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// Where a setting came from, and why it has its value (one line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Provenance {
+    pub source: SettingSource,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlanProvenance {
+    pub decode_path: Provenance,
+    pub pretranspose: Provenance,
+    pub compute_dtype: Provenance,
+    pub prefill_chunk: Provenance,
+}
+
+/// The code paths and precision to run with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ExecutionPlan {
+    pub hardware_class: HardwareClass,
+    pub decode_path: DecodePath,
+    /// Store dense MLP and LM-head weights transposed at load, so decode matmuls read them in the
+    /// layout the GPU kernels prefer instead of through a transposed view.
+    pub pretranspose: bool,
+    /// The dtype activations and unquantized weights compute in: float32, bfloat16 or float16.
+    #[serde(serialize_with = "serialize_dtype")]
+    pub compute_dtype: Dtype,
+    /// Tokens per prefill step; longer prompts run in chunks of this many.
+    pub prefill_chunk: u32,
+    pub provenance: PlanProvenance,
+}
+
+fn serialize_dtype<S: Serializer>(dtype: &Dtype, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(dtype.name())
+}
+
+/// One row of the plan, for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanSetting<'a> {
+    pub name: &'static str,
+    pub value: String,
+    pub provenance: &'a Provenance,
+}
+
+/// A class default and the reason for it.
+struct ClassDefault<T> {
+    value: T,
+    reason: &'static str,
+}
+
+struct ClassDefaults {
+    decode_path: ClassDefault<DecodePath>,
+    pretranspose: ClassDefault<bool>,
+    compute_dtype: ClassDefault<Dtype>,
+    prefill_chunk: ClassDefault<u32>,
+}
+
+const APPLE_HALF_PRECISION: &str = "half the weight bytes of float32, and bandwidth-bound decode reads every weight per token; bf16 keeps fp32's range";
+const GPU_PREFILL_CHUNK: &str =
+    "provisional until measured: 2048-token chunks should keep the matmul units busy while bounding attention scratch";
+
+impl ClassDefaults {
+    fn of(class: &HardwareClass) -> Self {
+        match class {
+            HardwareClass::Cpu { .. } => ClassDefaults {
+                decode_path: ClassDefault {
+                    value: DecodePath::Fused,
+                    reason: "provisional, until the CPU A/B benchmark sets it: fewer ops per token is the cheaper guess",
+                },
+                pretranspose: ClassDefault {
+                    value: false,
+                    reason: "provisional, until the CPU A/B benchmark sets it: BLAS sgemm reads the transposed \
+                             weight natively",
+                },
+                compute_dtype: ClassDefault {
+                    value: Dtype::F32,
+                    reason: "MLX's CPU bf16/f16 matmul runs ~5 GFLOP/s whatever the BLAS; fp32 with OpenBLAS \
+                             runs ~120-160 GFLOP/s",
+                },
+                prefill_chunk: ClassDefault {
+                    value: 512,
+                    reason: "provisional until measured: 512-row fp32 GEMMs should already keep every core busy; larger \
+                             chunks mostly grow activation memory",
+                },
+            },
+            HardwareClass::Cuda { .. } => ClassDefaults {
+                decode_path: ClassDefault {
+                    value: DecodePath::Fused,
+                    reason: "provisional until the fused/split A/B is measured: mlx-lm's Hopper decode is flat \
+                             across dtypes, i.e. bound by per-token graph building and launches, so fewer ops should pay",
+                },
+                pretranspose: ClassDefault {
+                    value: false,
+                    reason: "provisional until measured: cuBLAS takes the transposed operand natively",
+                },
+                compute_dtype: ClassDefault {
+                    value: Dtype::BF16,
+                    reason: "bf16 tensor-core matmuls at half fp32's weight bytes; bf16 keeps fp32's range",
+                },
+                prefill_chunk: ClassDefault { value: 2048, reason: GPU_PREFILL_CHUNK },
+            },
+            HardwareClass::AppleNeuralAccelerator => ClassDefaults {
+                decode_path: ClassDefault {
+                    value: DecodePath::Split,
+                    reason: "published M5 Max results: fused per-layer decode regressed M5 decode by 6.3% (it \
+                             helped M1 Ultra by 3.6%)",
+                },
+                pretranspose: ClassDefault {
+                    value: true,
+                    reason: "published M5 Max results: pre-transposed dense MLP/LM-head weights helped M5 decode",
+                },
+                compute_dtype: ClassDefault { value: Dtype::BF16, reason: APPLE_HALF_PRECISION },
+                prefill_chunk: ClassDefault { value: 2048, reason: GPU_PREFILL_CHUNK },
+            },
+            HardwareClass::AppleGpu => ClassDefaults {
+                decode_path: ClassDefault {
+                    value: DecodePath::Fused,
+                    reason: "published results: fused per-layer decode helped M1 Ultra decode by 3.6%",
+                },
+                pretranspose: ClassDefault {
+                    value: false,
+                    reason: "the published pre-transpose gain was on M5's Neural Accelerators; none is shown \
+                             without them",
+                },
+                compute_dtype: ClassDefault { value: Dtype::BF16, reason: APPLE_HALF_PRECISION },
+                prefill_chunk: ClassDefault { value: 2048, reason: GPU_PREFILL_CHUNK },
+            },
+        }
+    }
+}
+
+impl ExecutionPlan {
+    /// The defaults for the profile's hardware class.
+    pub fn for_profile(profile: &HardwareProfile) -> Self {
+        Self::for_class(HardwareClass::of(profile))
+    }
+
+    pub fn for_class(class: HardwareClass) -> Self {
+        let defaults = ClassDefaults::of(&class);
+        let provenance =
+            |reason: &str| Provenance { source: SettingSource::Default(class.clone()), reason: reason.to_string() };
+        ExecutionPlan {
+            provenance: PlanProvenance {
+                decode_path: provenance(defaults.decode_path.reason),
+                pretranspose: provenance(defaults.pretranspose.reason),
+                compute_dtype: provenance(defaults.compute_dtype.reason),
+                prefill_chunk: provenance(defaults.prefill_chunk.reason),
+            },
+            hardware_class: class,
+            decode_path: defaults.decode_path.value,
+            pretranspose: defaults.pretranspose.value,
+            compute_dtype: defaults.compute_dtype.value,
+            prefill_chunk: defaults.prefill_chunk.value,
+        }
+    }
+
+    /// The settings in display order, with their values as text.
+    pub fn settings(&self) -> [PlanSetting<'_>; 4] {
+        [
+            PlanSetting {
+                name: "decode_path",
+                value: self.decode_path.to_string(),
+                provenance: &self.provenance.decode_path,
+            },
+            PlanSetting {
+                name: "pretranspose",
+                value: on_off(self.pretranspose).to_string(),
+                provenance: &self.provenance.pretranspose,
+            },
+            PlanSetting {
+                name: "compute_dtype",
+                value: self.compute_dtype.name().to_string(),
+                provenance: &self.provenance.compute_dtype,
+            },
+            PlanSetting {
+                name: "prefill_chunk",
+                value: self.prefill_chunk.to_string(),
+                provenance: &self.provenance.prefill_chunk,
+            },
+        ]
+    }
+}
+
+pub(super) fn on_off(enabled: bool) -> &'static str {
+    if enabled { "on" } else { "off" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hardware::{AppleProfile, BlasLibrary, BlasProfile, CpuProfile, CudaProfile};
+
+    fn cpu_profile(arch: &str) -> CpuProfile {
+        CpuProfile {
+            model: None,
+            arch: arch.to_string(),
+            cores: 8,
+            physical_cores: Some(4),
+            features: Vec::new(),
+            blas: BlasProfile { library: BlasLibrary::OpenBlas, path: None },
+        }
+    }
+
+    fn profile(backend: Backend) -> HardwareProfile {
+        HardwareProfile {
+            backend,
+            device_name: "test device".to_string(),
+            memory_bytes: Some(1 << 30),
+            mlx_version: "0.32.4".to_string(),
+            mlx_package: "mlx-cpu".to_string(),
+            mlx_library: None,
+            blas_linked: "openblas".to_string(),
+            cpu: cpu_profile("x86_64"),
+            apple: None,
+            cuda: None,
+        }
+    }
+
+    fn apple_profile(chip: &str, architecture: &str, macos: &str) -> HardwareProfile {
+        HardwareProfile {
+            apple: Some(AppleProfile::from_reported(chip, Some(architecture), Some(macos), true)),
+            cpu: cpu_profile("aarch64"),
+            ..profile(Backend::Metal)
+        }
+    }
+
+    /// (class, decode path, pretranspose, compute dtype, prefill chunk)
+    fn defaults(class: HardwareClass) -> (String, DecodePath, bool, Dtype, u32) {
+        let plan = ExecutionPlan::for_class(class);
+        (plan.hardware_class.to_string(), plan.decode_path, plan.pretranspose, plan.compute_dtype, plan.prefill_chunk)
+    }
+
+    #[test]
+    fn defaults_per_hardware_class() {
+        let cpu = HardwareClass::Cpu { arch: "x86_64".to_string() };
+        assert_eq!(defaults(cpu), ("cpu-x86_64".to_string(), DecodePath::Fused, false, Dtype::F32, 512));
+        let hopper = HardwareClass::Cuda { compute_capability: Some((9, 0)) };
+        assert_eq!(defaults(hopper), ("cuda-sm90".to_string(), DecodePath::Fused, false, Dtype::BF16, 2048));
+        let unknown_cuda = HardwareClass::Cuda { compute_capability: None };
+        assert_eq!(defaults(unknown_cuda), ("cuda".to_string(), DecodePath::Fused, false, Dtype::BF16, 2048));
+        assert_eq!(
+            defaults(HardwareClass::AppleNeuralAccelerator),
+            ("apple-neural-accelerator".to_string(), DecodePath::Split, true, Dtype::BF16, 2048)
+        );
+        assert_eq!(
+            defaults(HardwareClass::AppleGpu),
+            ("apple-gpu".to_string(), DecodePath::Fused, false, Dtype::BF16, 2048)
+        );
+    }
+
+    #[test]
+    fn every_default_says_which_class_chose_it() {
+        for class in [
+            HardwareClass::Cpu { arch: "aarch64".to_string() },
+            HardwareClass::Cuda { compute_capability: Some((10, 0)) },
+            HardwareClass::AppleNeuralAccelerator,
+            HardwareClass::AppleGpu,
+        ] {
+            let plan = ExecutionPlan::for_class(class.clone());
+            for setting in plan.settings() {
+                assert_eq!(setting.provenance.source, SettingSource::Default(class.clone()), "{}", setting.name);
+                assert_eq!(setting.provenance.source.to_string(), format!("default ({class})"));
+                let reason = &setting.provenance.reason;
+                assert!(!reason.is_empty() && !reason.contains('\n'), "{class} {}: {reason:?}", setting.name);
+            }
+        }
+    }
+
+    #[test]
+    fn unmeasured_defaults_are_marked_provisional() {
+        let cpu = ExecutionPlan::for_class(HardwareClass::Cpu { arch: "x86_64".to_string() });
+        for reason in [&cpu.provenance.decode_path.reason, &cpu.provenance.pretranspose.reason] {
+            assert!(reason.contains("until the CPU A/B benchmark sets it"), "{reason}");
+        }
+        assert!(cpu.provenance.compute_dtype.reason.contains("5 GFLOP/s"));
+        let cuda = ExecutionPlan::for_class(HardwareClass::Cuda { compute_capability: Some((9, 0)) });
+        assert!(cuda.provenance.pretranspose.reason.contains("provisional until measured"));
+    }
+
+    #[test]
+    fn class_from_profile() {
+        assert_eq!(HardwareClass::of(&profile(Backend::Cpu)), HardwareClass::Cpu { arch: "x86_64".to_string() });
+
+        let cuda = CudaProfile {
+            device_name: Some("NVIDIA H100".to_string()),
+            compute_capability: "9.0".to_string(),
+            compute_capability_major: 9,
+            compute_capability_minor: 0,
+            sm_count: Some(132),
+            memory_bytes: None,
+        };
+        let hopper = HardwareProfile { cuda: Some(cuda), ..profile(Backend::Cuda) };
+        assert_eq!(HardwareClass::of(&hopper).to_string(), "cuda-sm90");
+        assert_eq!(HardwareClass::of(&profile(Backend::Cuda)).to_string(), "cuda");
+
+        let m5_pro = apple_profile("Apple M5 Pro", "applegpu_g17s", "26.2");
+        assert_eq!(HardwareClass::of(&m5_pro), HardwareClass::AppleNeuralAccelerator);
+        assert_eq!(ExecutionPlan::for_profile(&m5_pro).decode_path, DecodePath::Split);
+        let m5_old_macos = apple_profile("Apple M5", "applegpu_g17g", "26.1");
+        assert_eq!(HardwareClass::of(&m5_old_macos), HardwareClass::AppleGpu);
+        let m1_max = apple_profile("Apple M1 Max", "applegpu_g13s", "26.2");
+        assert_eq!(HardwareClass::of(&m1_max), HardwareClass::AppleGpu);
+        // Metal without an Apple profile cannot claim Neural Accelerators.
+        assert_eq!(HardwareClass::of(&profile(Backend::Metal)), HardwareClass::AppleGpu);
+    }
+
+    #[test]
+    fn plan_json_shape() {
+        let plan = ExecutionPlan::for_class(HardwareClass::Cpu { arch: "x86_64".to_string() });
+        let json = serde_json::to_value(&plan).unwrap();
+        assert_eq!(json["hardware_class"], "cpu-x86_64");
+        assert_eq!(json["decode_path"], "fused");
+        assert_eq!(json["pretranspose"], false);
+        assert_eq!(json["compute_dtype"], "float32");
+        assert_eq!(json["prefill_chunk"], 512);
+        for setting in ["decode_path", "pretranspose", "compute_dtype", "prefill_chunk"] {
+            assert_eq!(json["provenance"][setting]["source"], "default (cpu-x86_64)", "{setting}");
+            assert!(json["provenance"][setting]["reason"].is_string(), "{setting}");
+        }
+        let apple = serde_json::to_value(ExecutionPlan::for_class(HardwareClass::AppleNeuralAccelerator)).unwrap();
+        assert_eq!((&apple["decode_path"], &apple["compute_dtype"]), (&"split".into(), &"bfloat16".into()));
+    }
+
+    #[test]
+    fn settings_rows_in_display_order() {
+        let plan = ExecutionPlan::for_class(HardwareClass::AppleNeuralAccelerator);
+        let rows: Vec<(&str, String)> = plan.settings().iter().map(|row| (row.name, row.value.clone())).collect();
+        let expected = [
+            ("decode_path", "split"),
+            ("pretranspose", "on"),
+            ("compute_dtype", "bfloat16"),
+            ("prefill_chunk", "2048"),
+        ];
+        assert_eq!(rows, expected.map(|(name, value)| (name, value.to_string())));
+    }
+}
