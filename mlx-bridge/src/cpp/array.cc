@@ -128,8 +128,14 @@ std::size_t array_size(const Array& a) { return a.inner.size(); }
 std::size_t array_nbytes(const Array& a) { return a.inner.nbytes(); }
 
 void array_read_into(const Array& a, rust::Slice<std::uint8_t> out) {
-  auto c = mx::contiguous(a.inner);
+  // Read in place when already row-major (host-created arrays, most results): no device op, so
+  // this also works for dtypes the GPU backends lack (float64).
+  auto c = a.inner;
   c.eval();
+  if (!c.flags().row_contiguous) {
+    c = mx::contiguous(c);
+    c.eval();
+  }
   if (c.nbytes() != out.size()) {
     std::ostringstream msg;
     msg << "array_read_into: array holds " << c.nbytes() << " bytes, buffer has " << out.size();
