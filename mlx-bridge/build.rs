@@ -253,9 +253,10 @@ fn link_openblas(link_args: &mut Vec<String>) -> &'static str {
     "mlx-bundled"
 }
 
+/// Reports why MLX could not be found, with the remedies, and stops the build (no panic backtrace).
 fn fail(why: &str, package: &str) -> ! {
     let cache = cache_root().join("mlx");
-    panic!(
+    eprintln!(
         "\n\nmlx-bridge cannot find MLX {MLX_VERSION}: {why}\n\n\
          Remedies, any one of:\n  \
          - let the build fetch the official wheel: make `python3 -m pip` work with PyPI reachable \
@@ -267,4 +268,5 @@ fn fail(why: &str, package: &str) -> ! {
         cache = cache.display(),
         lib = libmlx_name(),
     );
+    std::process::exit(1);
 }
