@@ -3,13 +3,22 @@
 mod common;
 
 use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
 
 use mlx_bridge::device::{self, Device, DeviceKind};
 use mlx_bridge::io::{SafeTensors, save_safetensors};
 use mlx_bridge::{Array, Dtype, memory};
 
+/// MLX's allocator statistics are process-wide: tests in this binary that allocate run one at a time
+/// so that one test's frees do not land between another's two readings.
+fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 #[test]
 fn safetensors_round_trip_with_metadata_and_dtypes() {
+    let _serial = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("weights.safetensors");
     let (a, av) = common::array(&[3, 4], 1);
@@ -31,6 +40,7 @@ fn safetensors_round_trip_with_metadata_and_dtypes() {
 
 #[test]
 fn safetensors_loading_is_lazy() {
+    let _serial = exclusive();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("big.safetensors");
     let big = Array::ones(&[1024, 1024], Dtype::F32).unwrap();
@@ -46,6 +56,7 @@ fn safetensors_loading_is_lazy() {
 
 #[test]
 fn memory_statistics_track_allocations() {
+    let _serial = exclusive();
     memory::reset_peak();
     let before = memory::stats();
     let a = Array::ones(&[2048, 1024], Dtype::F32).unwrap();
@@ -66,6 +77,7 @@ fn memory_statistics_track_allocations() {
 
 #[test]
 fn devices_streams_and_version() {
+    let _serial = exclusive();
     assert!(mlx_bridge::mlx_version().starts_with("0."));
     assert!(device::is_available(Device::cpu()));
     let default = device::default_device();
