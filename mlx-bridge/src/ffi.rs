@@ -113,6 +113,17 @@ pub(crate) mod bridge {
         GeluTanhGate,
         /// `tanh(x / cap) * cap` with `cap` a scalar array
         Softcap,
+        /// `gelu_tanh(relu(gate - (mean(gate) + std(gate) * k))) * up` over the last axis: the
+        /// Gaussian top-k gated activation of Gemma 3n's sparse MLP layers; `k` a scalar array.
+        GaussianTopkGeluGate,
+        /// Gemma 3n's MLP with dense `[out, in]` weights: inputs `x, gate_w, up_w, down_w`.
+        Gemma3nMlp,
+        /// The same with the Gaussian top-k cut: inputs `x, gate_w, up_w, down_w, k`.
+        Gemma3nMlpSparse,
+        /// Gate and up weights pre-transposed to `[in, out]`: inputs `x, gate_wt, up_wt, down_w`.
+        Gemma3nMlpT,
+        /// Pre-transposed and sparse: inputs `x, gate_wt, up_wt, down_w, k`.
+        Gemma3nMlpTSparse,
     }
 
     unsafe extern "C++" {

@@ -1,1 +1,10 @@
+//! Model architectures for mlxcel (one module per family over shared layers), the weights
+//! loader, and the hardware profile and execution plan the models follow.
+
+mod error;
+pub mod gemma3n;
 pub mod hardware;
+pub mod layers;
+pub mod weights;
+
+pub use error::{ModelError, Result};

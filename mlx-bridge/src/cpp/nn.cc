@@ -81,6 +81,28 @@ Arrays softcap_block(const Arrays& in) {
   return {mx::multiply(mx::tanh(mx::divide(x, cap)), cap)};
 }
 
+// Keeps the activations above mean + k * std (population std) of the last axis.
+mx::array gaussian_topk(const mx::array& gate, const mx::array& k) {
+  auto mean = mx::mean(gate, -1, true);
+  auto std = mx::std(gate, -1, true, 0);
+  auto cutoff = mx::add(mean, mx::multiply(std, mx::astype(k, gate.dtype())));
+  return mx::maximum(mx::subtract(gate, cutoff), scalar_like(0.0f, gate));
+}
+
+Arrays gaussian_topk_gelu_gate_block(const Arrays& in) {
+  return {mx::multiply(gelu_tanh_expr(gaussian_topk(in.at(0), in.at(2))), in.at(1))};
+}
+
+template <bool Transposed, bool Sparse>
+Arrays gemma3n_mlp_block(const Arrays& in) {
+  const auto& x = in.at(0);
+  auto project = [&](const mx::array& w) { return Transposed ? mx::matmul(x, w) : mx::matmul(x, mx::swapaxes(w, -1, -2)); };
+  auto gate = project(in.at(1));
+  if constexpr (Sparse) gate = gaussian_topk(gate, in.at(4));
+  auto hidden = mx::multiply(gelu_tanh_expr(gate), project(in.at(2)));
+  return {mx::matmul(hidden, mx::swapaxes(in.at(3), -1, -2))};
+}
+
 struct BlockSpec {
   Arrays (*fn)(const Arrays&);
   std::size_t arity;
@@ -92,6 +114,11 @@ BlockSpec spec(FusedBlock block) {
     case FusedBlock::GeluTanh: return {gelu_tanh_block, 1, "gelu_tanh"};
     case FusedBlock::GeluTanhGate: return {gelu_tanh_gate_block, 2, "gelu_tanh_gate"};
     case FusedBlock::Softcap: return {softcap_block, 2, "softcap"};
+    case FusedBlock::GaussianTopkGeluGate: return {gaussian_topk_gelu_gate_block, 3, "gaussian_topk_gelu_gate"};
+    case FusedBlock::Gemma3nMlp: return {gemma3n_mlp_block<false, false>, 4, "gemma3n_mlp"};
+    case FusedBlock::Gemma3nMlpSparse: return {gemma3n_mlp_block<false, true>, 5, "gemma3n_mlp_sparse"};
+    case FusedBlock::Gemma3nMlpT: return {gemma3n_mlp_block<true, false>, 4, "gemma3n_mlp_t"};
+    case FusedBlock::Gemma3nMlpTSparse: return {gemma3n_mlp_block<true, true>, 5, "gemma3n_mlp_t_sparse"};
   }
   throw std::invalid_argument("unknown fused block");
 }

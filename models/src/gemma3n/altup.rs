@@ -1,0 +1,190 @@
+//! AltUp (alternating updates): the model carries `N` streams of the hidden state; each layer
+//! runs on the active one and a learned map predicts and corrects the others.
+
+use mlx_bridge::{Array, Dtype, concatenate, stack};
+
+use super::config::Config;
+use crate::error::Result;
+use crate::hardware::DecodePath;
+use crate::layers::{Linear, RmsNorm};
+use crate::weights::WeightStore;
+
+/// The AltUp streams: one array per stream (split path) or stacked `[N, B, L, D]` (fused path).
+pub(super) enum Streams {
+    Split(Vec<Array>),
+    Stacked(Array),
+}
+
+/// Rescales `x` to the root-mean-square of `target_rms` (transformers clamps the mean square at 1e-5).
+fn match_magnitude(x: &Array, target_rms: &Array) -> Result<Array> {
+    let rms = x.square()?.mean(&[-1], true)?.maximum_scalar(1e-5)?.sqrt()?;
+    Ok(x.mul(target_rms)?.div(&rms)?)
+}
+
+fn rms(x: &Array) -> Result<Array> {
+    Ok(x.square()?.mean(&[-1], true)?.sqrt()?)
+}
+
+impl Streams {
+    /// Stream 0 is `h0`; stream `i` is `projections[i-1](h0)` at `h0`'s magnitude.
+    pub(super) fn initial(h0: &Array, projections: &[Linear], path: DecodePath) -> Result<Streams> {
+        let target = rms(h0)?;
+        let mut streams = vec![h0.clone()];
+        for projection in projections {
+            streams.push(match_magnitude(&projection.forward(h0)?, &target)?);
+        }
+        Ok(match path {
+            DecodePath::Split => Streams::Split(streams),
+            DecodePath::Fused => Streams::Stacked(stack(&streams.iter().collect::<Vec<_>>(), 0)?),
+        })
+    }
+
+    pub(super) fn get(&self, index: usize) -> Result<Array> {
+        Ok(match self {
+            Streams::Split(streams) => streams[index].clone(),
+            Streams::Stacked(x) => x.slice_axis(0, index as i32, index as i32 + 1)?.squeeze(&[0])?,
+        })
+    }
+
+    fn len(&self) -> Result<usize> {
+        Ok(match self {
+            Streams::Split(streams) => streams.len(),
+            Streams::Stacked(x) => x.dim(0)? as usize,
+        })
+    }
+
+    /// Adds `x` to every stream but stream 0.
+    pub(super) fn add_to_all_but_first(self, x: &Array) -> Result<Streams> {
+        Ok(match self {
+            Streams::Split(streams) => Streams::Split(
+                streams
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, s)| if i == 0 { Ok(s) } else { s.add(x) })
+                    .collect::<mlx_bridge::Result<_>>()?,
+            ),
+            Streams::Stacked(s) => {
+                let n = s.dim(0)?;
+                let rest = s.slice_axis(0, 1, n)?.add(&x.expand_dims(&[0])?)?;
+                Streams::Stacked(concatenate(&[&s.slice_axis(0, 0, 1)?, &rest], 0)?)
+            }
+        })
+    }
+
+    /// Streams `1..` through `projections` at stream 0's magnitude, then the mean of all streams.
+    pub(super) fn unembed(&self, projections: &[Linear]) -> Result<Array> {
+        let first = self.get(0)?;
+        let target = rms(&first)?;
+        let mut total = first.clone();
+        for (i, projection) in projections.iter().enumerate() {
+            total = total.add(&match_magnitude(&projection.forward(&self.get(i + 1)?)?, &target)?)?;
+        }
+        Ok(total.div_scalar(self.len()? as f64)?)
+    }
+}
+
+pub(super) struct AltUp {
+    correct_output_scale: Array,
+    /// `[N, N]`, float32, clipped to ±altup_coef_clip.
+    correction_coefs: Array,
+    /// `[N*N, N]`, float32, clipped to ±altup_coef_clip.
+    prediction_coefs: Array,
+    modality_router: Linear,
+    router_norm: RmsNorm,
+    num_streams: usize,
+    active: usize,
+    hidden_size: i32,
+}
+
+impl AltUp {
+    pub(super) fn load(c: &Config, w: &WeightStore, prefix: &str) -> Result<Self> {
+        let n = c.altup_num_inputs as i32;
+        let coefs = |name: &str, rows: i32| -> Result<Array> {
+            let coefs = w.tensor(&format!("{prefix}.altup.{name}.weight"), &[rows, n])?.astype(Dtype::F32)?;
+            Ok(match c.altup_coef_clip {
+                Some(clip) => coefs.clip_scalar(-clip as f64, clip as f64)?,
+                None => coefs,
+            })
+        };
+        Ok(AltUp {
+            correct_output_scale: w.tensor(&format!("{prefix}.altup.correct_output_scale"), &[c.hidden_size])?,
+            correction_coefs: coefs("correction_coefs", n)?,
+            prediction_coefs: coefs("prediction_coefs", n * n)?,
+            modality_router: w.linear(&format!("{prefix}.altup.modality_router"), n, c.hidden_size)?,
+            router_norm: RmsNorm::new(
+                w.tensor(&format!("{prefix}.altup.router_norm.weight"), &[c.hidden_size])?,
+                c.rms_norm_eps,
+            ),
+            num_streams: c.altup_num_inputs,
+            active: c.altup_active_idx,
+            hidden_size: c.hidden_size,
+        })
+    }
+
+    pub(super) fn correct_output_scale(&self) -> &Array {
+        &self.correct_output_scale
+    }
+
+    /// `tanh(router(router_norm(x) / D))` in float32, `[B, L, N]` (1/D, not 1/sqrt(D)).
+    fn modalities(&self, x: &Array) -> Result<Array> {
+        let routed =
+            self.modality_router.forward(&self.router_norm.forward(x)?.div_scalar(self.hidden_size as f64)?)?;
+        Ok(routed.astype(Dtype::F32)?.tanh()?)
+    }
+
+    /// `pred[i] = x[i] + sum_j M[i][j] x[j]` with `M = reshape(prediction_coefs @ m, N x N)`.
+    pub(super) fn predict(&self, streams: &Streams) -> Result<Streams> {
+        let n = self.num_streams;
+        let modalities = self.modalities(&streams.get(self.active)?)?;
+        let coefs = modalities.matmul(&self.prediction_coefs.t()?)?; // [B, L, N*N]
+        match streams {
+            Streams::Split(x) => {
+                let dtype = x[0].dtype();
+                let mut out = Vec::with_capacity(n);
+                for i in 0..n {
+                    let mut acc = x[i].astype(Dtype::F32)?;
+                    for (j, xj) in x.iter().enumerate() {
+                        let m = coefs.slice_axis(-1, (i * n + j) as i32, (i * n + j) as i32 + 1)?;
+                        acc = acc.add(&m.mul(&xj.astype(Dtype::F32)?)?)?;
+                    }
+                    out.push(acc.astype(dtype)?);
+                }
+                Ok(Streams::Split(out))
+            }
+            Streams::Stacked(x) => {
+                let mut shape = modalities.shape();
+                shape.extend([n as i32, n as i32]);
+                shape.remove(2);
+                // [B, L, N, N] transposed so that x^T (as [B, L, D, N]) @ coefs = predictions^T.
+                let coefs = coefs.reshape(&shape)?.transpose(&[0, 1, 3, 2])?;
+                let xf = x.astype(Dtype::F32)?;
+                let mixed = xf.transpose(&[1, 2, 3, 0])?.matmul(&coefs)?.transpose(&[3, 0, 1, 2])?;
+                Ok(Streams::Stacked(mixed.add(&xf)?.astype(x.dtype())?))
+            }
+        }
+    }
+
+    /// `corr[i] = pred[i] + (correction_coefs @ m + 1)[i] * (activated - pred[active])`.
+    pub(super) fn correct(&self, predictions: Streams, activated: &Array) -> Result<Streams> {
+        let modalities = self.modalities(activated)?;
+        let coefs = modalities.matmul(&self.correction_coefs.t()?)?.add_scalar(1.0)?; // [B, L, N]
+        let innovation = activated.sub(&predictions.get(self.active)?)?.astype(Dtype::F32)?;
+        let dtype = activated.dtype();
+        match predictions {
+            Streams::Split(p) => Ok(Streams::Split(
+                p.iter()
+                    .enumerate()
+                    .map(|(i, pi)| {
+                        let c = coefs.slice_axis(-1, i as i32, i as i32 + 1)?;
+                        pi.astype(Dtype::F32)?.add(&c.mul(&innovation)?)?.astype(dtype)
+                    })
+                    .collect::<mlx_bridge::Result<_>>()?,
+            )),
+            Streams::Stacked(p) => {
+                let c = coefs.transpose(&[2, 0, 1])?.expand_dims(&[3])?; // [N, B, L, 1]
+                let corrected = p.astype(Dtype::F32)?.add(&c.mul(&innovation.expand_dims(&[0])?)?)?;
+                Ok(Streams::Stacked(corrected.astype(dtype)?))
+            }
+        }
+    }
+}

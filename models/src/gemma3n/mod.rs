@@ -1,0 +1,554 @@
+//! Gemma 3n text model (E2B/E4B), numerically following transformers' `modeling_gemma3n.py`.
+//!
+//! Per token batch: scaled embeddings and per-layer inputs; AltUp streams (predict → attention,
+//! Laurel and MLP on the active stream → correct → per-layer gate); unembedding of the streams,
+//! final norm, tied LM head and soft-capping. `docs/gemma3n.md` in shared/ lists the pitfalls.
+//!
+//! Two decode paths, both always built ([`DecodePath`]): `split` runs AltUp with one array per
+//! stream and every op separately; `fused` keeps the streams stacked `[N, B, L, D]` from predict
+//! through correct and runs the MLP as one block compiled in C++ (`mx::compile`).
+
+mod altup;
+mod config;
+
+use std::path::Path;
+
+use mlx_bridge::fused::{self, FusedBlock};
+use mlx_bridge::{Array, Dtype, fast};
+use serde_json::Value;
+
+pub use config::{Config, KvSource, LayerKind};
+
+use self::altup::{AltUp, Streams};
+use crate::error::{ModelError, Result};
+use crate::hardware::DecodePath;
+use crate::layers::{AttentionInputs, Embedding, KvCache, Linear, RmsNorm};
+use crate::weights::{QuantizationConfig, WeightStore};
+
+/// How the weights are held and which forward path runs (from the execution plan).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadOptions {
+    pub dtype: Dtype,
+    pub decode_path: DecodePath,
+    pub pretranspose: bool,
+}
+
+pub struct Gemma3n {
+    config: Config,
+    decode_path: DecodePath,
+    embed_tokens: Embedding,
+    embed_tokens_per_layer: Embedding,
+    per_layer_model_projection: Linear,
+    per_layer_projection_norm: RmsNorm,
+    altup_projections: Vec<Linear>,
+    altup_unembed_projections: Vec<Linear>,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+}
+
+struct DecoderLayer {
+    kind: LayerKind,
+    kv_source: KvSource,
+    attention: Attention,
+    mlp: Mlp,
+    altup: AltUp,
+    laurel: Laurel,
+    input_layernorm: RmsNorm,
+    post_attention_layernorm: RmsNorm,
+    pre_feedforward_layernorm: RmsNorm,
+    post_feedforward_layernorm: RmsNorm,
+    per_layer_input_gate: Linear,
+    per_layer_projection: Linear,
+    post_per_layer_input_norm: RmsNorm,
+}
+
+struct Attention {
+    q_proj: Linear,
+    /// `None` on kv-shared layers: their k/v weights are dead and not loaded.
+    kv: Option<KvProjection>,
+    o_proj: Linear,
+    q_norm: RmsNorm,
+    rope: fast::Rope,
+    num_heads: i32,
+    num_kv_heads: i32,
+    head_dim: i32,
+}
+
+struct KvProjection {
+    k_proj: Linear,
+    v_proj: Linear,
+    k_norm: RmsNorm,
+    v_norm: RmsNorm,
+}
+
+struct Mlp {
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    /// `sqrt(2) * erfinv(2p - 1)` for layers with activation sparsity `p > 0`.
+    sparsity_multiplier: Option<Array>,
+}
+
+struct Laurel {
+    linear_left: Linear,
+    linear_right: Linear,
+    post_laurel_norm: RmsNorm,
+}
+
+/// What kv-shared layers reuse this step, by layer kind.
+#[derive(Default)]
+struct SharedKv {
+    sliding: Option<AttentionInputs>,
+    full: Option<AttentionInputs>,
+}
+
+impl SharedKv {
+    fn slot(&mut self, kind: LayerKind) -> &mut Option<AttentionInputs> {
+        match kind {
+            LayerKind::Sliding => &mut self.sliding,
+            LayerKind::Full => &mut self.full,
+        }
+    }
+}
+
+/// Renames checkpoint tensors to the text model's own names: HF multimodal
+/// (`model.language_model.*`), mlx-vlm (`language_model.model.*`) and text-only saves (`model.*`);
+/// the vision/audio towers and the (tied) `lm_head` are dropped, and so are the dead k/v weights
+/// of kv-shared layers.
+pub fn rename_tensor(name: &str, config: &Config) -> Option<String> {
+    let local = ["model.language_model.", "language_model.model.", "language_model.", "model."]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
+        .unwrap_or(name);
+    if local.starts_with("lm_head.") {
+        return None;
+    }
+    let towers = ["vision_tower.", "audio_tower.", "embed_vision.", "embed_audio."];
+    if towers.iter().any(|tower| local.starts_with(tower)) {
+        return None;
+    }
+    let mut parts = local.splitn(3, '.');
+    if let (Some("layers"), Some(index), Some(rest)) = (parts.next(), parts.next(), parts.next()) {
+        let index: usize = index.parse().ok()?;
+        let dead = ["self_attn.k_proj.", "self_attn.v_proj.", "self_attn.k_norm.", "self_attn.v_norm."];
+        if index >= config.first_kv_shared_layer() && dead.iter().any(|d| rest.starts_with(d)) {
+            return None;
+        }
+    }
+    Some(local.to_string())
+}
+
+impl Gemma3n {
+    pub const MODEL_TYPES: [&'static str; 2] = ["gemma3n", "gemma3n_text"];
+
+    /// Loads a checkpoint folder (config.json + safetensors, single or sharded, plain or MLX-quantized).
+    pub fn load(dir: &Path, root_config: &Value, options: LoadOptions) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let config = Config::from_json(root_config)
+            .map_err(|message| ModelError::Config { path: config_path.clone(), message })?;
+        let rename = |name: &str| rename_tensor(name, &config);
+        let quantization = QuantizationConfig::from_config(root_config, &rename)
+            .map_err(|message| ModelError::Config { path: config_path, message })?;
+        let store = WeightStore::open(dir, &rename, quantization, options.dtype)?;
+        Self::from_store(config, &store, options)
+    }
+
+    fn from_store(config: Config, w: &WeightStore, options: LoadOptions) -> Result<Self> {
+        let c = &config;
+        let (d, n_layers, d_pl) = (c.hidden_size, c.num_layers as i32, c.hidden_size_per_layer_input);
+        let norm =
+            |name: &str, dim: i32| -> Result<RmsNorm> { Ok(RmsNorm::new(w.tensor(name, &[dim])?, c.rms_norm_eps)) };
+        let mut embed_tokens = w.embedding("embed_tokens", c.vocab_size, d)?;
+        if options.pretranspose {
+            embed_tokens = embed_tokens.with_pretransposed_head()?;
+        }
+        let altup_projections = (0..c.altup_num_inputs - 1)
+            .map(|i| w.linear(&format!("altup_projections.{i}"), d, d))
+            .collect::<Result<Vec<_>>>()?;
+        let altup_unembed_projections = (0..c.altup_num_inputs - 1)
+            .map(|i| w.linear(&format!("altup_unembed_projections.{i}"), d, d))
+            .collect::<Result<Vec<_>>>()?;
+        let layers = (0..c.num_layers).map(|i| DecoderLayer::load(c, w, i, options)).collect::<Result<Vec<_>>>()?;
+        Ok(Gemma3n {
+            embed_tokens,
+            embed_tokens_per_layer: w.embedding(
+                "embed_tokens_per_layer",
+                c.vocab_size_per_layer_input,
+                n_layers * d_pl,
+            )?,
+            per_layer_model_projection: w.linear("per_layer_model_projection", n_layers * d_pl, d)?,
+            per_layer_projection_norm: norm("per_layer_projection_norm.weight", d_pl)?,
+            altup_projections,
+            altup_unembed_projections,
+            layers,
+            norm: norm("norm.weight", d)?,
+            decode_path: options.decode_path,
+            config,
+        })
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub fn decode_path(&self) -> DecodePath {
+        self.decode_path
+    }
+
+    /// Switches the forward path (both are always built).
+    pub fn set_decode_path(&mut self, path: DecodePath) {
+        self.decode_path = path;
+    }
+
+    /// Fresh caches: a growing cache for each full-attention layer and a sliding-window ring for
+    /// each sliding layer, for the layers that compute their own keys and values.
+    pub fn make_caches(&self) -> Vec<KvCache> {
+        self.config.layer_kinds[..self.config.num_caches()]
+            .iter()
+            .map(|kind| match kind {
+                LayerKind::Full => KvCache::growing(),
+                LayerKind::Sliding => KvCache::sliding(self.config.sliding_window),
+            })
+            .collect()
+    }
+
+    /// Logits `[B, L, vocab]` for token ids `[B, L]` (int32), continuing from `caches`.
+    pub fn forward(&self, ids: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        let c = &self.config;
+        if ids.ndim() != 2 {
+            return Err(ModelError::Input(format!("token ids must be [batch, length], got {:?}", ids.shape())));
+        }
+        if caches.len() != c.num_caches() {
+            return Err(ModelError::Input(format!(
+                "{} caches given, the model needs {}",
+                caches.len(),
+                c.num_caches()
+            )));
+        }
+        // One position for the whole step: kv-shared layers rope their queries at the position
+        // before their source layer appended this step's keys.
+        let offset = caches[0].offset();
+        let ids = ids.astype(Dtype::I32)?;
+        let h0 = self.embed_tokens.lookup(&ids)?;
+        let h0 = h0.mul_scalar((c.hidden_size as f64).sqrt())?;
+        let per_layer = self.per_layer_inputs(&ids, &h0)?;
+
+        let mut streams = Streams::initial(&h0, &self.altup_projections, self.decode_path)?;
+        let mut shared = SharedKv::default();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let per_layer_input = per_layer.slice_axis(2, i as i32, i as i32 + 1)?.squeeze(&[2])?;
+            streams = layer.forward(c, streams, &per_layer_input, caches, &mut shared, offset, self.decode_path)?;
+        }
+        let h = streams.unembed(&self.altup_unembed_projections)?;
+        let logits = self.embed_tokens.as_linear(&self.norm.forward(&h)?)?;
+        match c.final_logit_softcapping {
+            Some(cap) if self.decode_path == DecodePath::Fused => {
+                Ok(fused::softcap(&logits, &logits.scalar_like(cap as f64)?)?)
+            }
+            Some(cap) => Ok(logits.div_scalar(cap as f64)?.tanh()?.mul_scalar(cap as f64)?),
+            None => Ok(logits),
+        }
+    }
+
+    /// A teacher-forced pass over `ids` from empty caches, `chunk` tokens per forward call
+    /// (chunk 1 sends every token through the single-token decode step): logits `[L, vocab]`.
+    pub fn teacher_forced_logits(&self, ids: &[i32], chunk: usize) -> Result<Array> {
+        if ids.is_empty() {
+            return Err(ModelError::Input("no token ids".into()));
+        }
+        if chunk == 0 {
+            return Err(ModelError::Input("the prefill chunk must be at least 1".into()));
+        }
+        let context = self.config.max_position_embeddings as usize;
+        if ids.len() > context {
+            return Err(ModelError::Input(format!("{} tokens exceed the context of {context}", ids.len())));
+        }
+        if let Some(bad) = ids.iter().find(|&&id| id < 0 || id >= self.config.vocab_size) {
+            return Err(ModelError::Input(format!(
+                "token id {bad} is outside the vocabulary of {}",
+                self.config.vocab_size
+            )));
+        }
+        let mut caches = self.make_caches();
+        let mut pieces = Vec::with_capacity(ids.len().div_ceil(chunk));
+        for piece in ids.chunks(chunk) {
+            let input = Array::from_slice(piece, &[1, piece.len() as i32])?;
+            let logits = self.forward(&input, &mut caches)?.squeeze(&[0])?.astype(Dtype::F32)?;
+            // Evaluate per chunk so the graph (and the chunk's activations) stay bounded.
+            logits.eval()?;
+            pieces.push(logits);
+        }
+        Ok(mlx_bridge::concatenate(&pieces.iter().collect::<Vec<_>>(), 0)?)
+    }
+
+    /// `(norm(proj(h0) / sqrt(D)) + embed_per_layer(ids) * sqrt(D_pl)) / sqrt(2)`, `[B, L, layers, D_pl]`.
+    fn per_layer_inputs(&self, ids: &Array, h0: &Array) -> Result<Array> {
+        let c = &self.config;
+        let (b, l) = (ids.dim(0)?, ids.dim(1)?);
+        let shape = [b, l, c.num_layers as i32, c.hidden_size_per_layer_input];
+        // Ids outside the per-layer vocabulary (e.g. multimodal tokens) read row 0.
+        let in_table = ids
+            .greater_equal(&Array::scalar(0i32))?
+            .logical_and(&ids.less(&Array::scalar(c.vocab_size_per_layer_input))?)?;
+        let table_ids = mlx_bridge::where_select(&in_table, ids, &Array::scalar(0i32))?;
+        let embedded = self
+            .embed_tokens_per_layer
+            .lookup(&table_ids)?
+            .mul_scalar((c.hidden_size_per_layer_input as f64).sqrt())?
+            .reshape(&shape)?;
+        let projected = self
+            .per_layer_model_projection
+            .forward(h0)?
+            .mul_scalar((c.hidden_size as f64).powf(-0.5))?
+            .reshape(&shape)?;
+        let projected = self.per_layer_projection_norm.forward(&projected)?;
+        Ok(projected.add(&embedded.astype(projected.dtype())?)?.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?)
+    }
+}
+
+impl DecoderLayer {
+    fn load(c: &Config, w: &WeightStore, i: usize, options: LoadOptions) -> Result<Self> {
+        let p = format!("layers.{i}");
+        let (d, d_pl, eps) = (c.hidden_size, c.hidden_size_per_layer_input, c.rms_norm_eps);
+        let norm = |name: &str, dim: i32| -> Result<RmsNorm> {
+            Ok(RmsNorm::new(w.tensor(&format!("{p}.{name}.weight"), &[dim])?, eps))
+        };
+        let kind = c.layer_kinds[i];
+        let kv_source = c.kv_sources[i];
+        let (hq, hkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let kv = match kv_source {
+            KvSource::Own { .. } => Some(KvProjection {
+                k_proj: w.linear(&format!("{p}.self_attn.k_proj"), hkv * hd, d)?,
+                v_proj: w.linear(&format!("{p}.self_attn.v_proj"), hkv * hd, d)?,
+                k_norm: norm("self_attn.k_norm", hd)?,
+                v_norm: RmsNorm::without_weight(eps),
+            }),
+            KvSource::Shared => None,
+        };
+        let base = match kind {
+            LayerKind::Sliding => c.rope_theta_sliding,
+            LayerKind::Full => c.rope_theta_full,
+        };
+        let attention = Attention {
+            q_proj: w.linear(&format!("{p}.self_attn.q_proj"), hq * hd, d)?,
+            kv,
+            o_proj: w.linear(&format!("{p}.self_attn.o_proj"), d, hq * hd)?,
+            q_norm: norm("self_attn.q_norm", hd)?,
+            rope: fast::Rope::new(hd, base),
+            num_heads: hq,
+            num_kv_heads: hkv,
+            head_dim: hd,
+        };
+        let inter = c.intermediate_sizes[i];
+        let sparsity = c.activation_sparsity[i];
+        let mut gate_proj = w.linear(&format!("{p}.mlp.gate_proj"), inter, d)?;
+        let mut up_proj = w.linear(&format!("{p}.mlp.up_proj"), inter, d)?;
+        if options.pretranspose {
+            gate_proj = gate_proj.pretransposed()?;
+            up_proj = up_proj.pretransposed()?;
+        }
+        let sparsity_multiplier = if sparsity > 0.0 {
+            // As transformers: the standard normal quantile in float32, cast to the activations' dtype.
+            let quantile = Array::scalar(2.0 * sparsity - 1.0).erfinv()?.mul_scalar(std::f64::consts::SQRT_2)?;
+            Some(quantile.astype(options.dtype)?)
+        } else {
+            None
+        };
+        let mlp = Mlp {
+            gate_proj,
+            up_proj,
+            down_proj: w.linear(&format!("{p}.mlp.down_proj"), d, inter)?,
+            sparsity_multiplier,
+        };
+        Ok(DecoderLayer {
+            kind,
+            kv_source,
+            attention,
+            mlp,
+            altup: AltUp::load(c, w, &p)?,
+            laurel: Laurel {
+                linear_left: w.linear(&format!("{p}.laurel.linear_left"), c.laurel_rank, d)?,
+                linear_right: w.linear(&format!("{p}.laurel.linear_right"), d, c.laurel_rank)?,
+                post_laurel_norm: norm("laurel.post_laurel_norm", d)?,
+            },
+            input_layernorm: norm("input_layernorm", d)?,
+            post_attention_layernorm: norm("post_attention_layernorm", d)?,
+            pre_feedforward_layernorm: norm("pre_feedforward_layernorm", d)?,
+            post_feedforward_layernorm: norm("post_feedforward_layernorm", d)?,
+            per_layer_input_gate: w.linear(&format!("{p}.per_layer_input_gate"), d_pl, d)?,
+            per_layer_projection: w.linear(&format!("{p}.per_layer_projection"), d, d_pl)?,
+            post_per_layer_input_norm: norm("post_per_layer_input_norm", d)?,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        c: &Config,
+        streams: Streams,
+        per_layer_input: &Array,
+        caches: &mut [KvCache],
+        shared: &mut SharedKv,
+        offset: i32,
+        path: DecodePath,
+    ) -> Result<Streams> {
+        let predictions = self.altup.predict(&streams)?;
+        let active = predictions.get(c.altup_active_idx)?;
+        let normed = self.input_layernorm.forward(&active)?;
+        let laurel = self.laurel.forward(&normed)?;
+
+        let inputs = match self.kv_source {
+            KvSource::Own { cache, publishes } => {
+                let inputs = self.attention.own_kv(&normed, &mut caches[cache], offset)?;
+                if publishes {
+                    *shared.slot(self.kind) = Some(inputs.clone());
+                }
+                inputs
+            }
+            KvSource::Shared => shared
+                .slot(self.kind)
+                .clone()
+                .ok_or_else(|| ModelError::Input("a kv-shared layer ran before its source layer".into()))?,
+        };
+        let attn = self.post_attention_layernorm.forward(&self.attention.attend(&normed, &inputs, offset)?)?;
+        let h = active.add(&attn)?.add(&laurel)?.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?;
+        let ffw = self.mlp.forward(&self.pre_feedforward_layernorm.forward(&h)?, path)?;
+        let h = h.add(&self.post_feedforward_layernorm.forward(&ffw)?)?;
+
+        let corrected = self.altup.correct(predictions, &h)?;
+        let mut gate_input = corrected.get(c.altup_active_idx)?;
+        if c.altup_correct_scale {
+            gate_input = gate_input.mul(self.altup.correct_output_scale())?;
+        }
+        let gated = gelu_tanh(&self.per_layer_input_gate.forward(&gate_input)?, path)?.mul(per_layer_input)?;
+        let per_layer = self.post_per_layer_input_norm.forward(&self.per_layer_projection.forward(&gated)?)?;
+        corrected.add_to_all_but_first(&per_layer)
+    }
+}
+
+impl Attention {
+    /// Computes this step's keys and values and appends them to the layer's cache.
+    fn own_kv(&self, x: &Array, cache: &mut KvCache, offset: i32) -> Result<AttentionInputs> {
+        let kv = self.kv.as_ref().expect("layers with their own cache load k/v projections");
+        let keys = self.heads(&kv.k_proj.forward(x)?, self.num_kv_heads)?;
+        let keys = self.rope.apply(&kv.k_norm.forward(&keys)?.transpose(&[0, 2, 1, 3])?, offset)?;
+        let values = self.heads(&kv.v_proj.forward(x)?, self.num_kv_heads)?;
+        let values = kv.v_norm.forward(&values)?.transpose(&[0, 2, 1, 3])?;
+        cache.update(&keys, &values)
+    }
+
+    fn attend(&self, x: &Array, inputs: &AttentionInputs, offset: i32) -> Result<Array> {
+        let (b, l) = (x.dim(0)?, x.dim(1)?);
+        let queries = self.heads(&self.q_proj.forward(x)?, self.num_heads)?;
+        let queries = self.rope.apply(&self.q_norm.forward(&queries)?.transpose(&[0, 2, 1, 3])?, offset)?;
+        // Gemma 3n's q/k norms replace the 1/sqrt(d) scaling.
+        let out =
+            fast::scaled_dot_product_attention(&queries, &inputs.keys, &inputs.values, 1.0, inputs.mask.as_fast())?;
+        let out = out.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, self.num_heads * self.head_dim])?;
+        self.o_proj.forward(&out)
+    }
+
+    /// `[B, L, H * D]` to `[B, L, H, D]`.
+    fn heads(&self, x: &Array, heads: i32) -> Result<Array> {
+        Ok(x.reshape(&[x.dim(0)?, x.dim(1)?, heads, self.head_dim])?)
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: &Array, path: DecodePath) -> Result<Array> {
+        if path == DecodePath::Fused {
+            if let Some(out) = self.fused_dense(x)? {
+                return Ok(out);
+            }
+        }
+        let gate = self.gate_proj.forward(x)?;
+        let up = self.up_proj.forward(x)?;
+        let hidden = match (&self.sparsity_multiplier, path) {
+            (Some(k), DecodePath::Fused) => fused::call(FusedBlock::GaussianTopkGeluGate, &[&gate, &up, k])?.remove(0),
+            (None, DecodePath::Fused) => fused::gelu_tanh_gate(&gate, &up)?,
+            (Some(k), DecodePath::Split) => gelu_tanh_ops(&gaussian_topk(&gate, k)?)?.mul(&up)?,
+            (None, DecodePath::Split) => gelu_tanh_ops(&gate)?.mul(&up)?,
+        };
+        self.down_proj.forward(&hidden)
+    }
+
+    /// The whole MLP as one compiled block when its weights are dense.
+    fn fused_dense(&self, x: &Array) -> Result<Option<Array>> {
+        let Linear::Dense { weight: down } = &self.down_proj else { return Ok(None) };
+        let (block, gate, up) = match (&self.gate_proj, &self.up_proj) {
+            (Linear::Dense { weight: g }, Linear::Dense { weight: u }) => (FusedBlock::Gemma3nMlp, g, u),
+            (Linear::Transposed { weight_t: g }, Linear::Transposed { weight_t: u }) => (FusedBlock::Gemma3nMlpT, g, u),
+            _ => return Ok(None),
+        };
+        let out = match &self.sparsity_multiplier {
+            Some(k) => {
+                let sparse = if block == FusedBlock::Gemma3nMlp {
+                    FusedBlock::Gemma3nMlpSparse
+                } else {
+                    FusedBlock::Gemma3nMlpTSparse
+                };
+                fused::call(sparse, &[x, gate, up, down, k])?
+            }
+            None => fused::call(block, &[x, gate, up, down])?,
+        };
+        Ok(out.into_iter().next())
+    }
+}
+
+impl Laurel {
+    /// Learned augmented residual on the normed input: `x + norm(right(left(x)))`.
+    fn forward(&self, x: &Array) -> Result<Array> {
+        let low_rank = self.linear_right.forward(&self.linear_left.forward(x)?)?;
+        Ok(x.add(&self.post_laurel_norm.forward(&low_rank)?)?)
+    }
+}
+
+/// `relu(x - (mean(x) + std(x) * k))` over the last axis (population std).
+fn gaussian_topk(x: &Array, k: &Array) -> Result<Array> {
+    let mean = x.mean(&[-1], true)?;
+    let std = x.std(&[-1], true, 0)?;
+    let cutoff = mean.add(&std.mul(k)?)?;
+    Ok(x.sub(&cutoff)?.maximum_scalar(0.0)?)
+}
+
+fn gelu_tanh(x: &Array, path: DecodePath) -> Result<Array> {
+    match path {
+        DecodePath::Fused => Ok(fused::gelu_tanh(x)?),
+        DecodePath::Split => gelu_tanh_ops(x),
+    }
+}
+
+/// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, op by op.
+fn gelu_tanh_ops(x: &Array) -> Result<Array> {
+    let cubic = x.mul(&x.square()?)?.mul_scalar(0.044715)?;
+    let inner = x.add(&cubic)?.mul_scalar((2.0 / std::f64::consts::PI).sqrt())?;
+    Ok(x.mul_scalar(0.5)?.mul(&inner.tanh()?.add_scalar(1.0)?)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_names_from_every_layout_map_to_the_same_name() {
+        let config = Config::from_json(&serde_json::json!({"num_hidden_layers": 4, "num_kv_shared_layers": 1,
+            "layer_types": ["sliding_attention", "full_attention", "sliding_attention", "sliding_attention"]}))
+        .unwrap();
+        for name in [
+            "model.language_model.layers.0.mlp.gate_proj.weight",
+            "language_model.model.layers.0.mlp.gate_proj.weight",
+            "model.layers.0.mlp.gate_proj.weight",
+        ] {
+            assert_eq!(rename_tensor(name, &config).as_deref(), Some("layers.0.mlp.gate_proj.weight"));
+        }
+        assert_eq!(rename_tensor("model.vision_tower.x.weight", &config), None);
+        assert_eq!(rename_tensor("language_model.model.embed_audio.x.weight", &config), None);
+        assert_eq!(rename_tensor("lm_head.weight", &config), None);
+        assert_eq!(rename_tensor("model.language_model.layers.3.self_attn.k_proj.weight", &config), None);
+        assert_eq!(
+            rename_tensor("model.language_model.layers.3.self_attn.q_proj.weight", &config).as_deref(),
+            Some("layers.3.self_attn.q_proj.weight")
+        );
+        assert!(rename_tensor("model.language_model.layers.2.self_attn.k_proj.weight", &config).is_some());
+    }
+}

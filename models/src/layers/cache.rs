@@ -1,0 +1,223 @@
+//! Per-layer key/value caches, kept outside the model (mlx-lm's discipline) and owned by the
+//! generation loop. Keys and values are `[batch, kv_heads, positions, head_dim]`, already
+//! position-encoded.
+
+use mlx_bridge::{Array, concatenate, fast};
+
+use crate::error::{ModelError, Result};
+
+/// Full-attention caches grow in steps of this many positions, preallocated like mlx-lm's: MLX's
+/// CUDA attention path keys on that layout, and it avoids a reallocation per token.
+pub const CACHE_STEP: i32 = 256;
+
+/// Which keys each query of a step may see.
+#[derive(Debug, Clone)]
+pub enum AttentionMask {
+    /// Every key (a single decode step over a cache that holds only visible positions).
+    None,
+    /// Query `i` of `L` sees keys `0..=S-L+i`.
+    Causal,
+    /// Explicit boolean `[L, S]` mask (true = attend), e.g. a sliding window crossed by a chunk.
+    Array(Array),
+}
+
+impl AttentionMask {
+    pub fn as_fast(&self) -> fast::AttentionMask<'_> {
+        match self {
+            AttentionMask::None => fast::AttentionMask::None,
+            AttentionMask::Causal => fast::AttentionMask::Causal,
+            AttentionMask::Array(mask) => fast::AttentionMask::Array(mask),
+        }
+    }
+}
+
+/// What an attention layer attends over after appending this step's keys and values.
+#[derive(Debug, Clone)]
+pub struct AttentionInputs {
+    pub keys: Array,
+    pub values: Array,
+    pub mask: AttentionMask,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// Every position is kept (full attention).
+    Growing,
+    /// Only the last `window` positions matter: query `q` sees keys `k` with `q - window < k <= q`.
+    Sliding { window: i32 },
+}
+
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    kind: Kind,
+    keys: Option<Array>,
+    values: Option<Array>,
+    /// Positions seen so far: the position of the next token.
+    offset: i32,
+    /// Valid entries in the buffers.
+    len: i32,
+    /// Sliding caches only, once full: the ring slot the next single-token step overwrites (the
+    /// oldest entry). Entries are in temporal order starting here.
+    head: i32,
+}
+
+impl KvCache {
+    pub fn growing() -> Self {
+        Self::new(Kind::Growing)
+    }
+
+    pub fn sliding(window: i32) -> Self {
+        Self::new(Kind::Sliding { window: window.max(1) })
+    }
+
+    fn new(kind: Kind) -> Self {
+        KvCache { kind, keys: None, values: None, offset: 0, len: 0, head: 0 }
+    }
+
+    /// Positions processed so far.
+    pub fn offset(&self) -> i32 {
+        self.offset
+    }
+
+    /// Bytes held by the buffers.
+    pub fn nbytes(&self) -> usize {
+        self.keys.as_ref().map_or(0, Array::nbytes) + self.values.as_ref().map_or(0, Array::nbytes)
+    }
+
+    /// Appends `keys`/`values` (`[B, H, L, D]`) and returns what this step's queries attend over.
+    pub fn update(&mut self, keys: &Array, values: &Array) -> Result<AttentionInputs> {
+        let steps = keys.dim(2)?;
+        if steps < 1 || values.dim(2)? != steps {
+            return Err(ModelError::Input(format!(
+                "cache update with keys {:?} and values {:?}",
+                keys.shape(),
+                values.shape()
+            )));
+        }
+        match self.kind {
+            Kind::Growing => self.update_growing(keys, values, steps),
+            Kind::Sliding { window } if steps == 1 => self.update_ring(keys, values, window),
+            Kind::Sliding { window } => self.update_window_chunk(keys, values, steps, window),
+        }
+    }
+
+    fn update_growing(&mut self, keys: &Array, values: &Array, steps: i32) -> Result<AttentionInputs> {
+        let end = self.offset + steps;
+        let capacity = self.keys.as_ref().map_or(Ok(0), |k| k.dim(2))?;
+        if end > capacity {
+            let capacity = (end + CACHE_STEP - 1) / CACHE_STEP * CACHE_STEP;
+            self.keys = Some(grow(self.keys.take(), keys, capacity, self.offset)?);
+            self.values = Some(grow(self.values.take(), values, capacity, self.offset)?);
+        }
+        let k = write(self.keys.as_ref().expect("allocated above"), keys, self.offset)?;
+        let v = write(self.values.as_ref().expect("allocated above"), values, self.offset)?;
+        let inputs = AttentionInputs {
+            keys: k.slice_axis(2, 0, end)?,
+            values: v.slice_axis(2, 0, end)?,
+            mask: if steps > 1 { AttentionMask::Causal } else { AttentionMask::None },
+        };
+        self.keys = Some(k);
+        self.values = Some(v);
+        self.offset = end;
+        self.len = end;
+        Ok(inputs)
+    }
+
+    /// One token: write it into a ring of `window` slots. Every stored entry is then within the
+    /// window of the new query, so no mask is needed and the order of entries does not matter.
+    fn update_ring(&mut self, keys: &Array, values: &Array, window: i32) -> Result<AttentionInputs> {
+        let capacity = self.keys.as_ref().map_or(Ok(0), |k| k.dim(2))?;
+        if capacity < window {
+            // Room for the whole window, entries kept in place (they are in temporal order from 0).
+            self.keys = Some(grow(self.keys.take(), keys, window, self.len)?);
+            self.values = Some(grow(self.values.take(), values, window, self.len)?);
+        }
+        let slot = if self.len < window { self.len } else { self.head };
+        let k = write(self.keys.as_ref().expect("allocated above"), keys, slot)?;
+        let v = write(self.values.as_ref().expect("allocated above"), values, slot)?;
+        if self.len < window {
+            self.len += 1;
+        } else {
+            self.head = (self.head + 1) % window;
+        }
+        let inputs = AttentionInputs {
+            keys: k.slice_axis(2, 0, self.len)?,
+            values: v.slice_axis(2, 0, self.len)?,
+            mask: AttentionMask::None,
+        };
+        self.keys = Some(k);
+        self.values = Some(v);
+        self.offset += 1;
+        Ok(inputs)
+    }
+
+    /// Several tokens: attend over the last `window - 1` stored positions plus the whole chunk,
+    /// so every new token sees its full window however long the chunk is; an explicit mask
+    /// applies the window where the chunk crosses it. Afterwards keep the last `window` entries.
+    fn update_window_chunk(
+        &mut self,
+        keys: &Array,
+        values: &Array,
+        steps: i32,
+        window: i32,
+    ) -> Result<AttentionInputs> {
+        let history = (window - 1).min(self.len);
+        let (full_k, full_v) = match (self.temporal(&self.keys)?, self.temporal(&self.values)?) {
+            (Some(old_k), Some(old_v)) if history > 0 => {
+                let from = self.len - history;
+                (
+                    concatenate(&[&old_k.slice_axis(2, from, self.len)?, keys], 2)?,
+                    concatenate(&[&old_v.slice_axis(2, from, self.len)?, values], 2)?,
+                )
+            }
+            _ => (keys.clone(), values.clone()),
+        };
+        let total = history + steps;
+        let mask = if total <= window {
+            AttentionMask::Causal
+        } else {
+            // Query i is at position offset + i; key j at offset - history + j.
+            let allowed: Vec<bool> = (0..steps)
+                .flat_map(|i| (0..total).map(move |j| j <= history + i && j + window > history + i))
+                .collect();
+            AttentionMask::Array(Array::from_slice(&allowed, &[steps, total])?)
+        };
+        let kept = total.min(window);
+        self.keys = Some(full_k.slice_axis(2, total - kept, total)?);
+        self.values = Some(full_v.slice_axis(2, total - kept, total)?);
+        self.len = kept;
+        self.head = 0;
+        self.offset += steps;
+        Ok(AttentionInputs { keys: full_k, values: full_v, mask })
+    }
+
+    /// The valid entries of a buffer in temporal order.
+    fn temporal(&self, buffer: &Option<Array>) -> Result<Option<Array>> {
+        let Some(buffer) = buffer else { return Ok(None) };
+        if self.head == 0 {
+            return Ok(Some(buffer.slice_axis(2, 0, self.len)?));
+        }
+        let newer = buffer.slice_axis(2, 0, self.head)?;
+        let older = buffer.slice_axis(2, self.head, self.len)?;
+        Ok(Some(concatenate(&[&older, &newer], 2)?))
+    }
+}
+
+/// A zeroed buffer of `capacity` positions shaped like `like`, holding the first `keep` entries of `old`.
+fn grow(old: Option<Array>, like: &Array, capacity: i32, keep: i32) -> Result<Array> {
+    let mut shape = like.shape();
+    shape[2] = capacity;
+    let buffer = Array::zeros(&shape, like.dtype())?;
+    match old {
+        Some(old) if keep > 0 => write(&buffer, &old.slice_axis(2, 0, keep)?, 0),
+        _ => Ok(buffer),
+    }
+}
+
+/// `buffer[:, :, at:at+L] = update`.
+fn write(buffer: &Array, update: &Array, at: i32) -> Result<Array> {
+    let shape = update.shape();
+    let start = [0, 0, at, 0];
+    let stop = [shape[0], shape[1], at + shape[2], shape[3]];
+    Ok(buffer.slice_update(update, &start, &stop)?)
+}

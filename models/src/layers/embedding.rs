@@ -1,0 +1,60 @@
+use mlx_bridge::Array;
+use mlx_bridge::quant::Quantized;
+
+use crate::error::Result;
+
+/// A `[vocab, dim]` table, dense or quantized, optionally also used as the (tied) output head.
+#[derive(Debug, Clone)]
+pub enum Embedding {
+    Dense {
+        table: Array,
+        /// `table^T` made contiguous at load when the plan pre-transposes the LM head.
+        head_t: Option<Array>,
+    },
+    Quantized(Quantized),
+}
+
+impl Embedding {
+    /// Rows for `ids` (any shape); quantized tables dequantize only the gathered rows.
+    pub fn lookup(&self, ids: &Array) -> Result<Array> {
+        Ok(match self {
+            Embedding::Dense { table, .. } => table.take(ids, 0)?,
+            Embedding::Quantized(q) => Quantized {
+                weight: q.weight.take(ids, 0)?,
+                scales: q.scales.take(ids, 0)?,
+                biases: q.biases.as_ref().map(|b| b.take(ids, 0)).transpose()?,
+                spec: q.spec,
+            }
+            .dequantize()?,
+        })
+    }
+
+    /// `x @ table^T`: the tied LM head.
+    pub fn as_linear(&self, x: &Array) -> Result<Array> {
+        Ok(match self {
+            Embedding::Dense { head_t: Some(head_t), .. } => x.matmul(head_t)?,
+            Embedding::Dense { table, head_t: None } => x.matmul(&table.t()?)?,
+            Embedding::Quantized(q) => q.matmul(x, true)?,
+        })
+    }
+
+    /// Keeps a contiguous transposed copy for the head (dense tables only).
+    pub fn with_pretransposed_head(self) -> Result<Embedding> {
+        Ok(match self {
+            Embedding::Dense { table, .. } => {
+                let head_t = table.t()?.contiguous()?;
+                head_t.eval()?;
+                Embedding::Dense { table, head_t: Some(head_t) }
+            }
+            other => other,
+        })
+    }
+
+    /// The scalar dtype rows come out in (the scales' dtype when quantized).
+    pub fn dtype(&self) -> mlx_bridge::Dtype {
+        match self {
+            Embedding::Dense { table, .. } => table.dtype(),
+            Embedding::Quantized(q) => q.scales.dtype(),
+        }
+    }
+}

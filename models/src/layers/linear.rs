@@ -1,0 +1,53 @@
+use mlx_bridge::Array;
+use mlx_bridge::quant::Quantized;
+
+use crate::error::Result;
+
+/// `y = x W^T` for a weight stored as `[out, in]`, as the checkpoints store it.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    Dense {
+        weight: Array,
+    },
+    /// `W^T` made contiguous at load: the forward pass is a plain `x @ Wt` (the Neural Accelerator
+    /// class's preferred layout; see the execution plan).
+    Transposed {
+        weight_t: Array,
+    },
+    Quantized(Quantized),
+}
+
+impl Linear {
+    pub fn forward(&self, x: &Array) -> Result<Array> {
+        Ok(match self {
+            Linear::Dense { weight } => x.matmul(&weight.t()?)?,
+            Linear::Transposed { weight_t } => x.matmul(weight_t)?,
+            Linear::Quantized(q) => q.matmul(x, true)?,
+        })
+    }
+
+    /// Transposes a dense weight once (evaluated, contiguous); quantized weights stay as they are.
+    pub fn pretransposed(self) -> Result<Linear> {
+        Ok(match self {
+            Linear::Dense { weight } => {
+                let weight_t = weight.t()?.contiguous()?;
+                weight_t.eval()?;
+                Linear::Transposed { weight_t }
+            }
+            other => other,
+        })
+    }
+
+    pub fn is_quantized(&self) -> bool {
+        matches!(self, Linear::Quantized(_))
+    }
+
+    /// The dense `[out, in]` weight (dequantized or un-transposed as needed).
+    pub fn dense_weight(&self) -> Result<Array> {
+        Ok(match self {
+            Linear::Dense { weight } => weight.clone(),
+            Linear::Transposed { weight_t } => weight_t.t()?,
+            Linear::Quantized(q) => q.dequantize()?,
+        })
+    }
+}
