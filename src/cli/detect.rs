@@ -1,7 +1,5 @@
 //! `mlxcel detect`: the hardware profile and the execution plan derived from it, as a table or JSON.
 
-use std::io::Write;
-
 use anyhow::Context;
 use mlxcel_models::hardware::{self, AppleProfile, CudaProfile, ExecutionPlan, HardwareProfile};
 use serde::Serialize;
@@ -29,8 +27,7 @@ pub fn run(args: &DetectArgs) -> anyhow::Result<()> {
     } else {
         render(&profile, &plan)
     };
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).context("writing to stdout")
+    super::print_stdout(&text)
 }
 
 fn render(profile: &HardwareProfile, plan: &ExecutionPlan) -> String {

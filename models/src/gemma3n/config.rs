@@ -362,10 +362,11 @@ mod tests {
         assert_eq!(config.activation_sparsity[10..], [0.0; 2]);
         assert_eq!(config.layer_kinds[4], LayerKind::Full);
         assert_eq!((config.rope_theta_full, config.rope_theta_sliding), (1_000_000.0, 10_000.0));
-        // Layers 10 (full, every 5th) and 11 (sliding) reuse layers 9 and 8.
-        assert_eq!(config.kv_sources[9], KvSource::Own { cache: 9, publishes: true });
+        // Layers 10 and 11 are both sliding (only every 5th layer is full): they reuse layer 8, and
+        // layer 9 (full) has no consumer.
         assert_eq!(config.kv_sources[8], KvSource::Own { cache: 8, publishes: true });
-        assert_eq!(config.kv_sources[11], KvSource::Shared);
+        assert_eq!(config.kv_sources[9], KvSource::Own { cache: 9, publishes: false });
+        assert_eq!((config.kv_sources[10], config.kv_sources[11]), (KvSource::Shared, KvSource::Shared));
         assert_eq!(config.num_caches(), 10);
     }
 

@@ -20,7 +20,9 @@ use serde::Serialize;
 pub use apple::AppleProfile;
 pub use cpu::{BlasLibrary, BlasProfile, CpuProfile};
 pub use cuda::CudaProfile;
-pub use overrides::{InvalidValue, OverrideOrigin, Overrides, PlanError};
+pub use overrides::{
+    InvalidValue, OverrideOrigin, Overrides, PlanError, parse_compute_dtype, parse_prefill_chunk, parse_switch,
+};
 pub use plan::{DecodePath, ExecutionPlan, HardwareClass, PlanSetting, Provenance, SettingSource};
 
 /// Why hardware detection failed. Facts that are merely unavailable (no `/proc`, no libcuda) are

@@ -1,0 +1,52 @@
+//! Execution-plan flags shared by the commands that run a model. They apply after the
+//! `MLXCEL_*` environment overrides, so the command line wins.
+
+use mlx_bridge::Dtype;
+use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, OverrideOrigin, Overrides};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct PlanArgs {
+    /// Decode path: fused (stacked AltUp, compiled blocks) or split (one op at a time).
+    #[arg(long, value_parser = parse_decode_path)]
+    pub decode_path: Option<DecodePath>,
+    /// Pre-transpose dense MLP and LM-head weights at load: on or off.
+    #[arg(long, value_parser = parse_switch)]
+    pub pretranspose: Option<bool>,
+    /// Dtype for activations and unquantized weights: float32, bfloat16 or float16.
+    #[arg(long, value_parser = parse_dtype)]
+    pub compute_dtype: Option<Dtype>,
+    /// Tokens per prefill step (1 runs every token through the decode step).
+    #[arg(long, value_parser = parse_chunk)]
+    pub prefill_chunk: Option<u32>,
+}
+
+impl PlanArgs {
+    /// The plan for this machine: class defaults, then the environment, then these flags.
+    pub fn plan(&self) -> anyhow::Result<ExecutionPlan> {
+        let profile = hardware::detect()?;
+        let overrides = Overrides {
+            origin: OverrideOrigin::Cli,
+            decode_path: self.decode_path,
+            pretranspose: self.pretranspose,
+            compute_dtype: self.compute_dtype,
+            prefill_chunk: self.prefill_chunk,
+        };
+        Ok(ExecutionPlan::for_profile(&profile).with_env_overrides()?.apply_overrides(&overrides))
+    }
+}
+
+fn parse_decode_path(value: &str) -> Result<DecodePath, String> {
+    value.parse::<DecodePath>().map_err(|e| e.to_string())
+}
+
+fn parse_switch(value: &str) -> Result<bool, String> {
+    hardware::parse_switch(value).map_err(|e| e.to_string())
+}
+
+fn parse_dtype(value: &str) -> Result<Dtype, String> {
+    hardware::parse_compute_dtype(value).map_err(|e| e.to_string())
+}
+
+fn parse_chunk(value: &str) -> Result<u32, String> {
+    hardware::parse_prefill_chunk(value).map_err(|e| e.to_string())
+}
