@@ -66,10 +66,18 @@ impl QuantizationConfig {
     }
 }
 
-/// The tensors of a checkpoint folder, by normalised name.
+/// Where a tensor lives.
+enum Source {
+    /// In safetensors file `files[.0]` under its original name `.1`.
+    File(usize, String),
+    /// Already in memory (random weights for benchmarks, converted checkpoints).
+    Memory(Array),
+}
+
+/// The tensors of a checkpoint, by normalised name.
 pub struct WeightStore {
     files: Vec<SafeTensors>,
-    index: HashMap<String, (usize, String)>,
+    index: HashMap<String, Source>,
     quantization: Option<QuantizationConfig>,
     dtype: Dtype,
 }
@@ -89,7 +97,7 @@ impl WeightStore {
                 .map_err(|e| ModelError::Weights(format!("cannot read {}: {e}", path.display())))?;
             for original in file.names() {
                 if let Some(name) = rename(&original) {
-                    if let Some((_, first)) = index.insert(name.clone(), (file_index, original.clone())) {
+                    if let Some(Source::File(_, first)) = index.insert(name.clone(), Source::File(file_index, original.clone())) {
                         return Err(ModelError::Weights(format!("tensors {first} and {original} both map to {name}")));
                     }
                 }
@@ -97,6 +105,12 @@ impl WeightStore {
             files.push(file);
         }
         Ok(WeightStore { files, index, quantization, dtype })
+    }
+
+    /// Tensors already in memory, by the model's own names.
+    pub fn from_arrays(arrays: HashMap<String, Array>, quantization: Option<QuantizationConfig>, dtype: Dtype) -> Self {
+        let index = arrays.into_iter().map(|(name, array)| (name, Source::Memory(array))).collect();
+        WeightStore { files: Vec::new(), index, quantization, dtype }
     }
 
     pub fn compute_dtype(&self) -> Dtype {
@@ -113,9 +127,11 @@ impl WeightStore {
 
     /// The tensor as stored (lazy).
     pub fn raw(&self, name: &str) -> Result<Array> {
-        let (file, original) =
-            self.index.get(name).ok_or_else(|| ModelError::MissingTensor { name: name.to_string() })?;
-        Ok(self.files[*file].get(original)?)
+        match self.index.get(name) {
+            Some(Source::File(file, original)) => Ok(self.files[*file].get(original)?),
+            Some(Source::Memory(array)) => Ok(array.clone()),
+            None => Err(ModelError::MissingTensor { name: name.to_string() }),
+        }
     }
 
     /// A float tensor of exactly `shape`, in the compute dtype.

@@ -10,6 +10,7 @@
 
 mod altup;
 mod config;
+pub mod random;
 
 use std::path::Path;
 
@@ -150,6 +151,17 @@ impl Gemma3n {
         let quantization = QuantizationConfig::from_config(root_config, &rename)
             .map_err(|message| ModelError::Config { path: config_path, message })?;
         let store = WeightStore::open(dir, &rename, quantization, options.dtype)?;
+        Self::from_store(config, &store, options)
+    }
+
+    /// A model over tensors already in memory (by the model's own names, e.g. [`random::random_weights`]).
+    pub fn from_arrays(
+        config: Config,
+        arrays: std::collections::HashMap<String, Array>,
+        quantization: Option<QuantizationConfig>,
+        options: LoadOptions,
+    ) -> Result<Self> {
+        let store = WeightStore::from_arrays(arrays, quantization, options.dtype);
         Self::from_store(config, &store, options)
     }
 
