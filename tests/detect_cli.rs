@@ -67,12 +67,12 @@ fn env_override_shows_in_plan_with_its_source() {
 
 #[test]
 fn table_shows_every_section_and_the_override_source() {
-    let output = mlxcel_detect(&[], &[("MLXCEL_PRETRANSPOSE", "on")]);
+    let output = mlxcel_detect(&[], &[("MLXCEL_PRETRANSPOSE", "off")]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let table = String::from_utf8(output.stdout).expect("UTF-8 output");
     for heading in ["MLX\n", "Device\n", "CPU\n", "Execution plan ("] {
         assert!(table.contains(heading), "missing {heading:?} in:\n{table}");
     }
     let pretranspose = table.lines().find(|line| line.trim_start().starts_with("pretranspose")).expect("plan row");
-    assert!(pretranspose.contains(" on ") && pretranspose.contains("env MLXCEL_PRETRANSPOSE"), "{pretranspose}");
+    assert!(pretranspose.contains(" off ") && pretranspose.contains("env MLXCEL_PRETRANSPOSE"), "{pretranspose}");
 }

@@ -92,7 +92,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut models = Vec::new();
     for &pretranspose in pretranspose_options {
         let options = LoadOptions { dtype: args.dtype, decode_path: DecodePath::Fused, pretranspose };
-        models.push((pretranspose, Gemma3n::from_arrays(config.clone(), weights.clone(), quantization.clone(), options)?));
+        models.push((
+            pretranspose,
+            Gemma3n::from_arrays(config.clone(), weights.clone(), quantization.clone(), options)?,
+        ));
     }
     let prompt = random::randint(0, config.vocab_size as i64, &[1, args.prompt], Dtype::I32, Some(&random::key(1)?))?;
     prompt.eval()?;

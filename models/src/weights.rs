@@ -97,7 +97,9 @@ impl WeightStore {
                 .map_err(|e| ModelError::Weights(format!("cannot read {}: {e}", path.display())))?;
             for original in file.names() {
                 if let Some(name) = rename(&original) {
-                    if let Some(Source::File(_, first)) = index.insert(name.clone(), Source::File(file_index, original.clone())) {
+                    if let Some(Source::File(_, first)) =
+                        index.insert(name.clone(), Source::File(file_index, original.clone()))
+                    {
                         return Err(ModelError::Weights(format!("tensors {first} and {original} both map to {name}")));
                     }
                 }

@@ -94,7 +94,12 @@ pub fn tensor_shapes(c: &Config) -> Vec<(String, Vec<i32>)> {
 
 /// Random weights for `config` in `dtype`; with `quantize`, every 2-D weight whose input size
 /// divides into groups is quantized (as mlx-lm's converter does), the rest stay dense.
-pub fn random_weights(c: &Config, dtype: Dtype, quantize: Option<QuantSpec>, seed: u64) -> Result<HashMap<String, Array>> {
+pub fn random_weights(
+    c: &Config,
+    dtype: Dtype,
+    quantize: Option<QuantSpec>,
+    seed: u64,
+) -> Result<HashMap<String, Array>> {
     let shapes = tensor_shapes(c);
     let keys = random::split(&random::key(seed)?, shapes.len() as i32)?;
     let mut out = HashMap::new();

@@ -315,14 +315,14 @@ mod tests {
         let env = from_vars(&[(DECODE_PATH_VAR, "split")]).unwrap();
         let cli = Overrides {
             decode_path: Some(DecodePath::Fused),
-            pretranspose: Some(true),
+            pretranspose: Some(false),
             ..Overrides::none(OverrideOrigin::Cli)
         };
         let plan = cpu_plan().apply_overrides(&env).apply_overrides(&cli);
-        assert_eq!((plan.decode_path, plan.pretranspose), (DecodePath::Fused, true));
+        assert_eq!((plan.decode_path, plan.pretranspose), (DecodePath::Fused, false));
         assert_eq!(plan.provenance.decode_path.source, SettingSource::Cli);
         assert_eq!(plan.provenance.decode_path.reason, "overrides split from env MLXCEL_DECODE_PATH");
-        assert_eq!(plan.provenance.pretranspose.reason, "overrides the cpu-x86_64 default (off)");
+        assert_eq!(plan.provenance.pretranspose.reason, "overrides the cpu-x86_64 default (on)");
         assert_eq!(serde_json::to_value(&plan).unwrap()["provenance"]["decode_path"]["source"], "cli");
     }
 }

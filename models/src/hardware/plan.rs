@@ -179,12 +179,13 @@ impl ClassDefaults {
             HardwareClass::Cpu { .. } => ClassDefaults {
                 decode_path: ClassDefault {
                     value: DecodePath::Fused,
-                    reason: "provisional, until the CPU A/B benchmark sets it: fewer ops per token is the cheaper guess",
+                    reason: "measured (Gemma 3n e2b-mini fp32, 2-core x86): fused decodes 5.08 tok/s vs split 4.88 \
+                             with pre-transposition, equal without",
                 },
                 pretranspose: ClassDefault {
-                    value: false,
-                    reason: "provisional, until the CPU A/B benchmark sets it: BLAS sgemm reads the transposed \
-                             weight natively",
+                    value: true,
+                    reason: "measured (Gemma 3n e2b-mini fp32, 2-core x86, OpenBLAS): pre-transposed weights decode \
+                             5.08 tok/s vs 3.78 (+34%)",
                 },
                 compute_dtype: ClassDefault {
                     value: Dtype::F32,
@@ -200,12 +201,13 @@ impl ClassDefaults {
             HardwareClass::Cuda { .. } => ClassDefaults {
                 decode_path: ClassDefault {
                     value: DecodePath::Fused,
-                    reason: "provisional until the fused/split A/B is measured: mlx-lm's Hopper decode is flat \
-                             across dtypes, i.e. bound by per-token graph building and launches, so fewer ops should pay",
+                    reason: "measured (Gemma 3n E2B bf16, H100): fused decodes 66.4 tok/s vs split 37.1; E4B 57.3 vs \
+                             26.2; E2B 4-bit 74.8 vs 43.6",
                 },
                 pretranspose: ClassDefault {
                     value: false,
-                    reason: "provisional until measured: cuBLAS takes the transposed operand natively",
+                    reason: "measured (Gemma 3n fused bf16, H100): pre-transposed weights decode slower, E2B 64.7 vs \
+                             66.4 tok/s, E4B 51.0 vs 57.3",
                 },
                 compute_dtype: ClassDefault {
                     value: Dtype::BF16,
@@ -347,7 +349,7 @@ mod tests {
     #[test]
     fn defaults_per_hardware_class() {
         let cpu = HardwareClass::Cpu { arch: "x86_64".to_string() };
-        assert_eq!(defaults(cpu), ("cpu-x86_64".to_string(), DecodePath::Fused, false, Dtype::F32, 512));
+        assert_eq!(defaults(cpu), ("cpu-x86_64".to_string(), DecodePath::Fused, true, Dtype::F32, 512));
         let hopper = HardwareClass::Cuda { compute_capability: Some((9, 0)) };
         assert_eq!(defaults(hopper), ("cuda-sm90".to_string(), DecodePath::Fused, false, Dtype::BF16, 2048));
         let unknown_cuda = HardwareClass::Cuda { compute_capability: None };
@@ -381,14 +383,17 @@ mod tests {
     }
 
     #[test]
-    fn unmeasured_defaults_are_marked_provisional() {
+    fn measured_defaults_say_so_and_the_rest_are_provisional() {
         let cpu = ExecutionPlan::for_class(HardwareClass::Cpu { arch: "x86_64".to_string() });
-        for reason in [&cpu.provenance.decode_path.reason, &cpu.provenance.pretranspose.reason] {
-            assert!(reason.contains("until the CPU A/B benchmark sets it"), "{reason}");
-        }
-        assert!(cpu.provenance.compute_dtype.reason.contains("5 GFLOP/s"));
         let cuda = ExecutionPlan::for_class(HardwareClass::Cuda { compute_capability: Some((9, 0)) });
-        assert!(cuda.provenance.pretranspose.reason.contains("provisional until measured"));
+        for plan in [&cpu, &cuda] {
+            for reason in [&plan.provenance.decode_path.reason, &plan.provenance.pretranspose.reason] {
+                assert!(reason.starts_with("measured"), "{reason}");
+            }
+            assert!(plan.provenance.prefill_chunk.reason.contains("provisional until measured"));
+        }
+        assert!(cpu.pretranspose && !cuda.pretranspose);
+        assert!(cpu.provenance.compute_dtype.reason.contains("5 GFLOP/s"));
     }
 
     #[test]
@@ -424,7 +429,7 @@ mod tests {
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["hardware_class"], "cpu-x86_64");
         assert_eq!(json["decode_path"], "fused");
-        assert_eq!(json["pretranspose"], false);
+        assert_eq!(json["pretranspose"], true);
         assert_eq!(json["compute_dtype"], "float32");
         assert_eq!(json["prefill_chunk"], 512);
         for setting in ["decode_path", "pretranspose", "compute_dtype", "prefill_chunk"] {
