@@ -207,3 +207,14 @@ fn prompts_beyond_the_context_or_vocabulary_are_input_errors() {
     assert!(matches!(model.teacher_forced_logits(&[], 4), Err(ModelError::Input(_))));
     assert!(matches!(model.teacher_forced_logits(&[1, 2], 0), Err(ModelError::Input(_))));
 }
+
+#[test]
+fn bfloat16_checkpoint_matches_transformers_on_its_rounded_weights() {
+    // transformers ran in float32 on the bf16-rounded weights: loading the bf16 file with a float32
+    // compute dtype must reproduce that exactly.
+    let reference = reference();
+    let model = load(&fixtures().join("bf16"), options(DecodePath::Fused, false)).unwrap();
+    let got = logits(&model, &reference.prompt, 4);
+    let diff = max_abs_diff(&got, &reference.logits["bf16"]);
+    assert!(diff <= 1e-4, "{diff}");
+}
