@@ -24,6 +24,9 @@ import numpy as np
 import torch
 from transformers import Gemma3nForCausalLM, Gemma3nTextConfig
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures"))
+from gemma3n_weights import randomize  # noqa: E402
+
 
 def random_config(rng):
     layers = rng.randint(3, 8)
@@ -62,22 +65,6 @@ def random_config(rng):
             "sliding_attention": {"rope_type": "default", "rope_theta": rng.choice([1e4, 500.0])},
         },
     )
-
-
-def randomize(model, seed):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.copy_(1.0 + 0.2 * torch.randn_like(p))
-            elif "correct_output_scale" in name:
-                p.copy_(0.5 + 0.5 * torch.randn_like(p))
-            elif "coefs" in name:
-                p.copy_(0.3 * torch.randn_like(p))
-            elif "embed" in name:
-                p.copy_(0.5 * torch.randn_like(p))
-            else:
-                p.copy_(torch.randn_like(p) / p.shape[-1] ** 0.5)
 
 
 def main():
