@@ -1,7 +1,10 @@
 //! mlxcel: LLM inference on MLX's C++ API, with code paths chosen per hardware class.
 //!
 //! The engine side: loading a checkpoint folder into the right architecture under an
-//! [`ExecutionPlan`](mlxcel_models::hardware::ExecutionPlan), and the outputs the CLI writes.
+//! [`ExecutionPlan`](mlxcel_models::hardware::ExecutionPlan), tokenization and chat templates,
+//! sampling and the generation loop, and the outputs the CLI writes.
 
+pub mod chat_template;
 pub mod model;
 pub mod npy;
+pub mod tokenizer;
