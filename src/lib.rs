@@ -5,6 +5,9 @@
 //! sampling and the generation loop, and the outputs the CLI writes.
 
 pub mod chat_template;
+pub mod generate;
+pub mod hub;
 pub mod model;
 pub mod npy;
+pub mod sampling;
 pub mod tokenizer;

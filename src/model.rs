@@ -4,8 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use mlx_bridge::Array;
-use mlxcel_models::gemma3n::{self, Gemma3n};
+use mlxcel_models::gemma3n::{self, Gemma3n, Logits};
 use mlxcel_models::hardware::ExecutionPlan;
+use mlxcel_models::layers::KvCache;
 use serde_json::Value;
 use thiserror::Error;
 
@@ -67,9 +68,121 @@ impl LoadedModel {
         }
     }
 
+    /// Logits for the last position of `ids` `[1, L]`, `[1, 1, vocab]`, continuing from `caches`.
+    pub fn forward_last(&self, ids: &Array, caches: &mut [KvCache]) -> Result<Array, mlxcel_models::ModelError> {
+        match self {
+            LoadedModel::Gemma3n(model) => model.forward_logits(ids, caches, Logits::Last),
+        }
+    }
+
+    pub fn make_caches(&self) -> Vec<KvCache> {
+        match self {
+            LoadedModel::Gemma3n(model) => model.make_caches(),
+        }
+    }
+
+    /// The most positions the model supports.
+    pub fn context_length(&self) -> usize {
+        match self {
+            LoadedModel::Gemma3n(model) => model.config().max_position_embeddings as usize,
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            LoadedModel::Gemma3n(model) => model.config().vocab_size as usize,
+        }
+    }
+
     pub fn architecture(&self) -> &'static str {
         match self {
             LoadedModel::Gemma3n(_) => "gemma3n",
         }
+    }
+}
+
+/// What `mlxcel inspect` reports about a checkpoint, read from config.json and the safetensors
+/// headers (no weights are loaded).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelSummary {
+    pub dir: PathBuf,
+    pub model_type: String,
+    pub layers: usize,
+    pub hidden_size: i32,
+    pub vocab_size: i32,
+    pub context_length: i32,
+    /// Logical parameters (a packed quantized weight counts its unpacked elements).
+    pub parameters: u64,
+    /// Tensor dtypes and how many tensors have each.
+    pub dtypes: std::collections::BTreeMap<String, usize>,
+    pub quantization: Option<Value>,
+    pub weight_file_bytes: u64,
+}
+
+impl ModelSummary {
+    pub fn read(dir: &Path) -> Result<Self, LoadError> {
+        if !dir.exists() {
+            return Err(LoadError::NotFound(dir.to_path_buf()));
+        }
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|_| LoadError::NoConfig(dir.to_path_buf()))?;
+        let root: Value = serde_json::from_str(&text)
+            .map_err(|e| LoadError::BadConfig { path: config_path.clone(), message: format!("invalid JSON: {e}") })?;
+        let model_type = root.get("model_type").and_then(Value::as_str).unwrap_or("").to_string();
+        let config = match model_type.as_str() {
+            "gemma3n" | "gemma3n_text" => gemma3n::Config::from_json(&root)
+                .map_err(|message| LoadError::BadConfig { path: config_path.clone(), message })?,
+            other => return Err(LoadError::Unsupported { path: config_path, found: other.to_string() }),
+        };
+        let quantization = root.get("quantization").or_else(|| root.get("quantization_config")).cloned();
+        let bits_of = |name: &str| -> u64 {
+            let module = name.trim_end_matches(".weight");
+            quantization
+                .as_ref()
+                .and_then(|q| {
+                    q.get(module).and_then(|o| o.get("bits")).or_else(|| q.get("bits")).and_then(Value::as_u64)
+                })
+                .unwrap_or(4)
+        };
+        let mut summary = ModelSummary {
+            dir: dir.to_path_buf(),
+            model_type,
+            layers: config.num_layers,
+            hidden_size: config.hidden_size,
+            vocab_size: config.vocab_size,
+            context_length: config.max_position_embeddings,
+            parameters: 0,
+            dtypes: Default::default(),
+            quantization: quantization.clone(),
+            weight_file_bytes: 0,
+        };
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| LoadError::BadConfig { path: dir.to_path_buf(), message: e.to_string() })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        files.sort();
+        for file in &files {
+            summary.weight_file_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            let tensors = mlx_bridge::io::SafeTensors::load(file).map_err(|e| LoadError::Model {
+                path: file.clone(),
+                source: mlxcel_models::ModelError::Weights(e.to_string()),
+            })?;
+            let names = tensors.names();
+            for name in &names {
+                let array = tensors.get(name).map_err(|e| LoadError::Model {
+                    path: file.clone(),
+                    source: mlxcel_models::ModelError::Weights(e.to_string()),
+                })?;
+                *summary.dtypes.entry(array.dtype().name().to_string()).or_default() += 1;
+                let scales = format!("{}.scales", name.trim_end_matches(".weight"));
+                if name.ends_with(".scales") || name.ends_with(".biases") {
+                    continue;
+                }
+                let elements = array.size() as u64;
+                summary.parameters += if names.contains(&scales) { elements * 32 / bits_of(name) } else { elements };
+            }
+        }
+        Ok(summary)
     }
 }

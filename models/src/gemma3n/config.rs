@@ -206,6 +206,21 @@ impl Config {
     pub fn num_caches(&self) -> usize {
         self.first_kv_shared_layer()
     }
+
+    /// Bytes of keys and values held after `context` positions: full-attention caches keep every
+    /// position (in 256-position steps), sliding caches at most the window.
+    pub fn kv_cache_bytes(&self, context: usize, bytes_per_element: usize) -> usize {
+        let per_position = 2 * (self.num_kv_heads * self.head_dim) as usize * bytes_per_element;
+        let step = crate::layers::CACHE_STEP as usize;
+        self.layer_kinds[..self.num_caches()]
+            .iter()
+            .map(|kind| match kind {
+                LayerKind::Full => context.div_ceil(step) * step,
+                LayerKind::Sliding => context.min(self.sliding_window as usize),
+            })
+            .sum::<usize>()
+            * per_position
+    }
 }
 
 impl RawConfig {

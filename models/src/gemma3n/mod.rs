@@ -26,6 +26,14 @@ use crate::hardware::DecodePath;
 use crate::layers::{AttentionInputs, Embedding, KvCache, Linear, RmsNorm};
 use crate::weights::{QuantizationConfig, WeightStore};
 
+/// Which positions get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    All,
+    /// Only the last position (`[B, 1, vocab]`).
+    Last,
+}
+
 /// How the weights are held and which forward path runs (from the execution plan).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
@@ -226,6 +234,12 @@ impl Gemma3n {
 
     /// Logits `[B, L, vocab]` for token ids `[B, L]` (int32), continuing from `caches`.
     pub fn forward(&self, ids: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        self.forward_logits(ids, caches, Logits::All)
+    }
+
+    /// Like [`Gemma3n::forward`], with the LM head run only where `which` asks: generation needs
+    /// the last position of a prompt, not a `[L, vocab]` matrix for every prompt token.
+    pub fn forward_logits(&self, ids: &Array, caches: &mut [KvCache], which: Logits) -> Result<Array> {
         let c = &self.config;
         if ids.ndim() != 2 {
             return Err(ModelError::Input(format!("token ids must be [batch, length], got {:?}", ids.shape())));
@@ -251,7 +265,11 @@ impl Gemma3n {
             let per_layer_input = per_layer.slice_axis(2, i as i32, i as i32 + 1)?.squeeze(&[2])?;
             streams = layer.forward(c, streams, &per_layer_input, caches, &mut shared, offset, self.decode_path)?;
         }
-        let h = streams.unembed(&self.altup_unembed_projections)?;
+        let mut h = streams.unembed(&self.altup_unembed_projections)?;
+        if which == Logits::Last {
+            let length = h.dim(1)?;
+            h = h.slice_axis(1, length - 1, length)?;
+        }
         let logits = self.embed_tokens.as_linear(&self.norm.forward(&h)?)?;
         match c.final_logit_softcapping {
             Some(cap) if self.decode_path == DecodePath::Fused => {
