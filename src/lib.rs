@@ -4,6 +4,7 @@
 //! [`ExecutionPlan`](mlxcel_models::hardware::ExecutionPlan), tokenization and chat templates,
 //! sampling and the generation loop, and the outputs the CLI writes.
 
+pub mod api;
 pub mod chat_template;
 pub mod generate;
 pub mod hub;
@@ -11,3 +12,6 @@ pub mod model;
 pub mod npy;
 pub mod sampling;
 pub mod tokenizer;
+
+pub use api::{Event, GenerateOptions, Generation, LoadOptions, Model};
+pub use chat_template::Message;

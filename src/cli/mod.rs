@@ -1,7 +1,12 @@
 //! The command line. Each subcommand lives in its own module with its own `Args` and `run`.
 
 mod detect;
+mod generate;
+mod inspect;
+mod model_args;
 mod plan_args;
+mod repl;
+mod sampling_args;
 mod score;
 mod table;
 
@@ -10,6 +15,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "mlxcel", version, about = "LLM inference on MLX, with code paths chosen per hardware class")]
 struct Cli {
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -18,8 +26,27 @@ struct Cli {
 enum Command {
     /// Show the detected hardware and the execution plan chosen for it.
     Detect(detect::DetectArgs),
+    /// Generate text from a prompt (through the model's chat template unless --no-chat-template).
+    Generate(generate::GenerateArgs),
+    /// Chat interactively.
+    Run(repl::RunArgs),
+    /// Describe a checkpoint: architecture, parameters, dtypes, memory, execution plan.
+    Inspect(inspect::InspectArgs),
     /// Teacher-forced pass over token ids: all logits to .npy, per-position log-probs as JSON.
     Score(score::ScoreArgs),
+}
+
+/// Logs go to stderr: warnings by default, more with -v, or whatever RUST_LOG asks for.
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
 /// Writes to stdout; a reader that went away (`| head`) ends the output quietly, not with a panic.
@@ -33,8 +60,13 @@ fn print_stdout(text: &str) -> anyhow::Result<()> {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    match cli.command {
         Command::Detect(args) => detect::run(&args),
+        Command::Generate(args) => generate::run(&args),
+        Command::Run(args) => repl::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
         Command::Score(args) => score::run(&args),
     }
 }

@@ -1,0 +1,342 @@
+//! The Rust API: `Model::load("gemma-3n")?.generate("Hello", &GenerateOptions::default())?`.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use mlx_bridge::Dtype;
+use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, OverrideOrigin, Overrides};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::chat_template::{self, ChatTemplate, Message, SpecialTokens, TemplateError};
+use crate::generate::{FinishReason, GenerateError, GenerationStats, TokenGenerator};
+use crate::hub::{self, HubError, HubOptions, ModelSpec};
+use crate::model::{LoadError, LoadedModel};
+use crate::sampling::SamplingParams;
+use crate::tokenizer::{self, StreamDecoder, Tokenizer, TokenizerError};
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Generate(#[from] GenerateError),
+    #[error("hardware detection: {0}")]
+    Hardware(String),
+    #[error("{} has no chat template (tokenizer_config.json or chat_template.jinja); use a plain prompt", .0.display())]
+    NoChatTemplate(PathBuf),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How to load: execution-plan overrides (applied over the hardware defaults and the `MLXCEL_*`
+/// environment) and hub behaviour.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub decode_path: Option<DecodePath>,
+    pub pretranspose: Option<bool>,
+    pub compute_dtype: Option<Dtype>,
+    pub prefill_chunk: Option<u32>,
+    /// Use only the local Hugging Face cache (also `HF_HUB_OFFLINE=1`).
+    pub offline: bool,
+    /// Show download progress bars.
+    pub progress: bool,
+}
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_tokens: usize,
+    pub sampling: SamplingParams,
+    /// Generation stops when any of these appears; the text ends just before it.
+    pub stop: Vec<String>,
+    pub logprobs: bool,
+}
+
+impl Default for GenerateOptions {
+    fn default() -> Self {
+        GenerateOptions { max_tokens: 256, sampling: SamplingParams::default(), stop: Vec::new(), logprobs: false }
+    }
+}
+
+/// A finished generation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Generation {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    pub logprobs: Option<Vec<f32>>,
+    pub finish_reason: FinishReason,
+    pub stats: GenerationStats,
+}
+
+/// What a stream yields: one `Token` per generated token, then `Done`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// `text` is the newly completed text (empty while a character, or a possible stop string, is incomplete).
+    Token {
+        id: u32,
+        text: String,
+        logprob: Option<f32>,
+    },
+    /// Text completed without a new token: what was held back, flushed when generation ends.
+    Flush {
+        text: String,
+    },
+    Done {
+        finish_reason: FinishReason,
+        stats: GenerationStats,
+    },
+}
+
+pub struct Model {
+    model: LoadedModel,
+    tokenizer: Tokenizer,
+    template: Option<ChatTemplate>,
+    eos: Vec<u32>,
+    plan: ExecutionPlan,
+    dir: PathBuf,
+}
+
+impl Model {
+    /// `spec`: an alias (`gemma-3n`, see [`hub::ALIASES`]), a Hugging Face repo id
+    /// `owner/name[@revision]`, or a local folder.
+    pub fn load(spec: &str) -> Result<Model> {
+        Self::load_with(spec, &LoadOptions { progress: true, ..Default::default() })
+    }
+
+    pub fn load_with(spec: &str, options: &LoadOptions) -> Result<Model> {
+        let spec = ModelSpec::parse(spec)?;
+        let hub_options = HubOptions { progress: options.progress, ..HubOptions::from_env(options.offline) };
+        let dir = hub::resolve(&spec, &hub_options)?;
+        let plan = plan_for(options)?;
+        Self::load_dir(&dir, plan)
+    }
+
+    /// A local checkpoint folder under an explicit plan.
+    pub fn load_dir(dir: &Path, plan: ExecutionPlan) -> Result<Model> {
+        let model = LoadedModel::load(dir, &plan)?;
+        let tokenizer = Tokenizer::from_dir(dir)?;
+        let source = chat_template::load_template(dir, tokenizer.tokenizer_config())?;
+        let template = source
+            .map(|source| {
+                let special = SpecialTokens {
+                    bos_token: tokenizer.bos_token().map(str::to_string),
+                    eos_token: tokenizer.eos_token().map(str::to_string),
+                    ..Default::default()
+                };
+                ChatTemplate::new(&source, special)
+            })
+            .transpose()?;
+        let eos = tokenizer::eos_token_ids(dir, Some(&tokenizer))?;
+        Ok(Model { model, tokenizer, template, eos, plan, dir: dir.to_path_buf() })
+    }
+
+    pub fn plan(&self) -> &ExecutionPlan {
+        &self.plan
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn eos_token_ids(&self) -> &[u32] {
+        &self.eos
+    }
+
+    pub fn has_chat_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    pub fn architecture(&self) -> &'static str {
+        self.model.architecture()
+    }
+
+    /// Completes `prompt` as plain text (no chat template; the tokenizer adds BOS if it does).
+    pub fn generate(&self, prompt: &str, options: &GenerateOptions) -> Result<Generation> {
+        collect(self.stream(prompt, options)?)
+    }
+
+    /// Like [`Model::generate`], as an iterator of [`Event`]s.
+    pub fn stream(&self, prompt: &str, options: &GenerateOptions) -> Result<TextStream<'_>> {
+        let ids = self.tokenizer.encode(prompt, true)?;
+        self.stream_ids(&ids, options)
+    }
+
+    /// Applies the chat template to `messages` (adding the generation prompt) and generates the reply.
+    pub fn chat(&self, messages: &[Message], options: &GenerateOptions) -> Result<Generation> {
+        collect(self.chat_stream(messages, options)?)
+    }
+
+    pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<TextStream<'_>> {
+        let prompt = self.render_chat(messages)?;
+        // The rendered template already carries BOS where the model wants it.
+        let ids = self.tokenizer.encode(&prompt, false)?;
+        self.stream_ids(&ids, options)
+    }
+
+    /// The prompt text the chat template makes of `messages`.
+    pub fn render_chat(&self, messages: &[Message]) -> Result<String> {
+        let template = self.template.as_ref().ok_or_else(|| Error::NoChatTemplate(self.dir.clone()))?;
+        Ok(template.render(messages, true)?)
+    }
+
+    /// Generates from token ids.
+    pub fn stream_ids(&self, ids: &[u32], options: &GenerateOptions) -> Result<TextStream<'_>> {
+        let tokens = TokenGenerator::new(
+            &self.model,
+            ids,
+            options.sampling.clone(),
+            options.max_tokens,
+            self.plan.prefill_chunk as usize,
+            options.logprobs,
+        )?;
+        Ok(TextStream {
+            tokens,
+            decoder: self.tokenizer.stream_decoder(true),
+            eos: &self.eos,
+            stop: options.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            held: String::new(),
+            outbox: VecDeque::new(),
+            finished: false,
+            cancel: None,
+        })
+    }
+}
+
+/// The plan for this machine with `options`' overrides applied last.
+pub fn plan_for(options: &LoadOptions) -> Result<ExecutionPlan> {
+    let profile = hardware::detect().map_err(|e| Error::Hardware(e.to_string()))?;
+    let overrides = Overrides {
+        origin: OverrideOrigin::Cli,
+        decode_path: options.decode_path,
+        pretranspose: options.pretranspose,
+        compute_dtype: options.compute_dtype,
+        prefill_chunk: options.prefill_chunk,
+    };
+    let plan = ExecutionPlan::for_profile(&profile).with_env_overrides().map_err(|e| Error::Hardware(e.to_string()))?;
+    Ok(plan.apply_overrides(&overrides))
+}
+
+fn collect(stream: TextStream<'_>) -> Result<Generation> {
+    let mut generation = Generation {
+        text: String::new(),
+        token_ids: Vec::new(),
+        logprobs: None,
+        finish_reason: FinishReason::Length,
+        stats: GenerationStats::default(),
+    };
+    for event in stream {
+        match event? {
+            Event::Token { id, text, logprob } => {
+                generation.text.push_str(&text);
+                generation.token_ids.push(id);
+                if let Some(logprob) = logprob {
+                    generation.logprobs.get_or_insert_with(Vec::new).push(logprob);
+                }
+            }
+            Event::Flush { text } => generation.text.push_str(&text),
+            Event::Done { finish_reason, stats } => {
+                generation.finish_reason = finish_reason;
+                generation.stats = stats;
+            }
+        }
+    }
+    Ok(generation)
+}
+
+/// Text generation as events: detokenizes incrementally, stops on EOS ids and stop strings, and
+/// holds back text that might be the start of a stop string.
+pub struct TextStream<'m> {
+    tokens: TokenGenerator<'m>,
+    decoder: StreamDecoder<'m>,
+    eos: &'m [u32],
+    stop: Vec<String>,
+    held: String,
+    outbox: VecDeque<Event>,
+    finished: bool,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl TextStream<'_> {
+    /// Stops at the next token once `flag` is set (e.g. by a Ctrl-C handler).
+    pub fn cancel_on(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    fn finish(&mut self, reason: FinishReason, flush: bool) -> Result<()> {
+        if flush {
+            let mut rest = std::mem::take(&mut self.held);
+            if let Some(tail) = self.decoder.finish()? {
+                rest.push_str(&tail);
+            }
+            if !rest.is_empty() {
+                self.outbox.push_back(Event::Flush { text: rest });
+            }
+        }
+        self.outbox.push_back(Event::Done { finish_reason: reason, stats: self.tokens.stats().clone() });
+        self.finished = true;
+        Ok(())
+    }
+
+    fn advance(&mut self) -> Result<()> {
+        if self.cancel.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed)) {
+            return self.finish(FinishReason::Cancelled, true);
+        }
+        let Some(token) = self.tokens.next().transpose()? else {
+            return self.finish(FinishReason::Length, true);
+        };
+        if self.eos.contains(&token.id) {
+            return self.finish(FinishReason::Eos, true);
+        }
+        if let Some(text) = self.decoder.push(token.id)? {
+            self.held.push_str(&text);
+        }
+        if let Some(at) = self.stop.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+            let text = self.held[..at].to_string();
+            self.held.clear();
+            self.outbox.push_back(Event::Token { id: token.id, text, logprob: token.logprob });
+            return self.finish(FinishReason::Stop, false);
+        }
+        let keep = self.stop_prefix_len();
+        let text = self.held[..self.held.len() - keep].to_string();
+        self.held.drain(..self.held.len() - keep);
+        self.outbox.push_back(Event::Token { id: token.id, text, logprob: token.logprob });
+        Ok(())
+    }
+
+    /// Length of the longest suffix of the held text that begins some stop string.
+    fn stop_prefix_len(&self) -> usize {
+        let held = &self.held;
+        held.char_indices()
+            .map(|(i, _)| &held[i..])
+            .find(|suffix| self.stop.iter().any(|s| s.starts_with(suffix)))
+            .map_or(0, str::len)
+    }
+}
+
+impl Iterator for TextStream<'_> {
+    type Item = Result<Event>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.outbox.is_empty() && !self.finished {
+            if let Err(error) = self.advance() {
+                self.finished = true;
+                return Some(Err(error));
+            }
+        }
+        self.outbox.pop_front().map(Ok)
+    }
+}

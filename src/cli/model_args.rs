@@ -1,0 +1,43 @@
+//! Which model to load and how: shared by `generate`, `run` and `inspect`.
+
+use mlxcel::api::{LoadOptions, Model};
+
+use super::plan_args::PlanArgs;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ModelArgs {
+    /// A local folder, an alias (e.g. gemma-3n) or a Hugging Face repo id owner/name[@revision].
+    #[arg(short, long, env = "MLXCEL_MODEL")]
+    pub model: String,
+    /// Use only the local Hugging Face cache (also HF_HUB_OFFLINE=1).
+    #[arg(long, env = "MLXCEL_OFFLINE")]
+    pub offline: bool,
+    #[command(flatten)]
+    pub plan: PlanArgs,
+}
+
+impl ModelArgs {
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            decode_path: self.plan.decode_path,
+            pretranspose: self.plan.pretranspose,
+            compute_dtype: self.plan.compute_dtype,
+            prefill_chunk: self.plan.prefill_chunk,
+            offline: self.offline,
+            progress: true,
+        }
+    }
+
+    pub fn load(&self) -> anyhow::Result<Model> {
+        let started = std::time::Instant::now();
+        let model = Model::load_with(&self.model, &self.load_options())?;
+        tracing::info!(
+            dir = %model.dir().display(),
+            architecture = model.architecture(),
+            plan = %serde_json::to_string(model.plan()).unwrap_or_default(),
+            seconds = started.elapsed().as_secs_f64(),
+            "model loaded"
+        );
+        Ok(model)
+    }
+}
