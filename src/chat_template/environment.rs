@@ -47,6 +47,7 @@ pub(crate) fn build_environment() -> Environment<'static> {
     env.add_filter("trim", trim_filter);
     env.add_filter("string", string_filter);
     env.add_filter("join", join_filter);
+    env.add_filter("replace", replace_filter);
     env.add_filter("length", length_filter);
     env.add_filter("count", length_filter);
     env
@@ -60,7 +61,8 @@ fn python_formatter(out: &mut Output, _state: &State, value: &Value) -> Result<(
 }
 
 /// Python methods on values (`.strip()`, `.split()`, `.items()`, `.get()`, ...). The strip family
-/// is done here with Python's idea of whitespace; the rest comes from `minijinja_contrib`.
+/// (Python's idea of whitespace) and `find`/`rfind` (character indices) are done here; the rest
+/// comes from `minijinja_contrib`.
 fn python_method(state: &State, value: &Value, method: &str, args: &[Value]) -> Result<Value, Error> {
     if let Some(text) = value.as_str() {
         let side = match method {
@@ -72,6 +74,15 @@ fn python_method(state: &State, value: &Value, method: &str, args: &[Value]) -> 
         if let Some(side) = side {
             let (chars,): (Option<Option<&str>>,) = from_args(args)?;
             return Ok(Value::from(python_strip(text, chars.flatten(), side)));
+        }
+        // Python counts characters where `minijinja_contrib` reports byte offsets.
+        let found = match method {
+            "find" => Some(text.find(from_args::<(&str,)>(args)?.0)),
+            "rfind" => Some(text.rfind(from_args::<(&str,)>(args)?.0)),
+            _ => None,
+        };
+        if let Some(found) = found {
+            return Ok(Value::from(found.map_or(-1, |byte| text[..byte].chars().count() as i64)));
         }
     }
     minijinja_contrib::pycompat::unknown_method_callback(state, value, method, args)
@@ -105,6 +116,16 @@ fn trim_filter(value: &Value, chars: Option<Option<&str>>) -> String {
 /// Jinja2's `string`: `str(value)`.
 fn string_filter(value: &Value) -> String {
     python_str(value)
+}
+
+/// Jinja2's `replace(s, old, new, count=None)`: `str.replace`, the first `count` occurrences only
+/// when `count` is given (MiniJinja's `replace` has no `count`).
+fn replace_filter(value: &Value, old: &str, new: &str, count: Option<i64>) -> String {
+    let text = python_str(value);
+    match count.and_then(|count| usize::try_from(count).ok()) {
+        Some(count) => text.replacen(old, new, count),
+        None => text.replace(old, new),
+    }
 }
 
 /// Jinja2's `join(value, d='')`, with items printed by `str()`.

@@ -14,23 +14,28 @@
 //! (`bos_token`, `eos_token`, `pad_token`, `unk_token`), and any extra variables
 //! ([`ChatTemplate::render_with`]), which override the special tokens as in transformers.
 //!
-//! Known differences from transformers (none of them used by the common model templates):
+//! Known differences from transformers:
 //! - Messages are `{role, content}` with string content. Content parts (images, audio) and
 //!   assistant `tool_calls` are not representable in [`Message`]; `tools` and other variables
 //!   can be passed as JSON through [`ChatTemplate::render_with`].
-//! - Key order of JSON objects: `serde_json` and MiniJinja are built here without their
-//!   `preserve_order` features, so objects reach the template with their keys sorted, and
-//!   `tojson` and `.items()` list them sorted, where Python keeps insertion order. Templates
-//!   that print tool schemas (Qwen 2.5, Llama 3.1) then differ unless the keys were sorted.
-//! - The `~` operator and MiniJinja's other built-in filters spell `none`/`true` the MiniJinja
-//!   way; `{{ }}`, `string`, `join` and `trim` use Python's `None`/`True`.
+//! - Key order of JSON objects: `serde_json` and MiniJinja are built with `preserve_order`, so
+//!   messages, extra variables (tool schemas) and dicts written in the template keep insertion
+//!   order, as Python dicts do (tested).
+//! - Python tuples (`dictsort`, `.items()` printed whole) print as lists.
+//! - Jinja2 filters that MiniJinja lacks (`center`, `truncate`, `wordcount`, ...) are unknown.
+//! - `{{ }}`, `string`, `join`, `trim` and `tojson` print floats and containers as Python does
+//!   (`1e-07`, `['a', None]`); the `~` operator and MiniJinja's other filters print floats
+//!   outside `1e-5..1e16` and containers the MiniJinja way.
 //! - An unknown filter or test is an error when rendering, where Jinja2 fails when compiling.
-//! - `{% generation %}` blocks (transformers' assistant-token masks) are not supported.
+//! - `{% generation %}` blocks (which transformers uses for assistant-token masks) render their
+//!   body, as in transformers; the masks themselves are not computed.
 
 mod environment;
 mod json;
 mod python;
+mod values;
 
+use std::borrow::Cow;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -152,10 +157,12 @@ impl ChatTemplate {
     /// Parses `source`; a syntax error is reported here rather than at the first render.
     pub fn new(source: &str, special: SpecialTokens) -> Result<Self, TemplateError> {
         let env = build_environment();
-        env.template_from_named_str(TEMPLATE_NAME, source).map_err(|err| TemplateError::Syntax(err.to_string()))?;
-        Ok(ChatTemplate { source: source.to_string(), special, env })
+        let source = rewrite_generation_tags(source).into_owned();
+        env.template_from_named_str(TEMPLATE_NAME, &source).map_err(|err| TemplateError::Syntax(err.to_string()))?;
+        Ok(ChatTemplate { source, special, env })
     }
 
+    /// The template source as rendered (`{% generation %}` tags rewritten, see the module docs).
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -191,8 +198,8 @@ impl ChatTemplate {
         // transformers always passes these two, so `tools is defined` holds and `tools` is `none`.
         context.push(("tools".to_string(), Value::from(())));
         context.push(("documents".to_string(), Value::from(())));
-        context.extend(extra.iter().map(|(name, value)| (name.clone(), Value::from_serialize(value))));
-        context.push(("messages".to_string(), Value::from_serialize(messages)));
+        context.extend(extra.iter().map(|(name, value)| (name.clone(), values::json_value(value))));
+        context.push(("messages".to_string(), messages.iter().map(values::message_value).collect()));
         context.push(("add_generation_prompt".to_string(), Value::from(add_generation_prompt)));
         // Later entries win, which gives the precedence described above.
         let context: Value = context.into_iter().collect::<std::collections::BTreeMap<_, _>>().into();
@@ -203,6 +210,54 @@ impl ChatTemplate {
             .map_err(|err| TemplateError::Syntax(err.to_string()))?;
         template.render(context).map_err(render_error)
     }
+}
+
+/// transformers' `{% generation %}...{% endgeneration %}` extension tag only marks the assistant's
+/// text for token masks and renders its body. MiniJinja has no such tag, so each becomes the block
+/// tag `{% if true %}` / `{% endif %}` with the same whitespace-control marks (`-`, `+`), which
+/// keeps `trim_blocks`/`lstrip_blocks` acting on it exactly as on the original tag.
+fn rewrite_generation_tags(source: &str) -> Cow<'_, str> {
+    if !source.contains("generation") {
+        return Cow::Borrowed(source);
+    }
+    let mut out = String::with_capacity(source.len());
+    let mut rest = source;
+    while let Some(start) = rest.find("{%") {
+        out.push_str(&rest[..start]);
+        let tag = &rest[start..];
+        match parse_generation_tag(tag) {
+            Some((replacement, tag_len)) => {
+                out.push_str(&replacement);
+                rest = &tag[tag_len..];
+            }
+            None => {
+                out.push_str("{%");
+                rest = &tag[2..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
+/// If `tag` starts with `{%[-+] generation|endgeneration [-+]%}`, its replacement and length.
+fn parse_generation_tag(tag: &str) -> Option<(String, usize)> {
+    let inner = &tag[2..];
+    let left_mark = inner.strip_prefix(['-', '+']).map_or("", |_| &inner[..1]);
+    let after_mark = &inner[left_mark.len()..];
+    let name_start = after_mark.trim_start();
+    let (name, replacement_name) = if name_start.starts_with("endgeneration") {
+        ("endgeneration", "endif")
+    } else if name_start.starts_with("generation") {
+        ("generation", "if true")
+    } else {
+        return None;
+    };
+    let after_name = name_start[name.len()..].trim_start();
+    let right_mark = after_name.strip_prefix(['-', '+']).map_or("", |_| &after_name[..1]);
+    let after_right_mark = after_name[right_mark.len()..].strip_prefix("%}")?;
+    let tag_len = tag.len() - after_right_mark.len();
+    Some((format!("{{%{left_mark} {replacement_name} {right_mark}%}}"), tag_len))
 }
 
 /// Sorts a MiniJinja error into [`TemplateError::Raised`] when `raise_exception` caused it.
