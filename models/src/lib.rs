@@ -3,6 +3,7 @@
 
 mod error;
 pub mod gemma3n;
+pub mod gguf;
 pub mod hardware;
 pub mod layers;
 pub mod weights;

@@ -1,0 +1,116 @@
+//! The GGUF container parser against the `gguf` Python package's reading of a file it wrote
+//! (`tests/fixtures/gguf/gen_gguf.py`), and against malformed input: every truncation and random
+//! corruption must be an error, never a panic.
+
+use std::path::{Path, PathBuf};
+
+use mlxcel_models::gguf::{GgmlType, GgufFile, Value, parse_header};
+use serde_json::Value as Json;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/gguf")
+}
+
+fn same(value: &Value, expected: &Json) -> bool {
+    match (value, expected) {
+        (Value::String(s), Json::String(e)) => s == e,
+        (Value::Bool(b), Json::Bool(e)) => b == e,
+        (Value::Array(values), Json::Array(items)) => {
+            values.len() == items.len() && values.iter().zip(items).all(|(v, e)| same(v, e))
+        }
+        (Value::F32(_) | Value::F64(_), Json::Number(n)) => value.as_f64() == n.as_f64(),
+        (_, Json::Number(n)) => value.as_i64().is_some_and(|v| Some(v) == n.as_i64()),
+        _ => false,
+    }
+}
+
+#[test]
+fn header_matches_the_reference_reader() {
+    let expected: Json =
+        serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap()).unwrap();
+    let file = GgufFile::open(&fixture().join("tiny.gguf")).unwrap();
+    let header = file.header();
+    assert_eq!(header.version, 3);
+    assert_eq!(header.data_offset, expected["data_offset"].as_u64().unwrap());
+    let metadata = expected["metadata"].as_object().unwrap();
+    assert_eq!(header.metadata.len(), metadata.len());
+    for (key, value) in metadata {
+        let got = header.get(key).unwrap_or_else(|| panic!("missing {key}"));
+        assert!(same(got, value), "{key}: {got:?} vs {value}");
+    }
+    // Integer widths survive (not just the values).
+    assert_eq!(header.get("test.u8"), Some(&Value::U8(200)));
+    assert_eq!(header.get("test.i64"), Some(&Value::I64(-(1 << 40))));
+    let tensors = expected["tensors"].as_array().unwrap();
+    assert_eq!(header.tensors.len(), tensors.len());
+    for (info, e) in header.tensors.iter().zip(tensors) {
+        assert_eq!(info.name, e["name"].as_str().unwrap());
+        let dims: Vec<u64> = e["dims"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap()).collect();
+        assert_eq!(info.dims, dims, "{}", info.name);
+        assert_eq!(GgmlType::from_id(e["type"].as_u64().unwrap() as u32), info.ggml_type);
+        assert_eq!((info.offset, info.n_bytes), (e["offset"].as_u64().unwrap(), e["n_bytes"].as_u64().unwrap()));
+    }
+    let f32_tensor = header.tensor("f32.weight").unwrap();
+    assert_eq!(f32_tensor.shape(), vec![3, 4]);
+    assert_eq!(file.tensor_bytes(f32_tensor).len(), 48);
+    assert_eq!(header.tensor("q4_k.weight").unwrap().ggml_type, GgmlType::Q4K);
+}
+
+#[test]
+fn every_truncation_that_loses_data_is_an_error() {
+    let bytes = std::fs::read(fixture().join("tiny.gguf")).unwrap();
+    let header = parse_header(&bytes).unwrap();
+    // The writer pads the file after the last tensor; cutting that padding loses nothing.
+    let data_end = header.tensors.iter().map(|t| header.data_offset + t.offset + t.n_bytes).max().unwrap() as usize;
+    for end in 0..data_end {
+        assert!(parse_header(&bytes[..end]).is_err(), "a file cut at byte {end} parsed");
+    }
+    for end in data_end..=bytes.len() {
+        assert!(parse_header(&bytes[..end]).is_ok(), "cut at {end}, after all tensor data");
+    }
+}
+
+#[test]
+fn random_corruption_never_panics() {
+    let original = std::fs::read(fixture().join("tiny.gguf")).unwrap();
+    let header_len = 768; // the data section starts here; corrupt only the parsed part
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..20_000 {
+        let mut bytes = original.clone();
+        for _ in 0..(next() % 4 + 1) {
+            let at = (next() % header_len) as usize;
+            bytes[at] = next() as u8;
+        }
+        // Errors are fine; panics, hangs and huge allocations are not.
+        let _ = parse_header(&bytes);
+    }
+}
+
+#[test]
+fn hostile_counts_and_sizes_are_rejected_before_allocating() {
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(u64::MAX.to_le_bytes()); // tensors
+    bytes.extend(u64::MAX.to_le_bytes()); // metadata entries
+    assert!(parse_header(&bytes).is_err());
+    let mut bytes = b"GGUF".to_vec();
+    bytes.extend(3u32.to_le_bytes());
+    bytes.extend(0u64.to_le_bytes());
+    bytes.extend(1u64.to_le_bytes());
+    bytes.extend(1u64.to_le_bytes());
+    bytes.push(b'k');
+    bytes.extend(8u32.to_le_bytes()); // a string value...
+    bytes.extend(u64::MAX.to_le_bytes()); // ...claiming 2^64 bytes
+    assert!(parse_header(&bytes).is_err());
+    assert!(matches!(parse_header(b"GGML\x03\x00\x00\x00"), Err(mlxcel_models::gguf::GgufError::BadMagic(_))));
+    assert!(matches!(
+        parse_header(b"GGUF\x09\x00\x00\x00"),
+        Err(mlxcel_models::gguf::GgufError::UnsupportedVersion(9))
+    ));
+}
