@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use mlxcel_models::gguf::{GgmlType, GgufFile, Value, parse_header};
+use mlxcel_models::gguf::{GgmlType, GgufFile, GgufTensor, Value, parse_header};
 use serde_json::Value as Json;
 
 fn fixture() -> PathBuf {
@@ -73,7 +73,8 @@ fn every_truncation_that_loses_data_is_an_error() {
 #[test]
 fn random_corruption_never_panics() {
     let original = std::fs::read(fixture().join("tiny.gguf")).unwrap();
-    let header_len = 768; // the data section starts here; corrupt only the parsed part
+    // Corrupt only the part the parser reads (before the data section).
+    let header_len = parse_header(&original).unwrap().data_offset;
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     let mut next = || {
         state ^= state << 13;
@@ -113,4 +114,37 @@ fn hostile_counts_and_sizes_are_rejected_before_allocating() {
         parse_header(b"GGUF\x09\x00\x00\x00"),
         Err(mlxcel_models::gguf::GgufError::UnsupportedVersion(9))
     ));
+}
+
+#[test]
+fn float_and_exactly_mapped_quantized_tensors_match_the_reference_dequantization() {
+    let expected: Json =
+        serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap()).unwrap();
+    let file = GgufFile::open(&fixture().join("tiny.gguf")).unwrap();
+    for e in expected["tensors"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        let info = file.header().tensor(name).unwrap();
+        let Some(values) = e["values"].as_array() else {
+            // Q4_K is not converted yet: an error naming the tensor, not a panic.
+            assert!(file.load_tensor(info).unwrap_err().to_string().contains(name));
+            continue;
+        };
+        let want: Vec<f32> = values.iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        let got = match file.load_tensor(info).unwrap() {
+            GgufTensor::Dense(array) => array.to_vec::<f32>().unwrap(),
+            GgufTensor::Quantized(q) => {
+                assert_eq!((q.spec.group_size, q.weight.dtype()), (32, mlx_bridge::Dtype::U32), "{name}");
+                // Kept quantized: the matmul kernel must see the same matrix.
+                let cols = info.dims[0] as i32;
+                let x = mlx_bridge::Array::ones(&[1, cols], mlx_bridge::Dtype::F32).unwrap();
+                let row_sums = q.matmul(&x, true).unwrap().to_vec::<f32>().unwrap();
+                for (r, sum) in row_sums.iter().enumerate() {
+                    let want_sum: f32 = want[r * cols as usize..(r + 1) * cols as usize].iter().sum();
+                    assert!((sum - want_sum).abs() < 1e-3, "{name} row {r}: {sum} vs {want_sum}");
+                }
+                q.dequantize().unwrap().to_vec::<f32>().unwrap()
+            }
+        };
+        assert_eq!(got, want, "{name} differs from the gguf package's dequantization");
+    }
 }

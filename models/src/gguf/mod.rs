@@ -9,6 +9,9 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
+
+mod tensors;
+pub use tensors::{GgufTensor, f16_to_f32};
 use thiserror::Error;
 
 const MAGIC: &[u8; 4] = b"GGUF";

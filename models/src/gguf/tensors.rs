@@ -1,0 +1,162 @@
+//! GGUF tensors to MLX arrays. Float types are copied as they are; Q8_0, Q4_0 and Q4_1 map
+//! exactly onto MLX's affine quantization (group 32), so they stay quantized with no loss:
+//!
+//! - Q8_0: `w = d * q`, `q` in -128..=127  →  `q + 128` unsigned, scale `d`, bias `-128 d`;
+//! - Q4_0: `w = d * (q - 8)`, `q` in 0..=15  →  scale `d`, bias `-8 d`;
+//! - Q4_1: `w = d * q + m`                    →  scale `d`, bias `m`.
+//!
+//! Scales and biases are widened to float32, where `d * q + bias` is exact for these ranges.
+
+use mlx_bridge::quant::{QuantMode, QuantSpec, Quantized};
+use mlx_bridge::{Array, Dtype};
+
+use super::{GgmlType, GgufError, GgufFile, Result, TensorInfo};
+
+/// A tensor ready for a model: dense, or quantized in MLX's layout.
+#[derive(Debug, Clone)]
+pub enum GgufTensor {
+    Dense(Array),
+    Quantized(Quantized),
+}
+
+impl GgufFile {
+    /// Loads `info`'s tensor (row-major shape: GGUF's dims reversed).
+    pub fn load_tensor(&self, info: &TensorInfo) -> Result<GgufTensor> {
+        let bytes = self.tensor_bytes(info);
+        let shape = info.shape().iter().map(|&d| i32::try_from(d)).collect::<std::result::Result<Vec<i32>, _>>();
+        let shape = shape.map_err(|_| GgufError::Invalid(format!("tensor {} is too large", info.name)))?;
+        let dense = |dtype| Ok(GgufTensor::Dense(Array::from_bytes(bytes, &shape, dtype)?));
+        match info.ggml_type {
+            GgmlType::F32 => dense(Dtype::F32),
+            GgmlType::F16 => dense(Dtype::F16),
+            GgmlType::BF16 => dense(Dtype::BF16),
+            GgmlType::Q8_0 => affine(bytes, &shape, Block::Q8_0),
+            GgmlType::Q4_0 => affine(bytes, &shape, Block::Q4_0),
+            GgmlType::Q4_1 => affine(bytes, &shape, Block::Q4_1),
+            other => Err(GgufError::Invalid(format!("tensor {}: {other:?} is not supported yet", info.name))),
+        }
+    }
+}
+
+impl From<mlx_bridge::Error> for GgufError {
+    fn from(e: mlx_bridge::Error) -> Self {
+        GgufError::Invalid(e.to_string())
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Block {
+    Q8_0,
+    Q4_0,
+    Q4_1,
+}
+
+const GROUP: usize = 32;
+
+impl Block {
+    fn bytes(self) -> usize {
+        match self {
+            Block::Q8_0 => 34,
+            Block::Q4_0 => 18,
+            Block::Q4_1 => 20,
+        }
+    }
+
+    fn bits(self) -> usize {
+        match self {
+            Block::Q8_0 => 8,
+            Block::Q4_0 | Block::Q4_1 => 4,
+        }
+    }
+
+    /// The block's unsigned codes in element order, its scale and its bias.
+    fn decode(self, block: &[u8], codes: &mut [u8; GROUP]) -> (f32, f32) {
+        let d = f16_to_f32(u16::from_le_bytes([block[0], block[1]]));
+        match self {
+            Block::Q8_0 => {
+                for (code, &q) in codes.iter_mut().zip(&block[2..34]) {
+                    *code = (q as i8 as i16 + 128) as u8;
+                }
+                (d, -128.0 * d)
+            }
+            Block::Q4_0 | Block::Q4_1 => {
+                let (bias, nibbles) = match self {
+                    Block::Q4_1 => (f16_to_f32(u16::from_le_bytes([block[2], block[3]])), &block[4..20]),
+                    _ => (-8.0 * d, &block[2..18]),
+                };
+                // ggml: element j is the low nibble of byte j, element j + 16 the high nibble.
+                for (j, &byte) in nibbles.iter().enumerate() {
+                    codes[j] = byte & 0x0f;
+                    codes[j + 16] = byte >> 4;
+                }
+                (d, bias)
+            }
+        }
+    }
+}
+
+fn affine(bytes: &[u8], shape: &[i32], block: Block) -> Result<GgufTensor> {
+    let cols = *shape.last().expect("tensors have at least one dimension") as usize;
+    let elements: usize = shape.iter().map(|&d| d as usize).product();
+    let groups = elements / GROUP;
+    let bits = block.bits();
+    let mut words = vec![0u32; elements * bits / 32];
+    let mut scales = Vec::with_capacity(groups);
+    let mut biases = Vec::with_capacity(groups);
+    let mut codes = [0u8; GROUP];
+    for (g, raw) in bytes.chunks_exact(block.bytes()).enumerate() {
+        let (scale, bias) = block.decode(raw, &mut codes);
+        scales.push(scale);
+        biases.push(bias);
+        // MLX packs element i of a row at bit `i * bits` of the row's little-endian u32 stream;
+        // groups are contiguous within rows, so the flat element index works across rows too.
+        for (j, &code) in codes.iter().enumerate() {
+            let bit = (g * GROUP + j) * bits;
+            words[bit / 32] |= (code as u32) << (bit % 32);
+        }
+    }
+    let mut packed_shape = shape.to_vec();
+    *packed_shape.last_mut().expect("non-empty") = (cols * bits / 32) as i32;
+    let mut group_shape = shape.to_vec();
+    *group_shape.last_mut().expect("non-empty") = (cols / GROUP) as i32;
+    Ok(GgufTensor::Quantized(Quantized {
+        weight: Array::from_slice(&words, &packed_shape)?,
+        scales: Array::from_slice(&scales, &group_shape)?,
+        biases: Some(Array::from_slice(&biases, &group_shape)?),
+        spec: QuantSpec { group_size: GROUP as i32, bits: bits as i32, mode: QuantMode::Affine },
+    }))
+}
+
+/// IEEE half to single precision, subnormals, infinities and NaN included.
+pub fn f16_to_f32(bits: u16) -> f32 {
+    let sign = ((bits >> 15) as u32) << 31;
+    let exponent = ((bits >> 10) & 0x1f) as u32;
+    let mantissa = (bits & 0x3ff) as u32;
+    let magnitude = match (exponent, mantissa) {
+        (0, 0) => 0,
+        // Subnormal: normalise into single precision's wider exponent range.
+        (0, m) => {
+            let shift = m.leading_zeros() - 21;
+            ((127 - 15 + 1 - shift) << 23) | ((m << shift) & 0x3ff) << 13
+        }
+        (0x1f, m) => 0x7f80_0000 | (m << 13),
+        (e, m) => ((e + 127 - 15) << 23) | (m << 13),
+    };
+    f32::from_bits(sign | magnitude)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_to_f32;
+
+    #[test]
+    fn half_precision_decodes_every_class() {
+        assert_eq!(f16_to_f32(0x3c00), 1.0);
+        assert_eq!(f16_to_f32(0xc000), -2.0);
+        assert_eq!(f16_to_f32(0x7bff), 65504.0);
+        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x03ff), 1023.0 * 2f32.powi(-24));
+        assert_eq!(f16_to_f32(0x8000).to_bits(), 0x8000_0000);
+        assert!(f16_to_f32(0x7c00).is_infinite() && f16_to_f32(0x7e00).is_nan());
+    }
+}
