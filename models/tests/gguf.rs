@@ -54,6 +54,7 @@ fn header_matches_the_reference_reader() {
     assert_eq!(f32_tensor.shape(), vec![3, 4]);
     assert_eq!(file.tensor_bytes(f32_tensor).len(), 48);
     assert_eq!(header.tensor("q4_k.weight").unwrap().ggml_type, GgmlType::Q4K);
+    assert_eq!(header.tensor("q5_0.weight").unwrap().ggml_type, GgmlType::Q5_0);
 }
 
 #[test]
@@ -124,11 +125,7 @@ fn float_and_exactly_mapped_quantized_tensors_match_the_reference_dequantization
     for e in expected["tensors"].as_array().unwrap() {
         let name = e["name"].as_str().unwrap();
         let info = file.header().tensor(name).unwrap();
-        let Some(values) = e["values"].as_array() else {
-            // Q4_K is not converted yet: an error naming the tensor, not a panic.
-            assert!(file.load_tensor(info).unwrap_err().to_string().contains(name));
-            continue;
-        };
+        let values = e["values"].as_array().unwrap();
         let want: Vec<f32> = values.iter().map(|v| v.as_f64().unwrap() as f32).collect();
         let got = match file.load_tensor(info).unwrap() {
             GgufTensor::Dense(array) => array.to_vec::<f32>().unwrap(),
@@ -145,6 +142,13 @@ fn float_and_exactly_mapped_quantized_tensors_match_the_reference_dequantization
                 q.dequantize().unwrap().to_vec::<f32>().unwrap()
             }
         };
-        assert_eq!(got, want, "{name} differs from the gguf package's dequantization");
+        assert_eq!(got.len(), want.len(), "{name}");
+        if matches!(info.ggml_type, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) {
+            // Float32 products of the two-level scales may round differently from numpy's order.
+            let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0f32, f32::max);
+            assert!(worst <= 1e-6, "{name} differs from the gguf package's dequantization by {worst}");
+        } else {
+            assert_eq!(got, want, "{name} differs from the gguf package's dequantization");
+        }
     }
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+mod kquants;
 mod tensors;
 pub use tensors::{GgufTensor, f16_to_f32};
 use thiserror::Error;

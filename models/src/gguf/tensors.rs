@@ -1,11 +1,14 @@
-//! GGUF tensors to MLX arrays. Float types are copied as they are; Q8_0, Q4_0 and Q4_1 map
-//! exactly onto MLX's affine quantization (group 32), so they stay quantized with no loss:
+//! GGUF tensors to MLX arrays. Float types are copied as they are; Q8_0, Q4_0, Q4_1, Q5_0 and
+//! Q5_1 map exactly onto MLX's affine quantization (group 32), so they stay quantized with no loss:
 //!
 //! - Q8_0: `w = d * q`, `q` in -128..=127  →  `q + 128` unsigned, scale `d`, bias `-128 d`;
 //! - Q4_0: `w = d * (q - 8)`, `q` in 0..=15  →  scale `d`, bias `-8 d`;
-//! - Q4_1: `w = d * q + m`                    →  scale `d`, bias `m`.
+//! - Q5_0: `w = d * (q - 16)`, `q` in 0..=31 →  scale `d`, bias `-16 d` (5-bit);
+//! - Q4_1 / Q5_1: `w = d * q + m`           →  scale `d`, bias `m`.
 //!
 //! Scales and biases are widened to float32, where `d * q + bias` is exact for these ranges.
+//! The K types (Q4_K, Q5_K, Q6_K) have two-level scales that affine groups cannot express; they
+//! are dequantized to float32 here (`kquants.rs`), following ggml's reference decoder.
 
 use mlx_bridge::quant::{QuantMode, QuantSpec, Quantized};
 use mlx_bridge::{Array, Dtype};
@@ -33,6 +36,12 @@ impl GgufFile {
             GgmlType::Q8_0 => affine(bytes, &shape, Block::Q8_0),
             GgmlType::Q4_0 => affine(bytes, &shape, Block::Q4_0),
             GgmlType::Q4_1 => affine(bytes, &shape, Block::Q4_1),
+            GgmlType::Q5_0 => affine(bytes, &shape, Block::Q5_0),
+            GgmlType::Q5_1 => affine(bytes, &shape, Block::Q5_1),
+            GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
+                let values = super::kquants::dequantize(info.ggml_type, bytes);
+                Ok(GgufTensor::Dense(Array::from_slice(&values, &shape)?))
+            }
             other => Err(GgufError::Invalid(format!("tensor {}: {other:?} is not supported yet", info.name))),
         }
     }
@@ -49,6 +58,8 @@ enum Block {
     Q8_0,
     Q4_0,
     Q4_1,
+    Q5_0,
+    Q5_1,
 }
 
 const GROUP: usize = 32;
@@ -59,6 +70,8 @@ impl Block {
             Block::Q8_0 => 34,
             Block::Q4_0 => 18,
             Block::Q4_1 => 20,
+            Block::Q5_0 => 22,
+            Block::Q5_1 => 24,
         }
     }
 
@@ -66,6 +79,7 @@ impl Block {
         match self {
             Block::Q8_0 => 8,
             Block::Q4_0 | Block::Q4_1 => 4,
+            Block::Q5_0 | Block::Q5_1 => 5,
         }
     }
 
@@ -78,6 +92,19 @@ impl Block {
                     *code = (q as i8 as i16 + 128) as u8;
                 }
                 (d, -128.0 * d)
+            }
+            Block::Q5_0 | Block::Q5_1 => {
+                let (bias, rest) = match self {
+                    Block::Q5_1 => (f16_to_f32(u16::from_le_bytes([block[2], block[3]])), &block[4..24]),
+                    _ => (-16.0 * d, &block[2..22]),
+                };
+                // ggml: the fifth bits of all 32 elements in a u32, then the low nibbles as Q4_0.
+                let high = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+                for (j, &byte) in rest[4..20].iter().enumerate() {
+                    codes[j] = (byte & 0x0f) | ((((high >> j) & 1) as u8) << 4);
+                    codes[j + 16] = (byte >> 4) | ((((high >> (j + 16)) & 1) as u8) << 4);
+                }
+                (d, bias)
             }
             Block::Q4_0 | Block::Q4_1 => {
                 let (bias, nibbles) = match self {
@@ -113,6 +140,10 @@ fn affine(bytes: &[u8], shape: &[i32], block: Block) -> Result<GgufTensor> {
         for (j, &code) in codes.iter().enumerate() {
             let bit = (g * GROUP + j) * bits;
             words[bit / 32] |= (code as u32) << (bit % 32);
+            // 5-bit codes can straddle two words.
+            if bit % 32 + bits > 32 {
+                words[bit / 32 + 1] |= (code as u32) >> (32 - bit % 32);
+            }
         }
     }
     let mut packed_shape = shape.to_vec();
