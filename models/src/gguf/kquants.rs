@@ -8,9 +8,12 @@ use super::tensors::f16_to_f32;
 
 const BLOCK: usize = 256;
 
+/// Decodes one super-block into 256 values.
+type Decoder = fn(&[u8], &mut [f32]);
+
 /// Float32 values of `bytes` (whole super-blocks of `kind`, checked by the header parser).
 pub(super) fn dequantize(kind: GgmlType, bytes: &[u8]) -> Vec<f32> {
-    let (size, decode): (usize, fn(&[u8], &mut [f32])) = match kind {
+    let (size, decode): (usize, Decoder) = match kind {
         GgmlType::Q4K => (144, q4_k),
         GgmlType::Q5K => (176, q5_k),
         GgmlType::Q6K => (210, q6_k),
