@@ -148,9 +148,7 @@ impl<'m> TokenGenerator<'m> {
     fn step(&mut self) -> Result<Option<SampledToken>, GenerateError> {
         let Some((token, logprob)) = self.pending.take() else { return Ok(None) };
         self.remaining -= 1;
-        let penalties_need_history = self.sampler.params().repetition_penalty != 1.0
-            || self.sampler.params().presence_penalty != 0.0
-            || self.sampler.params().frequency_penalty != 0.0;
+        let penalties_need_history = self.sampler.params().uses_penalties();
         let room = self.remaining > 0 && self.history.len() + 1 < self.context;
         // Build the next step on the still-lazy token unless penalties must see its value first.
         if room && !penalties_need_history {

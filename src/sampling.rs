@@ -93,7 +93,8 @@ impl SamplingParams {
         Ok(())
     }
 
-    fn uses_penalties(&self) -> bool {
+    /// Whether any penalty is on (they need the generated tokens on the host).
+    pub fn uses_penalties(&self) -> bool {
         self.repetition_penalty != 1.0 || self.presence_penalty != 0.0 || self.frequency_penalty != 0.0
     }
 }
