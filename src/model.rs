@@ -32,32 +32,51 @@ pub enum LoadedModel {
     Gemma3n(Gemma3n),
 }
 
-impl LoadedModel {
-    pub fn load(dir: &Path, plan: &ExecutionPlan) -> Result<Self, LoadError> {
+/// A checkpoint folder's parsed config.json and its `model_type`.
+struct CheckpointConfig {
+    path: PathBuf,
+    root: Value,
+    model_type: String,
+}
+
+impl CheckpointConfig {
+    fn read(dir: &Path) -> Result<Self, LoadError> {
         if !dir.exists() {
             return Err(LoadError::NotFound(dir.to_path_buf()));
         }
-        let config_path = dir.join("config.json");
-        if !config_path.is_file() {
+        let path = dir.join("config.json");
+        if !path.is_file() {
             return Err(LoadError::NoConfig(dir.to_path_buf()));
         }
-        let text = std::fs::read_to_string(&config_path)
-            .map_err(|e| LoadError::BadConfig { path: config_path.clone(), message: e.to_string() })?;
-        let config: Value = serde_json::from_str(&text)
-            .map_err(|e| LoadError::BadConfig { path: config_path.clone(), message: format!("invalid JSON: {e}") })?;
-        let model_type = config.get("model_type").and_then(Value::as_str).unwrap_or("");
-        match model_type {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| LoadError::BadConfig { path: path.clone(), message: e.to_string() })?;
+        let root: Value = serde_json::from_str(&text)
+            .map_err(|e| LoadError::BadConfig { path: path.clone(), message: format!("invalid JSON: {e}") })?;
+        let model_type = root.get("model_type").and_then(Value::as_str).unwrap_or("").to_string();
+        Ok(CheckpointConfig { path, root, model_type })
+    }
+
+    fn unsupported(self) -> LoadError {
+        LoadError::Unsupported { path: self.path, found: self.model_type }
+    }
+}
+
+impl LoadedModel {
+    pub fn load(dir: &Path, plan: &ExecutionPlan) -> Result<Self, LoadError> {
+        let checkpoint = CheckpointConfig::read(dir)?;
+        let config = &checkpoint.root;
+        match checkpoint.model_type.as_str() {
             "gemma3n" | "gemma3n_text" => {
                 let options = gemma3n::LoadOptions {
                     dtype: plan.compute_dtype,
                     decode_path: plan.decode_path,
                     pretranspose: plan.pretranspose,
                 };
-                Gemma3n::load(dir, &config, options)
+                Gemma3n::load(dir, config, options)
                     .map(LoadedModel::Gemma3n)
                     .map_err(|source| LoadError::Model { path: dir.to_path_buf(), source })
             }
-            other => Err(LoadError::Unsupported { path: config_path, found: other.to_string() }),
+            _ => Err(checkpoint.unsupported()),
         }
     }
 
@@ -117,22 +136,18 @@ pub struct ModelSummary {
     pub dtypes: std::collections::BTreeMap<String, usize>,
     pub quantization: Option<Value>,
     pub weight_file_bytes: u64,
+    #[serde(skip)]
+    config: gemma3n::Config,
 }
 
 impl ModelSummary {
     pub fn read(dir: &Path) -> Result<Self, LoadError> {
-        if !dir.exists() {
-            return Err(LoadError::NotFound(dir.to_path_buf()));
-        }
-        let config_path = dir.join("config.json");
-        let text = std::fs::read_to_string(&config_path).map_err(|_| LoadError::NoConfig(dir.to_path_buf()))?;
-        let root: Value = serde_json::from_str(&text)
-            .map_err(|e| LoadError::BadConfig { path: config_path.clone(), message: format!("invalid JSON: {e}") })?;
-        let model_type = root.get("model_type").and_then(Value::as_str).unwrap_or("").to_string();
-        let config = match model_type.as_str() {
-            "gemma3n" | "gemma3n_text" => gemma3n::Config::from_json(&root)
-                .map_err(|message| LoadError::BadConfig { path: config_path.clone(), message })?,
-            other => return Err(LoadError::Unsupported { path: config_path, found: other.to_string() }),
+        let checkpoint = CheckpointConfig::read(dir)?;
+        let root = &checkpoint.root;
+        let config = match checkpoint.model_type.as_str() {
+            "gemma3n" | "gemma3n_text" => gemma3n::Config::from_json(root)
+                .map_err(|message| LoadError::BadConfig { path: checkpoint.path.clone(), message })?,
+            _ => return Err(checkpoint.unsupported()),
         };
         let quantization = root.get("quantization").or_else(|| root.get("quantization_config")).cloned();
         let bits_of = |name: &str| -> u64 {
@@ -146,7 +161,7 @@ impl ModelSummary {
         };
         let mut summary = ModelSummary {
             dir: dir.to_path_buf(),
-            model_type,
+            model_type: checkpoint.model_type.clone(),
             layers: config.num_layers,
             hidden_size: config.hidden_size,
             vocab_size: config.vocab_size,
@@ -155,13 +170,10 @@ impl ModelSummary {
             dtypes: Default::default(),
             quantization: quantization.clone(),
             weight_file_bytes: 0,
+            config,
         };
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| LoadError::BadConfig { path: dir.to_path_buf(), message: e.to_string() })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
-        files.sort();
+        let files = mlxcel_models::weights::shard_paths(dir)
+            .map_err(|source| LoadError::Model { path: dir.to_path_buf(), source })?;
         for file in &files {
             summary.weight_file_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
             let tensors = mlx_bridge::io::SafeTensors::load(file).map_err(|e| LoadError::Model {
@@ -184,5 +196,12 @@ impl ModelSummary {
             }
         }
         Ok(summary)
+    }
+}
+
+impl ModelSummary {
+    /// Bytes of keys and values after `context` positions in `dtype`.
+    pub fn kv_cache_bytes(&self, context: usize, dtype: mlx_bridge::Dtype) -> usize {
+        self.config.kv_cache_bytes(context, dtype.size_in_bytes())
     }
 }

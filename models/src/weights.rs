@@ -212,7 +212,7 @@ impl WeightStore {
 }
 
 /// The safetensors files of a checkpoint: the shards an index names, else every `*.safetensors`.
-fn shard_paths(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn shard_paths(dir: &Path) -> Result<Vec<PathBuf>> {
     let index_path = dir.join("model.safetensors.index.json");
     if index_path.is_file() {
         let text =

@@ -1,11 +1,9 @@
 //! `mlxcel inspect`: architecture, size, dtypes and quantization of a checkpoint, the memory its
 //! weights and KV cache take, and the execution plan it would run under.
 
-use mlx_bridge::Dtype;
 use mlxcel::api::plan_for;
 use mlxcel::hub::{self, HubOptions, ModelSpec};
 use mlxcel::model::ModelSummary;
-use mlxcel_models::gemma3n;
 
 use super::model_args::ModelArgs;
 use super::table::{Section, render_sections};
@@ -28,11 +26,7 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let summary = ModelSummary::read(&dir)?;
     let plan = plan_for(&args.model.load_options())?;
     let context = args.context.unwrap_or(summary.context_length as usize);
-    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
-    let kv_bytes = match gemma3n::Config::from_json(&config) {
-        Ok(config) => config.kv_cache_bytes(context, bytes_of(plan.compute_dtype)),
-        Err(_) => 0,
-    };
+    let kv_bytes = summary.kv_cache_bytes(context, plan.compute_dtype);
     if args.json {
         let report =
             serde_json::json!({"model": summary, "kv_cache_bytes": kv_bytes, "context": context, "plan": plan});
@@ -84,8 +78,4 @@ fn human(value: f64, base: f64, units: &[&str]) -> String {
         2
     };
     format!("{value:.digits$} {}", units[unit]).trim_end().to_string()
-}
-
-fn bytes_of(dtype: Dtype) -> usize {
-    dtype.size_in_bytes()
 }
