@@ -30,7 +30,9 @@ pub enum Error {
     #[error(transparent)]
     Generate(#[from] GenerateError),
     #[error("hardware detection: {0}")]
-    Hardware(String),
+    Hardware(#[from] hardware::HardwareError),
+    #[error(transparent)]
+    Plan(#[from] hardware::PlanError),
     #[error("{} has no chat template (tokenizer_config.json or chat_template.jinja); use a plain prompt", .0.display())]
     NoChatTemplate(PathBuf),
 }
@@ -217,7 +219,7 @@ impl Model {
 
 /// The plan for this machine with `options`' overrides applied last.
 pub fn plan_for(options: &LoadOptions) -> Result<ExecutionPlan> {
-    let profile = hardware::detect().map_err(|e| Error::Hardware(e.to_string()))?;
+    let profile = hardware::detect()?;
     let overrides = Overrides {
         origin: OverrideOrigin::Cli,
         decode_path: options.decode_path,
@@ -225,8 +227,7 @@ pub fn plan_for(options: &LoadOptions) -> Result<ExecutionPlan> {
         compute_dtype: options.compute_dtype,
         prefill_chunk: options.prefill_chunk,
     };
-    let plan = ExecutionPlan::for_profile(&profile).with_env_overrides().map_err(|e| Error::Hardware(e.to_string()))?;
-    Ok(plan.apply_overrides(&overrides))
+    Ok(ExecutionPlan::for_profile(&profile).with_env_overrides()?.apply_overrides(&overrides))
 }
 
 fn collect(stream: TextStream<'_>) -> Result<Generation> {

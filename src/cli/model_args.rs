@@ -18,14 +18,7 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
-            decode_path: self.plan.decode_path,
-            pretranspose: self.plan.pretranspose,
-            compute_dtype: self.plan.compute_dtype,
-            prefill_chunk: self.plan.prefill_chunk,
-            offline: self.offline,
-            progress: true,
-        }
+        LoadOptions { offline: self.offline, progress: true, ..self.plan.load_options() }
     }
 
     pub fn load(&self) -> anyhow::Result<Model> {

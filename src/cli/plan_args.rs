@@ -2,7 +2,8 @@
 //! `MLXCEL_*` environment overrides, so the command line wins.
 
 use mlx_bridge::Dtype;
-use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, OverrideOrigin, Overrides};
+use mlxcel::api::{LoadOptions, plan_for};
+use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
@@ -21,17 +22,20 @@ pub struct PlanArgs {
 }
 
 impl PlanArgs {
-    /// The plan for this machine: class defaults, then the environment, then these flags.
-    pub fn plan(&self) -> anyhow::Result<ExecutionPlan> {
-        let profile = hardware::detect()?;
-        let overrides = Overrides {
-            origin: OverrideOrigin::Cli,
+    /// These flags as load options (everything else default).
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
             decode_path: self.decode_path,
             pretranspose: self.pretranspose,
             compute_dtype: self.compute_dtype,
             prefill_chunk: self.prefill_chunk,
-        };
-        Ok(ExecutionPlan::for_profile(&profile).with_env_overrides()?.apply_overrides(&overrides))
+            ..Default::default()
+        }
+    }
+
+    /// The plan for this machine: class defaults, then the environment, then these flags.
+    pub fn plan(&self) -> anyhow::Result<ExecutionPlan> {
+        Ok(plan_for(&self.load_options())?)
     }
 }
 
