@@ -116,9 +116,10 @@ impl Model {
 
     pub fn load_with(spec: &str, options: &LoadOptions) -> Result<Model> {
         let spec = ModelSpec::parse(spec)?;
+        // The plan first: a bad override should fail before a download, not after it.
+        let plan = plan_for(options)?;
         let hub_options = HubOptions { progress: options.progress, ..HubOptions::from_env(options.offline) };
         let dir = hub::resolve(&spec, &hub_options)?;
-        let plan = plan_for(options)?;
         Self::load_dir(&dir, plan)
     }
 
