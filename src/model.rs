@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use mlx_bridge::Array;
+use mlxcel_models::CausalLm;
 use mlxcel_models::gemma3n::{self, Gemma3n, Logits};
 use mlxcel_models::hardware::ExecutionPlan;
 use mlxcel_models::layers::KvCache;

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use mlx_bridge::quant::QuantSpec;
 use mlx_bridge::{Array, Dtype, random};
+use mlxcel_models::CausalLm;
 use mlxcel_models::gemma3n::{Gemma3n, LoadOptions, random as shapes};
 use mlxcel_models::hardware::DecodePath;
 use mlxcel_models::weights::QuantizationConfig;

@@ -80,6 +80,8 @@ pub struct WeightStore {
     index: HashMap<String, Source>,
     quantization: Option<QuantizationConfig>,
     dtype: Dtype,
+    /// Unpack quantized layers to dense compute-dtype weights at load (see [`WeightStore::dequantized`]).
+    dequantize: bool,
 }
 
 impl WeightStore {
@@ -106,13 +108,20 @@ impl WeightStore {
             }
             files.push(file);
         }
-        Ok(WeightStore { files, index, quantization, dtype })
+        Ok(WeightStore { files, index, quantization, dtype, dequantize: false })
     }
 
     /// Tensors already in memory, by the model's own names.
     pub fn from_arrays(arrays: HashMap<String, Array>, quantization: Option<QuantizationConfig>, dtype: Dtype) -> Self {
         let index = arrays.into_iter().map(|(name, array)| (name, Source::Memory(array))).collect();
-        WeightStore { files: Vec::new(), index, quantization, dtype }
+        WeightStore { files: Vec::new(), index, quantization, dtype, dequantize: false }
+    }
+
+    /// Loads quantized layers as dense weights in the compute dtype: a backend whose quantized
+    /// matmul is slower than its dense one (MLX 0.32's CPU backend) trades memory for speed.
+    pub fn dequantized(mut self, dequantize: bool) -> Self {
+        self.dequantize = dequantize;
+        self
     }
 
     pub fn compute_dtype(&self) -> Dtype {
@@ -160,6 +169,7 @@ impl WeightStore {
     /// A `[out, in]` linear layer `prefix.weight`, quantized when `prefix.scales` exists.
     pub fn linear(&self, prefix: &str, out_dim: i32, in_dim: i32) -> Result<Linear> {
         match self.quantized(prefix, out_dim, in_dim)? {
+            Some(q) if self.dequantize => Ok(Linear::Dense { weight: q.dequantize()?.astype(self.dtype)? }),
             Some(q) => Ok(Linear::Quantized(q)),
             None => Ok(Linear::Dense { weight: self.tensor(&format!("{prefix}.weight"), &[out_dim, in_dim])? }),
         }
@@ -168,6 +178,9 @@ impl WeightStore {
     /// A `[vocab, dim]` embedding table `prefix.weight`, quantized when `prefix.scales` exists.
     pub fn embedding(&self, prefix: &str, vocab: i32, dim: i32) -> Result<Embedding> {
         match self.quantized(prefix, vocab, dim)? {
+            Some(q) if self.dequantize => {
+                Ok(Embedding::Dense { table: q.dequantize()?.astype(self.dtype)?, head_t: None })
+            }
             Some(q) => Ok(Embedding::Quantized(q)),
             None => {
                 Ok(Embedding::Dense { table: self.tensor(&format!("{prefix}.weight"), &[vocab, dim])?, head_t: None })

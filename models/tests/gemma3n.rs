@@ -6,38 +6,21 @@ use std::path::{Path, PathBuf};
 
 use mlx_bridge::io::{SafeTensors, save_safetensors};
 use mlx_bridge::{Array, Dtype};
-use mlxcel_models::ModelError;
 use mlxcel_models::gemma3n::{Gemma3n, LoadOptions};
 use mlxcel_models::hardware::DecodePath;
+use mlxcel_models::{CausalLm, ModelError};
 use serde_json::Value;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/gemma3n-tiny")
-}
+mod common;
 
-struct Reference {
-    prompt: Vec<i32>,
-    logits: HashMap<String, Vec<f32>>,
+use common::{Reference, max_abs_diff};
+
+fn fixtures() -> PathBuf {
+    common::fixture("gemma3n-tiny")
 }
 
 fn reference() -> Reference {
-    let json: Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures().join("reference.json")).unwrap()).unwrap();
-    let prompt = json["prompt"].as_array().unwrap().iter().map(|v| v.as_i64().unwrap() as i32).collect();
-    let logits = json["logits"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, rows)| {
-            let flat = rows
-                .as_array()
-                .unwrap()
-                .iter()
-                .flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32));
-            (k.clone(), flat.collect())
-        })
-        .collect();
-    Reference { prompt, logits }
+    common::reference(&fixtures())
 }
 
 fn options(decode_path: DecodePath, pretranspose: bool) -> LoadOptions {
@@ -45,19 +28,13 @@ fn options(decode_path: DecodePath, pretranspose: bool) -> LoadOptions {
 }
 
 fn load(dir: &Path, options: LoadOptions) -> Result<Gemma3n, ModelError> {
-    let config: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    Gemma3n::load(dir, &config, options)
+    Gemma3n::load(dir, &common::read_config(dir), options)
 }
 
 fn logits(model: &Gemma3n, prompt: &[i32], chunk: usize) -> Vec<f32> {
     let logits = model.teacher_forced_logits(prompt, chunk).unwrap();
     assert_eq!(logits.shape(), vec![prompt.len() as i32, 512]);
     logits.to_vec::<f32>().unwrap()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]

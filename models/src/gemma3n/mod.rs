@@ -21,18 +21,12 @@ use serde_json::Value;
 pub use config::{Config, KvSource, LayerKind};
 
 use self::altup::{AltUp, Streams};
+pub use crate::causal_lm::Logits;
+use crate::causal_lm::{CausalLm, check_step, select_positions};
 use crate::error::{ModelError, Result};
 use crate::hardware::DecodePath;
 use crate::layers::{AttentionInputs, Embedding, KvCache, Linear, RmsNorm};
 use crate::weights::{QuantizationConfig, WeightStore};
-
-/// Which positions get logits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Logits {
-    All,
-    /// Only the last position (`[B, 1, vocab]`).
-    Last,
-}
 
 /// How the weights are held and which forward path runs (from the execution plan).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,97 +214,6 @@ impl Gemma3n {
         self.decode_path = path;
     }
 
-    /// Fresh caches: a growing cache for each full-attention layer and a sliding-window ring for
-    /// each sliding layer, for the layers that compute their own keys and values.
-    pub fn make_caches(&self) -> Vec<KvCache> {
-        self.config.layer_kinds[..self.config.num_caches()]
-            .iter()
-            .map(|kind| match kind {
-                LayerKind::Full => KvCache::growing(),
-                LayerKind::Sliding => KvCache::sliding(self.config.sliding_window),
-            })
-            .collect()
-    }
-
-    /// Logits `[B, L, vocab]` for token ids `[B, L]` (int32), continuing from `caches`.
-    pub fn forward(&self, ids: &Array, caches: &mut [KvCache]) -> Result<Array> {
-        self.forward_logits(ids, caches, Logits::All)
-    }
-
-    /// Like [`Gemma3n::forward`], with the LM head run only where `which` asks: generation needs
-    /// the last position of a prompt, not a `[L, vocab]` matrix for every prompt token.
-    pub fn forward_logits(&self, ids: &Array, caches: &mut [KvCache], which: Logits) -> Result<Array> {
-        let c = &self.config;
-        if ids.ndim() != 2 {
-            return Err(ModelError::Input(format!("token ids must be [batch, length], got {:?}", ids.shape())));
-        }
-        if caches.len() != c.num_caches() {
-            return Err(ModelError::Input(format!(
-                "{} caches given, the model needs {}",
-                caches.len(),
-                c.num_caches()
-            )));
-        }
-        // One position for the whole step: kv-shared layers rope their queries at the position
-        // before their source layer appended this step's keys.
-        let offset = caches[0].offset();
-        let ids = ids.astype(Dtype::I32)?;
-        let h0 = self.embed_tokens.lookup(&ids)?;
-        let h0 = h0.mul_scalar((c.hidden_size as f64).sqrt())?;
-        let per_layer = self.per_layer_inputs(&ids, &h0)?;
-
-        let mut streams = Streams::initial(&h0, &self.altup_projections, self.decode_path)?;
-        let mut shared = SharedKv::default();
-        for (i, layer) in self.layers.iter().enumerate() {
-            let per_layer_input = per_layer.slice_axis(2, i as i32, i as i32 + 1)?.squeeze(&[2])?;
-            streams = layer.forward(c, streams, &per_layer_input, caches, &mut shared, offset, self.decode_path)?;
-        }
-        let mut h = streams.unembed(&self.altup_unembed_projections)?;
-        if which == Logits::Last {
-            let length = h.dim(1)?;
-            h = h.slice_axis(1, length - 1, length)?;
-        }
-        let logits = self.embed_tokens.as_linear(&self.norm.forward(&h)?)?;
-        match c.final_logit_softcapping {
-            Some(cap) if self.decode_path == DecodePath::Fused => {
-                Ok(fused::softcap(&logits, &logits.scalar_like(cap as f64)?)?)
-            }
-            Some(cap) => Ok(logits.div_scalar(cap as f64)?.tanh()?.mul_scalar(cap as f64)?),
-            None => Ok(logits),
-        }
-    }
-
-    /// A teacher-forced pass over `ids` from empty caches, `chunk` tokens per forward call
-    /// (chunk 1 sends every token through the single-token decode step): logits `[L, vocab]`.
-    pub fn teacher_forced_logits(&self, ids: &[i32], chunk: usize) -> Result<Array> {
-        if ids.is_empty() {
-            return Err(ModelError::Input("no token ids".into()));
-        }
-        if chunk == 0 {
-            return Err(ModelError::Input("the prefill chunk must be at least 1".into()));
-        }
-        let context = self.config.max_position_embeddings as usize;
-        if ids.len() > context {
-            return Err(ModelError::Input(format!("{} tokens exceed the context of {context}", ids.len())));
-        }
-        if let Some(bad) = ids.iter().find(|&&id| id < 0 || id >= self.config.vocab_size) {
-            return Err(ModelError::Input(format!(
-                "token id {bad} is outside the vocabulary of {}",
-                self.config.vocab_size
-            )));
-        }
-        let mut caches = self.make_caches();
-        let mut pieces = Vec::with_capacity(ids.len().div_ceil(chunk));
-        for piece in ids.chunks(chunk) {
-            let input = Array::from_slice(piece, &[1, piece.len() as i32])?;
-            let logits = self.forward(&input, &mut caches)?.squeeze(&[0])?.astype(Dtype::F32)?;
-            // Evaluate per chunk so the graph (and the chunk's activations) stay bounded.
-            logits.eval()?;
-            pieces.push(logits);
-        }
-        Ok(mlx_bridge::concatenate(&pieces.iter().collect::<Vec<_>>(), 0)?)
-    }
-
     /// `(norm(proj(h0) / sqrt(D)) + embed_per_layer(ids) * sqrt(D_pl)) / sqrt(2)`, `[B, L, layers, D_pl]`.
     fn per_layer_inputs(&self, ids: &Array, h0: &Array) -> Result<Array> {
         let c = &self.config;
@@ -333,6 +236,56 @@ impl Gemma3n {
             .reshape(&shape)?;
         let projected = self.per_layer_projection_norm.forward(&projected)?;
         Ok(projected.add(&embedded.astype(projected.dtype())?)?.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?)
+    }
+}
+
+impl CausalLm for Gemma3n {
+    /// Fresh caches: a growing cache for each full-attention layer and a sliding-window ring for
+    /// each sliding layer, for the layers that compute their own keys and values.
+    fn make_caches(&self) -> Vec<KvCache> {
+        self.config.layer_kinds[..self.config.num_caches()]
+            .iter()
+            .map(|kind| match kind {
+                LayerKind::Full => KvCache::growing(),
+                LayerKind::Sliding => KvCache::sliding(self.config.sliding_window),
+            })
+            .collect()
+    }
+
+    fn forward_logits(&self, ids: &Array, caches: &mut [KvCache], which: Logits) -> Result<Array> {
+        let c = &self.config;
+        check_step(ids, caches.len(), c.num_caches())?;
+        // One position for the whole step: kv-shared layers rope their queries at the position
+        // before their source layer appended this step's keys.
+        let offset = caches[0].offset();
+        let ids = ids.astype(Dtype::I32)?;
+        let h0 = self.embed_tokens.lookup(&ids)?;
+        let h0 = h0.mul_scalar((c.hidden_size as f64).sqrt())?;
+        let per_layer = self.per_layer_inputs(&ids, &h0)?;
+
+        let mut streams = Streams::initial(&h0, &self.altup_projections, self.decode_path)?;
+        let mut shared = SharedKv::default();
+        for (i, layer) in self.layers.iter().enumerate() {
+            let per_layer_input = per_layer.slice_axis(2, i as i32, i as i32 + 1)?.squeeze(&[2])?;
+            streams = layer.forward(c, streams, &per_layer_input, caches, &mut shared, offset, self.decode_path)?;
+        }
+        let h = select_positions(streams.unembed(&self.altup_unembed_projections)?, which)?;
+        let logits = self.embed_tokens.as_linear(&self.norm.forward(&h)?)?;
+        match c.final_logit_softcapping {
+            Some(cap) if self.decode_path == DecodePath::Fused => {
+                Ok(fused::softcap(&logits, &logits.scalar_like(cap as f64)?)?)
+            }
+            Some(cap) => Ok(logits.div_scalar(cap as f64)?.tanh()?.mul_scalar(cap as f64)?),
+            None => Ok(logits),
+        }
+    }
+
+    fn context_length(&self) -> usize {
+        self.config.max_position_embeddings as usize
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size as usize
     }
 }
 

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 mod kquants;
+mod store;
 mod tensors;
+pub use store::{KQuants, Transform, metadata_float, metadata_int, unpermute_rope_rows, weight_store};
 pub use tensors::{GgufTensor, f16_to_f32};
 use thiserror::Error;
 

@@ -1,0 +1,94 @@
+//! What the engine needs from any text model: a forward step over caches it owns, fresh caches,
+//! and the model's limits. Input checks and the teacher-forced pass live here once, for every
+//! family.
+
+use mlx_bridge::{Array, Dtype};
+
+use crate::error::{ModelError, Result};
+use crate::layers::KvCache;
+
+/// Which positions get logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    All,
+    /// Only the last position (`[B, 1, vocab]`): generation needs the last position of a prompt,
+    /// not a `[L, vocab]` matrix for every prompt token.
+    Last,
+}
+
+/// A decoder-only language model whose caches live outside it (mlx-lm's discipline).
+pub trait CausalLm {
+    /// Logits `[B, L or 1, vocab]` for token ids `[B, L]`, continuing from `caches`.
+    fn forward_logits(&self, ids: &Array, caches: &mut [KvCache], which: Logits) -> Result<Array>;
+
+    /// Fresh caches, one per layer that computes its own keys and values.
+    fn make_caches(&self) -> Vec<KvCache>;
+
+    /// The most positions the model supports.
+    fn context_length(&self) -> usize;
+
+    fn vocab_size(&self) -> usize;
+
+    /// Logits `[B, L, vocab]` for every position.
+    fn forward(&self, ids: &Array, caches: &mut [KvCache]) -> Result<Array> {
+        self.forward_logits(ids, caches, Logits::All)
+    }
+
+    /// Rejects ids the model cannot embed and prompts longer than the context.
+    fn check_ids(&self, ids: &[i32]) -> Result<()> {
+        if ids.is_empty() {
+            return Err(ModelError::Input("no token ids".into()));
+        }
+        let context = self.context_length();
+        if ids.len() > context {
+            return Err(ModelError::Input(format!("{} tokens exceed the context of {context}", ids.len())));
+        }
+        let vocab = self.vocab_size();
+        if let Some(bad) = ids.iter().find(|&&id| id < 0 || id as usize >= vocab) {
+            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary of {vocab}")));
+        }
+        Ok(())
+    }
+
+    /// A teacher-forced pass over `ids` from empty caches, `chunk` tokens per forward call
+    /// (chunk 1 sends every token through the single-token decode step): logits `[L, vocab]` in
+    /// float32.
+    fn teacher_forced_logits(&self, ids: &[i32], chunk: usize) -> Result<Array> {
+        self.check_ids(ids)?;
+        if chunk == 0 {
+            return Err(ModelError::Input("the prefill chunk must be at least 1".into()));
+        }
+        let mut caches = self.make_caches();
+        let mut pieces = Vec::with_capacity(ids.len().div_ceil(chunk));
+        for piece in ids.chunks(chunk) {
+            let input = Array::from_slice(piece, &[1, piece.len() as i32])?;
+            let logits = self.forward(&input, &mut caches)?.squeeze(&[0])?.astype(Dtype::F32)?;
+            // Evaluate per chunk so the graph (and the chunk's activations) stay bounded.
+            logits.eval()?;
+            pieces.push(logits);
+        }
+        Ok(mlx_bridge::concatenate(&pieces.iter().collect::<Vec<_>>(), 0)?)
+    }
+}
+
+/// `[B, L]` ids and the expected number of caches, or an input error.
+pub(crate) fn check_step(ids: &Array, caches: usize, expected: usize) -> Result<()> {
+    if ids.ndim() != 2 {
+        return Err(ModelError::Input(format!("token ids must be [batch, length], got {:?}", ids.shape())));
+    }
+    if caches != expected {
+        return Err(ModelError::Input(format!("{caches} caches given, the model needs {expected}")));
+    }
+    Ok(())
+}
+
+/// The last position of `[B, L, D]` hidden states when only its logits are wanted.
+pub(crate) fn select_positions(h: Array, which: Logits) -> Result<Array> {
+    match which {
+        Logits::All => Ok(h),
+        Logits::Last => {
+            let length = h.dim(1)?;
+            Ok(h.slice_axis(1, length - 1, length)?)
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! A GGUF file's tensors as a [`WeightStore`], under the model's own tensor names.
+//!
+//! Exactly-mappable types stay quantized (their MLX affine spec is recorded per module, since a
+//! GGUF mixes 4-, 5- and 8-bit tensors); the K types are dequantized, or requantized to MLX affine
+//! when [`KQuants::Requantize`] asks for it.
+
+use std::collections::HashMap;
+
+use mlx_bridge::quant::{self, QuantSpec, Quantized};
+use mlx_bridge::{Array, Dtype};
+
+use super::{GgmlType, GgufFile, GgufTensor};
+use crate::error::{ModelError, Result};
+use crate::weights::{QuantizationConfig, Rename, WeightStore};
+
+/// What to do with K-quant tensors (Q4_K, Q5_K, Q6_K), whose two-level scales MLX's affine
+/// quantization cannot express exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum KQuants {
+    /// Decode to dense weights: exactly the file's values, at 4-8x the memory of the file.
+    #[default]
+    Dequantize,
+    /// Decode, then quantize again with MLX's affine scheme: close to the file's size, but a
+    /// second rounding on top of the file's own.
+    Requantize(QuantSpec),
+}
+
+impl KQuants {
+    /// `dequantize`, `q8` or `q4` (MLX affine, group 32, matching the exact GGUF types' groups).
+    pub fn parse(name: &str) -> Option<KQuants> {
+        match name {
+            "dequantize" | "dense" => Some(KQuants::Dequantize),
+            "q8" => QuantSpec::affine(32, 8).ok().map(KQuants::Requantize),
+            "q4" => QuantSpec::affine(32, 4).ok().map(KQuants::Requantize),
+            _ => None,
+        }
+    }
+}
+
+/// Changes a tensor on its way in (e.g. undoing a layout llama.cpp's converter applied).
+pub type Transform<'a> = &'a dyn Fn(&str, GgufTensor) -> Result<GgufTensor>;
+
+/// Loads every tensor `rename` keeps (eagerly: GGUF blocks are converted on the host).
+pub fn weight_store(
+    file: &GgufFile,
+    rename: Rename<'_>,
+    transform: Transform<'_>,
+    k_quants: KQuants,
+    dtype: Dtype,
+) -> Result<WeightStore> {
+    let mut arrays = HashMap::new();
+    let mut specs: HashMap<String, Option<QuantSpec>> = HashMap::new();
+    for info in &file.header().tensors {
+        let Some(name) = rename(&info.name) else { continue };
+        let tensor = file
+            .load_tensor(info)
+            .map_err(|e| ModelError::Weights(format!("{}: tensor {}: {e}", file.path().display(), info.name)))?;
+        let is_k_quant = matches!(info.ggml_type, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K);
+        let tensor = match (tensor, k_quants) {
+            (GgufTensor::Dense(dense), KQuants::Requantize(spec)) if is_k_quant && dense.ndim() == 2 => {
+                GgufTensor::Quantized(quant::quantize(&dense, spec)?)
+            }
+            (tensor, _) => tensor,
+        };
+        let tensor = transform(&name, tensor)?;
+        if arrays.contains_key(&name) {
+            return Err(ModelError::Weights(format!("two GGUF tensors map to {name}")));
+        }
+        match tensor {
+            GgufTensor::Dense(array) => {
+                arrays.insert(name, array);
+            }
+            GgufTensor::Quantized(Quantized { weight, scales, biases, spec }) => {
+                let module = name.strip_suffix(".weight").ok_or_else(|| {
+                    ModelError::Weights(format!("quantized GGUF tensor {} is not a .weight", info.name))
+                })?;
+                arrays.insert(format!("{module}.scales"), scales);
+                if let Some(biases) = biases {
+                    arrays.insert(format!("{module}.biases"), biases);
+                }
+                specs.insert(module.to_string(), Some(spec));
+                arrays.insert(name, weight);
+            }
+        }
+    }
+    let quantization =
+        specs.values().flatten().next().copied().map(|default| QuantizationConfig { default, overrides: specs });
+    Ok(WeightStore::from_arrays(arrays, quantization, dtype))
+}
+
+/// Undoes llama.cpp's Q/K row permutation for `llama`-architecture files: its converter
+/// interleaves each head's two rotary halves so that ggml's adjacent-pair RoPE applies; the
+/// models here (like transformers) rotate halves. Works on packed quantized rows too, since the
+/// permutation only moves whole rows.
+pub fn unpermute_rope_rows(tensor: GgufTensor, heads: i32) -> Result<GgufTensor> {
+    let rows = |array: Array| -> Result<Array> {
+        let shape = array.shape();
+        let (out, rest) = (shape[0], &shape[1..]);
+        if heads <= 0 || out % (2 * heads) != 0 {
+            return Err(ModelError::Weights(format!("cannot split {out} rows into {heads} rotary heads")));
+        }
+        let mut split = vec![heads, out / heads / 2, 2];
+        split.extend_from_slice(rest);
+        let mut axes: Vec<i32> = (0..split.len() as i32).collect();
+        axes.swap(1, 2);
+        Ok(array.reshape(&split)?.transpose(&axes)?.reshape(&shape)?)
+    };
+    Ok(match tensor {
+        GgufTensor::Dense(array) => GgufTensor::Dense(rows(array)?),
+        GgufTensor::Quantized(q) => GgufTensor::Quantized(Quantized {
+            weight: rows(q.weight)?,
+            scales: rows(q.scales)?,
+            biases: q.biases.map(rows).transpose()?,
+            spec: q.spec,
+        }),
+    })
+}
+
+/// A metadata value as an integer, or a config error naming the key.
+pub fn metadata_int(file: &GgufFile, key: &str) -> Result<Option<i64>> {
+    match file.header().get(key) {
+        None => Ok(None),
+        Some(value) => value.as_i64().map(Some).ok_or_else(|| bad_metadata(file, key, "an integer")),
+    }
+}
+
+pub fn metadata_float(file: &GgufFile, key: &str) -> Result<Option<f64>> {
+    match file.header().get(key) {
+        None => Ok(None),
+        Some(value) => value.as_f64().map(Some).ok_or_else(|| bad_metadata(file, key, "a number")),
+    }
+}
+
+fn bad_metadata(file: &GgufFile, key: &str, expected: &str) -> ModelError {
+    ModelError::Config { path: file.path().to_path_buf(), message: format!("metadata {key} is not {expected}") }
+}

@@ -1,0 +1,144 @@
+//! Llama and Gemma 3 against transformers' float32 logits on tiny random checkpoints
+//! (`tests/fixtures/gen_llama_gemma3.py`): HF safetensors, MLX-quantized safetensors, and GGUF
+//! files written as llama.cpp writes them, with transformers' own GGUF loader as the reference.
+
+mod common;
+
+use std::path::Path;
+
+use mlx_bridge::Dtype;
+use mlxcel_models::gemma3::{self, Gemma3};
+use mlxcel_models::gguf::{GgufFile, KQuants};
+use mlxcel_models::hardware::DecodePath;
+use mlxcel_models::llama::{self, Llama};
+use mlxcel_models::{CausalLm, ModelError};
+
+use common::{fixture, max_abs_diff, read_config, reference};
+
+/// Same bound as Gemma 3n's fixture: float32 on both sides, differing only in summation order.
+const TOLERANCE: f32 = 1e-4;
+
+fn llama_options(pretranspose: bool, dequantize: bool) -> llama::LoadOptions {
+    llama::LoadOptions { dtype: Dtype::F32, pretranspose, dequantize, k_quants: KQuants::Dequantize }
+}
+
+fn gemma3_options(decode_path: DecodePath, pretranspose: bool) -> gemma3::LoadOptions {
+    gemma3::LoadOptions {
+        dtype: Dtype::F32,
+        decode_path,
+        pretranspose,
+        dequantize: false,
+        k_quants: KQuants::Dequantize,
+    }
+}
+
+fn logits(model: &dyn CausalLm, prompt: &[i32], chunk: usize) -> Vec<f32> {
+    let logits = model.teacher_forced_logits(prompt, chunk).unwrap();
+    assert_eq!(logits.shape(), vec![prompt.len() as i32, model.vocab_size() as i32]);
+    logits.to_vec::<f32>().unwrap()
+}
+
+/// Every chunking of the prompt (chunk 1 = the single-token decode step) against `expected`.
+fn assert_matches(model: &dyn CausalLm, prompt: &[i32], expected: &[f32], what: &str) {
+    for chunk in [prompt.len(), 5, 3, 1] {
+        let diff = max_abs_diff(&logits(model, prompt, chunk), expected);
+        assert!(diff <= TOLERANCE, "{what}, chunk {chunk}: max abs logit difference {diff}");
+    }
+}
+
+fn load_llama(dir: &Path, options: llama::LoadOptions) -> Result<Llama, ModelError> {
+    Llama::load(dir, &read_config(dir), options)
+}
+
+fn load_gemma3(dir: &Path, options: gemma3::LoadOptions) -> Result<Gemma3, ModelError> {
+    Gemma3::load(dir, &read_config(dir), options)
+}
+
+#[test]
+fn llama_float32_matches_transformers_with_llama3_rope_scaling() {
+    let dir = fixture("llama-tiny");
+    let reference = reference(&dir);
+    for pretranspose in [false, true] {
+        let model = load_llama(&dir.join("fp32"), llama_options(pretranspose, false)).unwrap();
+        assert_matches(&model, &reference.prompt, &reference.logits["fp32"], &format!("pretranspose {pretranspose}"));
+    }
+}
+
+#[test]
+fn llama_mlx_quantized_matches_transformers_on_the_dequantized_weights() {
+    let dir = fixture("llama-tiny");
+    let reference = reference(&dir);
+    for dequantize in [false, true] {
+        let model = load_llama(&dir.join("q4"), llama_options(false, dequantize)).unwrap();
+        assert_matches(&model, &reference.prompt, &reference.logits["q4"], &format!("dequantize {dequantize}"));
+    }
+}
+
+#[test]
+fn llama_gguf_matches_transformers_gguf_loader() {
+    let dir = fixture("llama-tiny");
+    let reference = reference(&dir);
+    let file = GgufFile::open(&dir.join("tiny.gguf")).unwrap();
+    for dequantize in [false, true] {
+        let model = Llama::load_gguf(&file, llama_options(false, dequantize)).unwrap();
+        assert!(model.config().tie_word_embeddings.eq(&false), "the file has an output tensor");
+        assert_matches(&model, &reference.prompt, &reference.logits["gguf"], &format!("dequantize {dequantize}"));
+    }
+}
+
+#[test]
+fn gemma3_float32_matches_transformers_on_every_path() {
+    let dir = fixture("gemma3-tiny");
+    let reference = reference(&dir);
+    for (path, pretranspose) in [(DecodePath::Split, false), (DecodePath::Fused, false), (DecodePath::Fused, true)] {
+        let model = load_gemma3(&dir.join("fp32"), gemma3_options(path, pretranspose)).unwrap();
+        assert_matches(&model, &reference.prompt, &reference.logits["fp32"], &format!("{path} {pretranspose}"));
+    }
+}
+
+#[test]
+fn gemma3_mlx_quantized_matches_transformers_on_the_dequantized_weights() {
+    let dir = fixture("gemma3-tiny");
+    let reference = reference(&dir);
+    let model = load_gemma3(&dir.join("q4"), gemma3_options(DecodePath::Fused, false)).unwrap();
+    assert_matches(&model, &reference.prompt, &reference.logits["q4"], "q4");
+}
+
+#[test]
+fn gemma3_gguf_matches_transformers_gguf_loader() {
+    let dir = fixture("gemma3-tiny");
+    let reference = reference(&dir);
+    let file = GgufFile::open(&dir.join("tiny.gguf")).unwrap();
+    let model = Gemma3::load_gguf(&file, gemma3_options(DecodePath::Fused, false)).unwrap();
+    assert_eq!(model.config().layer_kinds.iter().filter(|k| **k == gemma3::LayerKind::Full).count(), 1);
+    assert_matches(&model, &reference.prompt, &reference.logits["gguf"], "gguf");
+}
+
+#[test]
+fn requantized_k_quants_stay_close_to_the_exact_decode() {
+    // Requantizing adds a second rounding: the logits move, but only a little.
+    let dir = fixture("gemma3-tiny");
+    let reference = reference(&dir);
+    let file = GgufFile::open(&dir.join("tiny.gguf")).unwrap();
+    let options =
+        gemma3::LoadOptions { k_quants: KQuants::parse("q8").unwrap(), ..gemma3_options(DecodePath::Fused, false) };
+    let model = Gemma3::load_gguf(&file, options).unwrap();
+    let got = logits(&model, &reference.prompt, reference.prompt.len());
+    let diff = max_abs_diff(&got, &reference.logits["gguf"]);
+    assert!(diff > 0.0 && diff < 0.5, "8-bit requantized K tensors: max abs logit difference {diff}");
+}
+
+#[test]
+fn a_missing_tensor_and_bad_ids_are_errors() {
+    let dir = fixture("llama-tiny");
+    let model = load_llama(&dir.join("fp32"), llama_options(false, false)).unwrap();
+    assert!(matches!(model.teacher_forced_logits(&[1, 512], 4), Err(ModelError::Input(_))));
+    assert!(matches!(model.teacher_forced_logits(&[], 4), Err(ModelError::Input(_))));
+    let mut config = read_config(&dir.join("fp32"));
+    config["num_hidden_layers"] = 3.into();
+    match Llama::load(&dir.join("fp32"), &config, llama_options(false, false)) {
+        Err(ModelError::MissingTensor { name }) => assert!(name.starts_with("layers.2."), "{name}"),
+        Err(other) => panic!("expected a missing tensor, got {other}"),
+        Ok(_) => panic!("a config with more layers than the weights loaded"),
+    }
+}
