@@ -1,11 +1,13 @@
 //! Tokenization: a checkpoint folder's `tokenizer.json` (through the `tokenizers` crate) with the
 //! special tokens and flags of its `tokenizer_config.json`, streaming detokenization
-//! ([`StreamDecoder`]) and the set of ids that end generation ([`eos_token_ids`]).
+//! ([`StreamDecoder`]) and the set of ids that end generation ([`eos_token_ids`]). A GGUF file's
+//! tokenizer metadata builds the same kind of tokenizer ([`Tokenizer::from_gguf`]).
 //!
 //! The reference is transformers 5 loading the same folder: encodings and decodings match it byte
 //! for byte (`tests/tokenizer.rs` checks this against golden values it produced).
 
 mod eos;
+mod gguf;
 mod stream;
 
 use std::collections::HashSet;
@@ -39,6 +41,18 @@ pub enum TokenizerError {
     Encode { source: tokenizers::Error },
     #[error("decoding failed: {source}")]
     Decode { source: tokenizers::Error },
+    /// `tokenizer.ggml.model` names a kind of tokenizer [`Tokenizer::from_gguf`] cannot build.
+    #[error("GGUF tokenizer model {model:?} is not supported (gpt2 and llama are)")]
+    UnsupportedGgufModel { model: String },
+    /// A GGUF metadata key the tokenizer needs is absent.
+    #[error("GGUF metadata has no {key}, which the tokenizer needs")]
+    MissingGgufKey { key: &'static str },
+    /// A GGUF metadata key of the wrong type, or with a value that cannot be used.
+    #[error("GGUF metadata {key}: {message}")]
+    InvalidGgufKey { key: &'static str, message: String },
+    /// The `tokenizers` crate refused a part built from the GGUF metadata.
+    #[error("cannot build the tokenizer from GGUF metadata: {source}")]
+    GgufTokenizer { source: tokenizers::Error },
 }
 
 /// The named special tokens of a tokenizer, as `tokenizer_config.json` spells them.
