@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use bench_report::schema::{self, ReportError, Source};
 use bench_report::tables::{self, Dataset};
+use bench_report::{PageOptions, page};
 use serde_json::{Value, json};
 
 fn sample_paths() -> Vec<PathBuf> {
@@ -204,4 +205,56 @@ fn mixed_machines_and_duplicate_runs_are_errors() {
     let err = Dataset::new(&sources, None).unwrap_err();
     assert!(matches!(err, ReportError::DuplicateRun { .. }), "{err}");
     assert!(err.to_string().contains("a.json") && err.to_string().contains("c.json"), "{err}");
+}
+
+#[test]
+fn page_has_tables_ratios_and_chart_links_and_writes_svgs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("docs/benchmarks/h100.md");
+    let opts = PageOptions {
+        title: "Sample machine".into(),
+        charts_dir: dir.path().join("docs/benchmarks/h100"),
+        out: out.clone(),
+        notes: Some("Hand-written note: *kept verbatim*.\n".into()),
+        generated: "2026-11-22".into(),
+    };
+    let written = bench_report::generate(&sample_paths(), None, &opts).unwrap();
+    assert_eq!(written.len(), 4, "three charts and the page: {written:?}");
+    let md = std::fs::read_to_string(&out).unwrap();
+
+    assert!(md.starts_with("# Sample machine\n"));
+    assert!(md.contains("- **SmolLM2-135M-Instruct** (float32): pp512 1.16x, tg128 0.92x"), "{md}");
+    assert!(md.contains("Generated on 2026-11-22"));
+    assert!(md.contains("| Test | mlxcel t/s | mlx-lm t/s | llama.cpp t/s | mlxcel / mlx-lm | mlxcel TTFT ms |"));
+    assert!(md.contains("| pp512 | 412.60 ± 4.10 | 356.10 ± 6.30 | 520.40 ± 7.90 | 1.16x | 1240.90 ± 12.30 |"));
+    assert!(md.contains("| pp512@d1024 | 298.40 ± 3.70 | 251.00 ± 4.40 | — | 1.19x |"));
+    assert!(md.contains("| 0.1.0 (commit 79ad981) | 0.32.4 |"), "engine versions");
+    assert!(md.contains("llama-bench -m SmolLM2-135M-Instruct-F32.gguf"), "commands");
+    assert!(md.contains("## Settings A/B") && md.contains("| yes | fused | on | 41.30 ± 0.50 | 1.00x |"));
+    assert!(md.contains("|  | unfused | on | 35.20 ± 0.70 | 0.85x |"));
+    assert!(md.contains("## Precision comparison") && md.contains("| Test | float32 | 4-bit, float32 |"));
+    let methodology = md.find("## Methodology").unwrap();
+    let note = md.find("Hand-written note: *kept verbatim*.").unwrap();
+    assert!(methodology < note && note < md.find("## Results").unwrap());
+
+    let links: Vec<&str> = md.lines().filter(|l| l.starts_with("![")).collect();
+    assert_eq!(links.len(), 3);
+    for link in links {
+        let target = link.rsplit_once("](").unwrap().1.trim_end_matches(')');
+        assert!(target.starts_with("h100/") && target.ends_with(".svg"), "{target}");
+        let svg = std::fs::read_to_string(out.parent().unwrap().join(target)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{target}");
+        assert!(svg.contains("tokens / s") && svg.contains("mlxcel"), "{target}");
+    }
+}
+
+#[test]
+fn chart_links_are_relative_to_the_page() {
+    assert_eq!(page::relative_link(Path::new("docs/benchmarks"), Path::new("docs/benchmarks/h100")), "h100/");
+    assert_eq!(page::relative_link(Path::new("docs/benchmarks"), Path::new("docs/img/./h100")), "../img/h100/");
+    assert_eq!(page::relative_link(Path::new("docs"), Path::new("docs")), "");
+    assert_eq!(
+        page::slugify("gemma-3n-E2B (random weights) (4-bit, bfloat16)"),
+        "gemma-3n-e2b-random-weights-4-bit-bfloat16"
+    );
 }
