@@ -1,0 +1,368 @@
+//! Assembles the Markdown page and its charts. Every number printed comes from the result files;
+//! the only prose is fixed wording and the `--notes` file.
+
+use std::fmt::Write as _;
+use std::path::{Component, Path, PathBuf};
+
+use crate::charts;
+use crate::schema::ReportError;
+use crate::tables::{
+    self, Dataset, MLXCEL, cell, fmt_bytes, fmt_params, fmt_ratio, fmt_setting, fmt_settings, fmt_stat,
+};
+
+#[derive(Debug, Clone)]
+pub struct PageOptions {
+    pub title: String,
+    /// Where the Markdown goes; chart links are made relative to its folder.
+    pub out: PathBuf,
+    pub charts_dir: PathBuf,
+    /// Markdown inserted verbatim after the methodology paragraph.
+    pub notes: Option<String>,
+    /// Shown as the generation date; passed in so that tests and reruns can pin it.
+    pub generated: String,
+}
+
+/// The rendered page, not yet written: `charts` holds (file name in `charts_dir`, SVG text).
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub markdown: String,
+    pub charts: Vec<(String, String)>,
+}
+
+pub fn render(data: &Dataset, opts: &PageOptions) -> Result<Page, ReportError> {
+    let mut md = String::new();
+    let mut chart_files = Vec::new();
+    let out_dir = opts.out.parent().unwrap_or(Path::new("."));
+    let link_dir = relative_link(out_dir, &opts.charts_dir);
+
+    let _ = writeln!(md, "# {}\n", opts.title);
+    summary(&mut md, data);
+    let dates: Vec<&str> = data.sources.iter().map(|s| s.file.date.get(..10).unwrap_or(&s.file.date)).collect();
+    let (first, last) = (dates.iter().min().copied().unwrap_or(""), dates.iter().max().copied().unwrap_or(""));
+    let measured = if first == last { first.to_owned() } else { format!("{first} to {last}") };
+    let _ = writeln!(
+        md,
+        "Generated on {} by `bench-report` from {} result file{} (measured {measured}).\n",
+        opts.generated,
+        data.sources.len(),
+        if data.sources.len() == 1 { "" } else { "s" }
+    );
+
+    machine_section(&mut md, data);
+    methodology(&mut md, data, opts.notes.as_deref());
+
+    let _ = writeln!(md, "## Results\n");
+    let mut slugs: Vec<String> = Vec::new();
+    for group in &data.groups {
+        let heading = format!("{} ({})", group.model, group.precision);
+        let _ = writeln!(md, "### {heading}\n");
+        let cmp = tables::comparison(data, group);
+        for engine in &cmp.engines {
+            let Some(first) = group.entries.iter().find(|e| e.engine == engine) else { continue };
+            let r = first.run;
+            let settings = group.default_settings(engine).unwrap_or_default();
+            let shown =
+                if settings.is_empty() { String::new() } else { format!("; settings {}", fmt_settings(&settings)) };
+            let _ = writeln!(
+                md,
+                "- {engine}: {}, {} parameters, {}{shown}",
+                r.source,
+                fmt_params(r.params),
+                fmt_bytes(r.size_bytes)
+            );
+        }
+        md.push('\n');
+        md.push_str(&comparison_table(&cmp));
+        md.push('\n');
+
+        let chart = charts::from_comparison(heading.clone(), &cmp, &group.tests, &data.engines);
+        let mut slug = slugify(&heading);
+        if slugs.contains(&slug) {
+            slug = format!("{slug}-{}", slugs.len() + 1);
+        }
+        slugs.push(slug.clone());
+        let file = format!("{slug}.svg");
+        let svg = charts::render_svg(&chart)
+            .map_err(|message| ReportError::Chart { path: opts.charts_dir.join(&file), message })?;
+        let _ = writeln!(md, "![{heading}: tokens per second by test and engine]({link_dir}{file})\n");
+        chart_files.push((file, svg));
+    }
+
+    ab_section(&mut md, data);
+    dtype_section(&mut md, data);
+    Ok(Page { markdown: md, charts: chart_files })
+}
+
+/// One line per model group: the headline ratios, so a reader need not scan the tables.
+fn summary(md: &mut String, data: &Dataset) {
+    let Some(baseline) = data.ratio_baseline() else { return };
+    let mut lines = Vec::new();
+    for group in &data.groups {
+        let cmp = tables::comparison(data, group);
+        let parts: Vec<String> =
+            cmp.rows.iter().filter_map(|r| r.ratio.map(|x| format!("{} {}", r.test, fmt_ratio(x)))).collect();
+        if !parts.is_empty() {
+            lines.push(format!("- **{}** ({}): {}", group.model, group.precision, parts.join(", ")));
+        }
+    }
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "mlxcel tokens per second divided by {baseline}'s (above 1.00x mlxcel is faster):\n");
+    for l in lines {
+        let _ = writeln!(md, "{l}");
+    }
+    md.push('\n');
+}
+
+fn machine_section(md: &mut String, data: &Dataset) {
+    let _ = writeln!(md, "## Machine and software\n");
+    // Engines describe the same machine in their own words; show every distinct description,
+    // labelled with the engines that gave it.
+    let field = |get: &dyn Fn(&crate::schema::Machine) -> String| -> String {
+        let mut values: Vec<(String, Vec<&str>)> = Vec::new();
+        for s in data.sources {
+            let v = get(&s.file.machine);
+            match values.iter_mut().find(|(x, _)| *x == v) {
+                Some((_, engines)) => engines.push(&s.file.engine.name),
+                None => values.push((v, vec![&s.file.engine.name])),
+            }
+        }
+        if values.len() == 1 {
+            return values.remove(0).0;
+        }
+        values.iter().map(|(v, e)| format!("{v} ({})", e.join(", "))).collect::<Vec<_>>().join("; ")
+    };
+    let rows = vec![
+        vec!["Hardware class".into(), field(&|m| m.hardware_class.clone())],
+        vec!["Device".into(), field(&|m| m.device.clone())],
+        vec!["Backend".into(), field(&|m| m.backend.clone())],
+        vec!["OS".into(), field(&|m| m.os.clone())],
+        vec!["Memory".into(), field(&|m| fmt_bytes(m.memory_bytes))],
+    ];
+    md.push_str(&tables::markdown_table(&["Machine".into(), "".into()], &[], &rows));
+    md.push('\n');
+
+    let rows: Vec<Vec<String>> = sources_in_page_order(data)
+        .iter()
+        .map(|s| {
+            let e = &s.file.engine;
+            let details = e.details.iter().map(|(k, v)| format!("{k}: {}", fmt_setting(Some(v)))).collect::<Vec<_>>();
+            vec![
+                e.name.clone(),
+                e.version.clone(),
+                e.mlx_version.clone().unwrap_or_else(|| "—".into()),
+                if details.is_empty() { "—".into() } else { details.join(", ") },
+                s.file.date.clone(),
+            ]
+        })
+        .collect();
+    let headers: Vec<String> = ["Engine", "Version", "MLX", "Details", "Measured"].map(String::from).to_vec();
+    md.push_str(&tables::markdown_table(&headers, &[], &rows));
+    md.push_str("\nCommands, as recorded in each result file:\n\n```sh\n");
+    for s in sources_in_page_order(data) {
+        let _ = writeln!(md, "# {}\n{}", s.file.engine.name, s.file.command);
+    }
+    md.push_str("```\n\n");
+}
+
+/// Files sorted like the table columns (mlxcel, baseline, others), keeping input order within an engine.
+fn sources_in_page_order<'a>(data: &Dataset<'a>) -> Vec<&'a crate::schema::Source> {
+    let mut sources: Vec<&crate::schema::Source> = data.sources.iter().collect();
+    sources.sort_by_key(|s| data.engines.iter().position(|e| *e == s.file.engine.name));
+    sources
+}
+
+fn methodology(md: &mut String, data: &Dataset, notes: Option<&str>) {
+    let mut reps: Vec<u32> = data.sources.iter().flat_map(|s| s.file.runs.iter().map(|r| r.repetitions)).collect();
+    reps.sort_unstable();
+    reps.dedup();
+    let reps = match reps.as_slice() {
+        [one] => format!("{one} repetitions"),
+        many => format!(
+            "{} repetitions depending on the run",
+            many.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let _ = writeln!(md, "## Methodology\n");
+    let _ = write!(
+        md,
+        "Tests follow llama-bench conventions. `ppN` processes an N-token prompt starting from an empty cache \
+         and reports prompt tokens per second; `tgN` generates N tokens after the prompt and reports generated \
+         tokens per second; a suffix `@dD` means the test starts with D tokens already in the cache. Each value \
+         is the mean ± standard deviation over {reps}, measured after a warm-up run that is not counted. \
+         Where an engine was measured with several settings, the main tables use its default settings (the \
+         run marked `\"default\": true`, or else the first settings it reported) and the other settings \
+         appear in the A/B tables."
+    );
+    if let Some(b) = data.ratio_baseline() {
+        let _ = write!(
+            md,
+            " The ratio column is mlxcel's mean divided by {b}'s mean. TTFT (time to first token) and peak \
+             memory are as reported by mlxcel."
+        );
+    }
+    md.push_str("\n\n");
+    if let Some(notes) = notes {
+        md.push_str(notes.trim_end());
+        md.push_str("\n\n");
+    }
+}
+
+fn comparison_table(cmp: &tables::Comparison) -> String {
+    let has_mlxcel = cmp.engines.iter().any(|e| e == MLXCEL);
+    let mut headers = vec!["Test".to_string()];
+    headers.extend(cmp.engines.iter().map(|e| format!("{e} t/s")));
+    if let Some(b) = &cmp.baseline {
+        headers.push(format!("{MLXCEL} / {b}"));
+    }
+    if has_mlxcel {
+        headers.push(format!("{MLXCEL} TTFT ms"));
+        headers.push(format!("{MLXCEL} peak memory"));
+    }
+    let mlxcel_col = cmp.engines.iter().position(|e| e == MLXCEL);
+    let rows: Vec<Vec<String>> = cmp
+        .rows
+        .iter()
+        .map(|r| {
+            let mut row = vec![r.test.clone()];
+            row.extend(r.runs.iter().map(|run| run.map_or("—".into(), |x| fmt_stat(&x.tokens_per_second))));
+            if cmp.baseline.is_some() {
+                row.push(r.ratio.map_or("—".into(), fmt_ratio));
+            }
+            if let Some(i) = mlxcel_col {
+                let run = r.runs[i];
+                row.push(run.and_then(|x| x.ttft_ms.as_ref()).map_or("—".into(), fmt_stat));
+                row.push(run.and_then(|x| x.peak_memory_bytes).map_or("—".into(), fmt_bytes));
+            }
+            row
+        })
+        .collect();
+    let right: Vec<bool> = (0..headers.len()).map(|i| i > 0).collect();
+    tables::markdown_table(&headers, &right, &rows)
+}
+
+fn ab_section(md: &mut String, data: &Dataset) {
+    let abs = tables::ab_tables(data);
+    if abs.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Settings A/B\n");
+    let _ = writeln!(
+        md,
+        "Runs of one engine, model, precision and test that differ only in their settings, fastest first. \
+         \"vs best\" is the row's mean t/s divided by the fastest row's.\n"
+    );
+    for t in abs {
+        let _ = writeln!(md, "### {}: {} ({}), {}\n", t.engine, t.model, t.precision, t.test);
+        let mut headers = vec!["Default".to_string()];
+        headers.extend(t.keys.iter().cloned());
+        headers.extend(["t/s".to_string(), "vs best".to_string()]);
+        let rows: Vec<Vec<String>> = t
+            .rows
+            .iter()
+            .map(|r| {
+                let mut row = vec![if r.is_default { "yes".into() } else { String::new() }];
+                row.extend(t.keys.iter().map(|k| fmt_setting(r.settings.get(k))));
+                row.push(fmt_stat(&r.run.tokens_per_second));
+                row.push(fmt_ratio(r.ratio_to_best));
+                row
+            })
+            .collect();
+        let n = headers.len();
+        let right: Vec<bool> = (0..n).map(|i| i >= n - 2).collect();
+        md.push_str(&tables::markdown_table(&headers, &right, &rows));
+        md.push('\n');
+    }
+}
+
+fn dtype_section(md: &mut String, data: &Dataset) {
+    let dts = tables::dtype_tables(data);
+    if dts.is_empty() {
+        return;
+    }
+    let _ = writeln!(md, "## Precision comparison\n");
+    let _ = writeln!(md, "One engine and model with the same settings at different dtypes and quantizations (t/s).\n");
+    for t in dts {
+        let _ = writeln!(md, "### {}: {}, settings {}\n", t.engine, t.model, cell(&fmt_settings(&t.settings)));
+        let mut headers = vec!["Test".to_string()];
+        headers.extend(t.precisions.iter().map(|p| p.to_string()));
+        let rows: Vec<Vec<String>> = t
+            .tests
+            .iter()
+            .zip(&t.cells)
+            .map(|(test, cells)| {
+                let mut row = vec![test.clone()];
+                row.extend(cells.iter().map(|c| c.map_or("—".into(), |r| fmt_stat(&r.tokens_per_second))));
+                row
+            })
+            .collect();
+        let right: Vec<bool> = (0..headers.len()).map(|i| i > 0).collect();
+        md.push_str(&tables::markdown_table(&headers, &right, &rows));
+        md.push('\n');
+    }
+}
+
+/// File names for charts: lowercase letters, digits and single dashes.
+pub fn slugify(text: &str) -> String {
+    let mut slug = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            slug.push(c.to_ascii_lowercase());
+        } else if !slug.ends_with('-') {
+            slug.push('-');
+        }
+    }
+    slug.trim_matches('-').to_owned()
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    let joined =
+        if path.is_absolute() { path.to_path_buf() } else { std::env::current_dir().unwrap_or_default().join(path) };
+    // Lexical: the chart folder may not exist yet, so canonicalize() is not an option.
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The Markdown link prefix (ending in `/`, or empty) that leads from `from_dir` to `to_dir`.
+pub fn relative_link(from_dir: &Path, to_dir: &Path) -> String {
+    let (from, to) = (absolute(from_dir), absolute(to_dir));
+    let from: Vec<Component> = from.components().collect();
+    let to: Vec<Component> = to.components().collect();
+    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
+    let mut parts: Vec<String> = vec!["..".into(); from.len() - common];
+    parts.extend(to[common..].iter().map(|c| c.as_os_str().to_string_lossy().into_owned()));
+    parts.iter().map(|p| format!("{p}/")).collect()
+}
+
+/// Writes the page and the charts, creating folders as needed; returns every path written.
+pub fn write(page: &Page, opts: &PageOptions) -> Result<Vec<PathBuf>, ReportError> {
+    let mk = |dir: &Path| std::fs::create_dir_all(dir).map_err(|error| ReportError::Write { path: dir.into(), error });
+    let put = |path: &Path, text: &str| {
+        std::fs::write(path, text).map_err(|error| ReportError::Write { path: path.into(), error })
+    };
+    let mut written = Vec::new();
+    if let Some(dir) = opts.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        mk(dir)?;
+    }
+    if !page.charts.is_empty() {
+        mk(&opts.charts_dir)?;
+    }
+    for (name, svg) in &page.charts {
+        let path = opts.charts_dir.join(name);
+        put(&path, svg)?;
+        written.push(path);
+    }
+    put(&opts.out, &page.markdown)?;
+    written.push(opts.out.clone());
+    Ok(written)
+}

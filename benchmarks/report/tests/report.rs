@@ -1,0 +1,260 @@
+//! Tests over the committed sample (tests/data: illustrative numbers in the mlxcel-bench/1 format,
+//! one file per engine) and over small files built inline for the error and edge cases.
+
+use std::path::{Path, PathBuf};
+
+use bench_report::schema::{self, ReportError, Source};
+use bench_report::tables::{self, Dataset};
+use bench_report::{PageOptions, page};
+use serde_json::{Value, json};
+
+fn sample_paths() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    ["mlxcel.json", "mlx-lm.json", "llama-cpp.json"].iter().map(|f| dir.join(f)).collect()
+}
+
+fn sample() -> Vec<Source> {
+    schema::load(&sample_paths()).expect("sample loads")
+}
+
+fn run(model: &str, test: &str, tps: f64, variant: Value) -> Value {
+    let (n_prompt, n_gen) = if test.starts_with("tg") { (0, 128) } else { (512, 0) };
+    json!({
+        "model": model, "source": "safetensors", "params": 1000, "size_bytes": 4000, "dtype": "float32",
+        "bits": null, "variant": variant, "test": test,
+        "n_prompt": n_prompt, "n_gen": n_gen, "depth": 0,
+        "repetitions": 3, "tokens_per_second": {"mean": tps, "std": 1.0, "samples": [tps - 1.0, tps, tps + 1.0]},
+        "ttft_ms": null, "peak_memory_bytes": null
+    })
+}
+
+fn file(engine: &str, class: &str, runs: Vec<Value>) -> Value {
+    json!({
+        "schema": "mlxcel-bench/1",
+        "machine": {"hardware_class": class, "device": "test device", "backend": "cpu", "os": "Linux",
+                    "memory_bytes": 1u64 << 30},
+        "engine": {"name": engine, "version": "1", "mlx_version": null, "details": {}},
+        "date": "2026-01-01T00:00:00Z",
+        "command": format!("{engine} bench"),
+        "runs": runs
+    })
+}
+
+fn source(name: &str, value: &Value) -> Result<Source, ReportError> {
+    let path = PathBuf::from(name);
+    Ok(Source { file: schema::parse(&path, &value.to_string())?, path })
+}
+
+fn find<'d, 'a>(data: &'d Dataset<'a>, model: &str, bits: Option<u32>) -> &'d tables::Group<'a> {
+    data.groups.iter().find(|g| g.model == model && g.precision.bits == bits).expect("group exists")
+}
+
+const SMOL: &str = "SmolLM2-135M-Instruct";
+const GEMMA: &str = "gemma-3n-E2B (random weights)";
+
+#[test]
+fn groups_by_model_and_precision_with_tests_in_llama_bench_order() {
+    let sources = sample();
+    let data = Dataset::new(&sources, None).unwrap();
+    let keys: Vec<(String, String)> = data.groups.iter().map(|g| (g.model.clone(), g.precision.to_string())).collect();
+    assert_eq!(
+        keys,
+        [(SMOL, "float32"), (SMOL, "4-bit, float32"), (GEMMA, "float32")].map(|(m, p)| (m.into(), p.into()))
+    );
+    let tests: Vec<&str> = find(&data, SMOL, None).tests.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(tests, ["pp512", "tg128", "pp512@d1024", "tg128@d1024"]);
+    // mlxcel leads, then the baseline (mlx-lm is preferred when present), then the rest.
+    assert_eq!(data.engines, ["mlxcel", "mlx-lm", "llama.cpp"]);
+    assert_eq!(data.baseline.as_deref(), Some("mlx-lm"));
+}
+
+#[test]
+fn ratio_is_mlxcel_over_baseline_default_runs() {
+    let sources = sample();
+    let data = Dataset::new(&sources, None).unwrap();
+    let cmp = tables::comparison(&data, find(&data, SMOL, None));
+    assert_eq!(cmp.engines, ["mlxcel", "mlx-lm", "llama.cpp"]);
+    let pp = &cmp.rows[0];
+    assert_eq!(pp.test, "pp512");
+    assert!((pp.ratio.unwrap() - 412.6 / 356.1).abs() < 1e-12);
+    // tg128 has three mlxcel variants; the ratio must use the marked default (41.3), not the best or last.
+    assert!((cmp.rows[1].ratio.unwrap() - 41.3 / 44.8).abs() < 1e-12);
+    // llama.cpp measured no depth tests: an empty cell, while the ratio still exists.
+    assert!(cmp.rows[2].runs[2].is_none());
+    assert!(cmp.rows[2].ratio.is_some());
+
+    let other = Dataset::new(&sources, Some("llama.cpp")).unwrap();
+    let cmp = tables::comparison(&other, find(&other, SMOL, None));
+    assert_eq!(other.engines, ["mlxcel", "llama.cpp", "mlx-lm"]);
+    assert!((cmp.rows[0].ratio.unwrap() - 412.6 / 520.4).abs() < 1e-12);
+    assert!(cmp.rows[2].ratio.is_none(), "no llama.cpp run at depth 1024");
+    // The 4-bit group has no llama.cpp runs, so it has no ratio against it.
+    assert!(tables::comparison(&other, find(&other, SMOL, Some(4))).baseline.is_none());
+}
+
+#[test]
+fn unknown_or_self_baseline_is_an_error() {
+    let sources = sample();
+    for b in ["vllm", "mlxcel"] {
+        let err = Dataset::new(&sources, Some(b)).unwrap_err();
+        assert!(matches!(err, ReportError::UnknownBaseline { .. }), "{err}");
+        assert!(err.to_string().contains("mlx-lm, llama.cpp"), "{err}");
+    }
+}
+
+#[test]
+fn default_variant_is_the_marked_one_else_the_first_seen() {
+    let sources = sample();
+    let data = Dataset::new(&sources, None).unwrap();
+    let smol = find(&data, SMOL, None);
+    let marked = smol.default_run("mlxcel", "tg128").unwrap();
+    assert_eq!(marked.variant["decode_path"], "fused");
+    assert_eq!(marked.variant["pretranspose"], "on");
+    assert!(smol.default_settings("mlxcel").unwrap().get("default").is_none(), "marker is not a setting");
+    // Nothing is marked for gemma: the first variant in the file (fused) stands for mlxcel.
+    let gemma = find(&data, GEMMA, None);
+    assert_eq!(gemma.default_run("mlxcel", "tg128").unwrap().variant["decode_path"], "fused");
+
+    // A test measured only with non-default settings still gets a cell, from its first run.
+    let f = file(
+        "mlxcel",
+        "cpu",
+        vec![
+            run("m", "pp512", 100.0, json!({"path": "a"})),
+            run("m", "tg128", 10.0, json!({"path": "b"})),
+            run("m", "tg128", 12.0, json!({"path": "c"})),
+            run("m", "pp512", 90.0, json!({"path": "b", "default": true})),
+        ],
+    );
+    let sources = vec![source("x.json", &f).unwrap()];
+    let data = Dataset::new(&sources, None).unwrap();
+    let g = &data.groups[0];
+    assert_eq!(g.default_settings("mlxcel").unwrap()["path"], "b", "a later marked run beats the first seen");
+    assert_eq!(g.default_run("mlxcel", "pp512").unwrap().tokens_per_second.mean, 90.0);
+    assert_eq!(g.default_run("mlxcel", "tg128").unwrap().tokens_per_second.mean, 10.0);
+    assert!(data.baseline.is_none() && tables::comparison(&data, g).rows.iter().all(|r| r.ratio.is_none()));
+}
+
+#[test]
+fn ab_tables_list_variants_fastest_first_with_ratio_to_best() {
+    let sources = sample();
+    let data = Dataset::new(&sources, None).unwrap();
+    let abs = tables::ab_tables(&data);
+    let names: Vec<(&str, &str, &str)> =
+        abs.iter().map(|t| (t.engine.as_str(), t.model.as_str(), t.test.as_str())).collect();
+    assert_eq!(names, [("mlxcel", SMOL, "pp512"), ("mlxcel", SMOL, "tg128"), ("mlxcel", GEMMA, "tg128")]);
+    let tg = &abs[1];
+    assert_eq!(tg.keys, ["decode_path", "pretranspose"]);
+    let means: Vec<f64> = tg.rows.iter().map(|r| r.run.tokens_per_second.mean).collect();
+    assert_eq!(means, [41.3, 37.6, 35.2]);
+    assert_eq!(tg.rows.iter().map(|r| r.is_default).collect::<Vec<_>>(), [true, false, false]);
+    assert_eq!(tg.rows[0].ratio_to_best, 1.0);
+    assert!((tg.rows[2].ratio_to_best - 35.2 / 41.3).abs() < 1e-12);
+}
+
+#[test]
+fn dtype_tables_compare_precisions_at_equal_settings() {
+    let sources = sample();
+    let data = Dataset::new(&sources, None).unwrap();
+    let dts = tables::dtype_tables(&data);
+    assert_eq!(dts.len(), 2, "mlxcel and mlx-lm measured SmolLM2 at two precisions with one setting each");
+    let t = &dts[0];
+    assert_eq!((t.engine.as_str(), t.model.as_str()), ("mlxcel", SMOL));
+    assert_eq!(t.precisions.iter().map(|p| p.to_string()).collect::<Vec<_>>(), ["float32", "4-bit, float32"]);
+    assert_eq!(t.tests, ["pp512", "tg128", "pp512@d1024", "tg128@d1024"]);
+    assert_eq!(t.cells[1][1].unwrap().tokens_per_second.mean, 62.5);
+    assert!(t.cells[3][1].is_none());
+}
+
+#[test]
+fn bad_schema_and_missing_fields_are_reported_clearly() {
+    let mut f = file("mlxcel", "cpu", vec![run("m", "pp512", 1.0, json!({}))]);
+    f["schema"] = json!("mlxcel-bench/2");
+    let err = source("new.json", &f).unwrap_err();
+    assert!(matches!(err, ReportError::UnknownSchema { .. }), "{err}");
+    assert!(err.to_string().contains("new.json") && err.to_string().contains("mlxcel-bench/2"), "{err}");
+
+    f.as_object_mut().unwrap().remove("schema");
+    assert!(matches!(source("x.json", &f).unwrap_err(), ReportError::MissingSchema { .. }));
+
+    let mut f = file("mlxcel", "cpu", vec![run("m", "pp512", 1.0, json!({}))]);
+    f["runs"][0].as_object_mut().unwrap().remove("tokens_per_second");
+    let err = source("x.json", &f).unwrap_err();
+    assert!(matches!(err, ReportError::Fields { .. }) && err.to_string().contains("tokens_per_second"), "{err}");
+
+    let f = file("mlxcel", "cpu", vec![run("m", "pp512", -5.0, json!({}))]);
+    assert!(matches!(source("x.json", &f).unwrap_err(), ReportError::Invalid { .. }));
+    let f = file("mlxcel", "cpu", vec![]);
+    assert!(matches!(source("x.json", &f).unwrap_err(), ReportError::Invalid { .. }));
+
+    let err = schema::parse(Path::new("x.json"), "{ not json").unwrap_err();
+    assert!(matches!(err, ReportError::Json { .. }));
+}
+
+#[test]
+fn mixed_machines_and_duplicate_runs_are_errors() {
+    let a = source("a.json", &file("mlxcel", "cpu-x86_64", vec![run("m", "pp512", 1.0, json!({}))])).unwrap();
+    let b = source("b.json", &file("mlx-lm", "cuda-sm90", vec![run("m", "pp512", 1.0, json!({}))])).unwrap();
+    let err = schema::check_same_machine(&[a.clone(), b]).unwrap_err();
+    assert!(matches!(err, ReportError::MixedMachines { .. }), "{err}");
+    assert!(err.to_string().contains("cpu-x86_64") && err.to_string().contains("cuda-sm90"), "{err}");
+
+    // The same engine, model, precision, test and settings twice: one would silently hide the other.
+    let again = source("c.json", &file("mlxcel", "cpu-x86_64", vec![run("m", "pp512", 2.0, json!({}))])).unwrap();
+    let sources = vec![a, again];
+    let err = Dataset::new(&sources, None).unwrap_err();
+    assert!(matches!(err, ReportError::DuplicateRun { .. }), "{err}");
+    assert!(err.to_string().contains("a.json") && err.to_string().contains("c.json"), "{err}");
+}
+
+#[test]
+fn page_has_tables_ratios_and_chart_links_and_writes_svgs() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("docs/benchmarks/h100.md");
+    let opts = PageOptions {
+        title: "Sample machine".into(),
+        charts_dir: dir.path().join("docs/benchmarks/h100"),
+        out: out.clone(),
+        notes: Some("Hand-written note: *kept verbatim*.\n".into()),
+        generated: "2026-11-22".into(),
+    };
+    let written = bench_report::generate(&sample_paths(), None, &opts).unwrap();
+    assert_eq!(written.len(), 4, "three charts and the page: {written:?}");
+    let md = std::fs::read_to_string(&out).unwrap();
+
+    assert!(md.starts_with("# Sample machine\n"));
+    assert!(md.contains("- **SmolLM2-135M-Instruct** (float32): pp512 1.16x, tg128 0.92x"), "{md}");
+    assert!(md.contains("Generated on 2026-11-22"));
+    assert!(md.contains("| Test | mlxcel t/s | mlx-lm t/s | llama.cpp t/s | mlxcel / mlx-lm | mlxcel TTFT ms |"));
+    assert!(md.contains("| pp512 | 412.60 ± 4.10 | 356.10 ± 6.30 | 520.40 ± 7.90 | 1.16x | 1240.90 ± 12.30 |"));
+    assert!(md.contains("| pp512@d1024 | 298.40 ± 3.70 | 251.00 ± 4.40 | — | 1.19x |"));
+    assert!(md.contains("| 0.1.0 (commit 79ad981) | 0.32.4 |"), "engine versions");
+    assert!(md.contains("llama-bench -m SmolLM2-135M-Instruct-F32.gguf"), "commands");
+    assert!(md.contains("## Settings A/B") && md.contains("| yes | fused | on | 41.30 ± 0.50 | 1.00x |"));
+    assert!(md.contains("|  | unfused | on | 35.20 ± 0.70 | 0.85x |"));
+    assert!(md.contains("## Precision comparison") && md.contains("| Test | float32 | 4-bit, float32 |"));
+    let methodology = md.find("## Methodology").unwrap();
+    let note = md.find("Hand-written note: *kept verbatim*.").unwrap();
+    assert!(methodology < note && note < md.find("## Results").unwrap());
+
+    let links: Vec<&str> = md.lines().filter(|l| l.starts_with("![")).collect();
+    assert_eq!(links.len(), 3);
+    for link in links {
+        let target = link.rsplit_once("](").unwrap().1.trim_end_matches(')');
+        assert!(target.starts_with("h100/") && target.ends_with(".svg"), "{target}");
+        let svg = std::fs::read_to_string(out.parent().unwrap().join(target)).unwrap();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{target}");
+        assert!(svg.contains("tokens / s") && svg.contains("mlxcel"), "{target}");
+    }
+}
+
+#[test]
+fn chart_links_are_relative_to_the_page() {
+    assert_eq!(page::relative_link(Path::new("docs/benchmarks"), Path::new("docs/benchmarks/h100")), "h100/");
+    assert_eq!(page::relative_link(Path::new("docs/benchmarks"), Path::new("docs/img/./h100")), "../img/h100/");
+    assert_eq!(page::relative_link(Path::new("docs"), Path::new("docs")), "");
+    assert_eq!(
+        page::slugify("gemma-3n-E2B (random weights) (4-bit, bfloat16)"),
+        "gemma-3n-e2b-random-weights-4-bit-bfloat16"
+    );
+}
