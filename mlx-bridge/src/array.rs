@@ -243,6 +243,24 @@ pub fn async_eval(arrays: &[&Array]) -> Result<()> {
     mlx("async_eval", ffi::async_eval(&to_list(arrays)))
 }
 
+/// How many operations evaluating `arrays` would run (distinct unevaluated nodes of their graph):
+/// a proxy for the kernels one step launches.
+pub fn pending_graph_nodes(arrays: &[&Array]) -> usize {
+    ffi::pending_graph_nodes(&to_list(arrays))
+}
+
+/// The operations [`pending_graph_nodes`] counts, by primitive name, most frequent first.
+pub fn pending_graph_ops(arrays: &[&Array]) -> Vec<(String, usize)> {
+    let text = ffi::pending_graph_ops(&to_list(arrays));
+    let mut ops: Vec<(String, usize)> = text
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .filter_map(|(name, count)| Some((name.to_string(), count.parse().ok()?)))
+        .collect();
+    ops.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    ops
+}
+
 /// Waits until the default stream has finished its queued work.
 pub fn synchronize() -> Result<()> {
     mlx("synchronize", ffi::synchronize_default())

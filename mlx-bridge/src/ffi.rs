@@ -153,6 +153,8 @@ pub(crate) mod bridge {
         // Evaluation.
         fn eval(list: &ArrayList) -> Result<()>;
         fn async_eval(list: &ArrayList) -> Result<()>;
+        fn pending_graph_nodes(list: &ArrayList) -> usize;
+        fn pending_graph_ops(list: &ArrayList) -> String;
         fn synchronize(stream: &Stream) -> Result<()>;
         fn synchronize_default() -> Result<()>;
 

@@ -21,7 +21,7 @@ mod ops;
 pub mod quant;
 pub mod random;
 
-pub use array::{Array, Dtype, Element, async_eval, eval, synchronize};
+pub use array::{Array, Dtype, Element, async_eval, eval, pending_graph_nodes, pending_graph_ops, synchronize};
 pub use device::{Device, DeviceKind, Stream};
 pub use error::{Error, Result};
 pub use ops::{concatenate, stack, where_select};

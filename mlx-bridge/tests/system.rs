@@ -97,3 +97,17 @@ fn devices_streams_and_version() {
     device::set_default_device(Device::cpu()).unwrap();
     assert!(!mlx_bridge::build_info().mlx_prefix.is_empty());
 }
+
+#[test]
+fn pending_graph_nodes_counts_the_operations_left_to_run() {
+    let a = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
+    let b = Array::from_slice(&[3.0f32, 4.0], &[2]).unwrap();
+    mlx_bridge::eval(&[&a, &b]).unwrap();
+    assert_eq!(mlx_bridge::pending_graph_nodes(&[&a]), 0, "evaluated inputs cost nothing");
+    let sum = a.add(&b).unwrap();
+    let product = sum.mul(&sum).unwrap();
+    // `sum` is shared: counted once.
+    assert_eq!(mlx_bridge::pending_graph_nodes(&[&product, &sum]), 2);
+    product.eval().unwrap();
+    assert_eq!(mlx_bridge::pending_graph_nodes(&[&product]), 0);
+}

@@ -1,9 +1,12 @@
 // Array construction, host transfer, lists and evaluation.
 #include <cstring>
+#include <map>
 #include <sstream>
 #include <stdexcept>
+#include <unordered_set>
 
 #include "mlx-bridge/src/cpp/shim.h"
+#include "mlx/primitives.h"
 #include "mlx-bridge/src/ffi.rs.h"
 
 namespace mlxcel {
@@ -110,6 +113,9 @@ ArrayPtr array_full(Ints shape, double value, Dtype dtype) {
   mx::array scalar = (mx_dtype == mx::int64 || mx_dtype == mx::uint64)
                          ? mx::array(static_cast<std::int64_t>(value), mx_dtype)
                          : mx::array(static_cast<float>(value), mx_dtype);
+  // A scalar is returned as it is, already materialized: a lazy `full` would cost a graph node
+  // (and a kernel launch) in every step that uses a constant.
+  if (shape.empty()) return wrap(scalar);
   return wrap(mx::full(to_shape(shape), scalar, mx_dtype));
 }
 
@@ -160,6 +166,39 @@ ArrayPtr array_list_get(const ArrayList& list, std::size_t index) {
 
 void eval(const ArrayList& list) { mx::eval(list.items); }
 void async_eval(const ArrayList& list) { mx::async_eval(list.items); }
+
+namespace {
+// Visits the distinct unevaluated arrays with a primitive that evaluating `list` would compute:
+// roughly the kernels a step launches (a compiled block counts once; siblings of a multi-output
+// primitive each count).
+template <typename Visit>
+void visit_pending(const ArrayList& list, Visit visit) {
+  std::unordered_set<std::uintptr_t> seen;
+  std::vector<mx::array> stack(list.items.begin(), list.items.end());
+  while (!stack.empty()) {
+    mx::array a = stack.back();
+    stack.pop_back();
+    if (a.is_available() || !a.has_primitive() || !seen.insert(a.id()).second) continue;
+    visit(a);
+    for (const auto& input : a.inputs()) stack.push_back(input);
+  }
+}
+}  // namespace
+
+std::size_t pending_graph_nodes(const ArrayList& list) {
+  std::size_t nodes = 0;
+  visit_pending(list, [&](const mx::array&) { ++nodes; });
+  return nodes;
+}
+
+// "name<TAB>count" lines, one per primitive name.
+rust::String pending_graph_ops(const ArrayList& list) {
+  std::map<std::string, std::size_t> counts;
+  visit_pending(list, [&](const mx::array& a) { ++counts[a.primitive().name()]; });
+  std::ostringstream out;
+  for (const auto& [name, count] : counts) out << name << '\t' << count << '\n';
+  return rust::String(out.str());
+}
 void synchronize(const Stream& stream) { mx::synchronize(mx::Stream(stream.index, to_mx(stream.device))); }
 void synchronize_default() { mx::synchronize(); }
 

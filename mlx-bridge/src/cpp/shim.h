@@ -62,6 +62,8 @@ ArrayPtr array_list_get(const ArrayList& list, std::size_t index);
 
 void eval(const ArrayList& list);
 void async_eval(const ArrayList& list);
+std::size_t pending_graph_nodes(const ArrayList& list);
+rust::String pending_graph_ops(const ArrayList& list);
 void synchronize(const Stream& stream);
 void synchronize_default();
 
