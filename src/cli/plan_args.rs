@@ -3,6 +3,7 @@
 
 use mlx_bridge::Dtype;
 use mlxcel::api::{LoadOptions, plan_for};
+use mlxcel_models::gguf::KQuants;
 use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan};
 
 #[derive(Debug, Clone, clap::Args)]
@@ -19,6 +20,13 @@ pub struct PlanArgs {
     /// Tokens per prefill step (1 runs every token through the decode step).
     #[arg(long, value_parser = parse_chunk)]
     pub prefill_chunk: Option<u32>,
+    /// Unpack quantized weights to dense compute-dtype weights at load: on or off.
+    #[arg(long, value_parser = parse_switch)]
+    pub dequantize: Option<bool>,
+    /// GGUF K-quant tensors (Q4_K, Q5_K, Q6_K): dequantize (exact), or requantize to MLX affine
+    /// q8 or q4 (group 32; smaller, one more rounding).
+    #[arg(long, value_parser = parse_k_quants, default_value = "dequantize")]
+    pub gguf_k_quants: KQuants,
 }
 
 impl PlanArgs {
@@ -29,6 +37,8 @@ impl PlanArgs {
             pretranspose: self.pretranspose,
             compute_dtype: self.compute_dtype,
             prefill_chunk: self.prefill_chunk,
+            dequantize: self.dequantize,
+            k_quants: self.gguf_k_quants,
             ..Default::default()
         }
     }
@@ -39,18 +49,22 @@ impl PlanArgs {
     }
 }
 
-fn parse_decode_path(value: &str) -> Result<DecodePath, String> {
+pub(super) fn parse_decode_path(value: &str) -> Result<DecodePath, String> {
     value.parse::<DecodePath>().map_err(|e| e.to_string())
 }
 
-fn parse_switch(value: &str) -> Result<bool, String> {
+pub(super) fn parse_switch(value: &str) -> Result<bool, String> {
     hardware::parse_switch(value).map_err(|e| e.to_string())
 }
 
-fn parse_dtype(value: &str) -> Result<Dtype, String> {
+pub(super) fn parse_dtype(value: &str) -> Result<Dtype, String> {
     hardware::parse_compute_dtype(value).map_err(|e| e.to_string())
 }
 
-fn parse_chunk(value: &str) -> Result<u32, String> {
+pub(super) fn parse_chunk(value: &str) -> Result<u32, String> {
     hardware::parse_prefill_chunk(value).map_err(|e| e.to_string())
+}
+
+pub(super) fn parse_k_quants(value: &str) -> Result<KQuants, String> {
+    KQuants::parse(value).ok_or_else(|| format!("invalid value {value:?}: expected dequantize, q8 or q4"))
 }

@@ -34,6 +34,8 @@ pub struct LoadOptions {
     pub dtype: Dtype,
     pub decode_path: DecodePath,
     pub pretranspose: bool,
+    /// Unpack quantized layers to dense weights at load.
+    pub dequantize: bool,
 }
 
 pub struct Gemma3n {
@@ -152,7 +154,7 @@ impl Gemma3n {
         let rename = |name: &str| rename_tensor(name, &config);
         let quantization = QuantizationConfig::from_config(root_config, &rename)
             .map_err(|message| ModelError::Config { path: config_path, message })?;
-        let store = WeightStore::open(dir, &rename, quantization, options.dtype)?;
+        let store = WeightStore::open(dir, &rename, quantization, options.dtype)?.dequantized(options.dequantize);
         Self::from_store(config, &store, options)
     }
 
@@ -163,7 +165,7 @@ impl Gemma3n {
         quantization: Option<QuantizationConfig>,
         options: LoadOptions,
     ) -> Result<Self> {
-        let store = WeightStore::from_arrays(arrays, quantization, options.dtype);
+        let store = WeightStore::from_arrays(arrays, quantization, options.dtype).dequantized(options.dequantize);
         Self::from_store(config, &store, options)
     }
 

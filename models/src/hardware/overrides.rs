@@ -12,6 +12,7 @@ pub const DECODE_PATH_VAR: &str = "MLXCEL_DECODE_PATH";
 pub const PRETRANSPOSE_VAR: &str = "MLXCEL_PRETRANSPOSE";
 pub const COMPUTE_DTYPE_VAR: &str = "MLXCEL_COMPUTE_DTYPE";
 pub const PREFILL_CHUNK_VAR: &str = "MLXCEL_PREFILL_CHUNK";
+pub const DEQUANTIZE_VAR: &str = "MLXCEL_DEQUANTIZE";
 /// A million tokens per prefill step is already past any context length a model here supports.
 pub const MAX_PREFILL_CHUNK: u32 = 1_048_576;
 
@@ -101,11 +102,19 @@ pub struct Overrides {
     pub pretranspose: Option<bool>,
     pub compute_dtype: Option<Dtype>,
     pub prefill_chunk: Option<u32>,
+    pub dequantize: Option<bool>,
 }
 
 impl Overrides {
     pub fn none(origin: OverrideOrigin) -> Self {
-        Overrides { origin, decode_path: None, pretranspose: None, compute_dtype: None, prefill_chunk: None }
+        Overrides {
+            origin,
+            decode_path: None,
+            pretranspose: None,
+            compute_dtype: None,
+            prefill_chunk: None,
+            dequantize: None,
+        }
     }
 
     /// Reads the `MLXCEL_*` variables of this process.
@@ -136,6 +145,7 @@ impl Overrides {
             pretranspose: read(&lookup, PRETRANSPOSE_VAR, parse_switch)?,
             compute_dtype: read(&lookup, COMPUTE_DTYPE_VAR, parse_compute_dtype)?,
             prefill_chunk: read(&lookup, PREFILL_CHUNK_VAR, parse_prefill_chunk)?,
+            dequantize: read(&lookup, DEQUANTIZE_VAR, parse_switch)?,
         })
     }
 }
@@ -181,6 +191,11 @@ impl ExecutionPlan {
             self.provenance.prefill_chunk =
                 overridden(PREFILL_CHUNK_VAR, previous, &self.provenance.prefill_chunk.source);
             self.prefill_chunk = prefill_chunk;
+        }
+        if let Some(dequantize) = overrides.dequantize {
+            let previous = on_off(self.dequantize).to_string();
+            self.provenance.dequantize = overridden(DEQUANTIZE_VAR, previous, &self.provenance.dequantize.source);
+            self.dequantize = dequantize;
         }
         self
     }
@@ -257,6 +272,7 @@ mod tests {
             (PRETRANSPOSE_VAR, "on"),
             (COMPUTE_DTYPE_VAR, "bf16"),
             (PREFILL_CHUNK_VAR, "64"),
+            (DEQUANTIZE_VAR, "off"),
         ]);
         let expected = Overrides {
             origin: OverrideOrigin::Env,
@@ -264,6 +280,7 @@ mod tests {
             pretranspose: Some(true),
             compute_dtype: Some(Dtype::BF16),
             prefill_chunk: Some(64),
+            dequantize: Some(false),
         };
         assert_eq!(overrides, Ok(expected));
     }
