@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use mlx_bridge::Dtype;
+use mlxcel_models::gguf::KQuants;
 use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, OverrideOrigin, Overrides};
 use serde::Serialize;
 use thiserror::Error;
@@ -13,7 +14,7 @@ use thiserror::Error;
 use crate::chat_template::{self, ChatTemplate, Message, SpecialTokens, TemplateError};
 use crate::generate::{FinishReason, GenerateError, GenerationStats, TokenGenerator};
 use crate::hub::{self, HubError, HubOptions, ModelSpec};
-use crate::model::{LoadError, LoadedModel};
+use crate::model::{LoadError, LoadedModel, ModelSource};
 use crate::sampling::SamplingParams;
 use crate::tokenizer::{self, StreamDecoder, Tokenizer, TokenizerError};
 
@@ -47,6 +48,9 @@ pub struct LoadOptions {
     pub pretranspose: Option<bool>,
     pub compute_dtype: Option<Dtype>,
     pub prefill_chunk: Option<u32>,
+    pub dequantize: Option<bool>,
+    /// What to do with GGUF K-quant tensors (default: dequantize them).
+    pub k_quants: KQuants,
     /// Use only what is cached: the Hugging Face cache, and mlxcel's for registry models (also
     /// `HF_HUB_OFFLINE=1`).
     pub offline: bool,
@@ -121,27 +125,45 @@ impl Model {
         // The plan first: a bad override should fail before a download, not after it.
         let plan = plan_for(options)?;
         let hub_options = HubOptions { progress: options.progress, ..HubOptions::from_env(options.offline) };
-        let dir = hub::resolve(&spec, &hub_options)?;
-        Self::load_dir(&dir, plan)
+        let path = hub::resolve(&spec, &hub_options)?;
+        Self::load_path(&path, plan, options.k_quants)
     }
 
-    /// A local checkpoint folder under an explicit plan.
-    pub fn load_dir(dir: &Path, plan: ExecutionPlan) -> Result<Model> {
-        let model = LoadedModel::load(dir, &plan)?;
-        let tokenizer = Tokenizer::from_dir(dir)?;
-        let source = chat_template::load_template(dir, tokenizer.tokenizer_config())?;
-        let template = source
-            .map(|source| {
+    /// A local checkpoint (folder or GGUF file) under an explicit plan.
+    pub fn load_dir(path: &Path, plan: ExecutionPlan) -> Result<Model> {
+        Self::load_path(path, plan, KQuants::default())
+    }
+
+    /// A local checkpoint (folder or GGUF file) under an explicit plan and K-quant policy.
+    pub fn load_path(path: &Path, plan: ExecutionPlan, k_quants: KQuants) -> Result<Model> {
+        let source = ModelSource::locate(path)?;
+        let model = LoadedModel::load(&source, &plan, k_quants)?;
+        let (tokenizer, template_source, eos) = match (&source, model.gguf_header()) {
+            (ModelSource::Gguf(_), Some(header)) => {
+                let tokenizer = Tokenizer::from_gguf(header)?;
+                let template = tokenizer.tokenizer_config().and_then(chat_template::template_from_tokenizer_config);
+                let eos = tokenizer::gguf_eos_token_ids(header, &tokenizer);
+                (tokenizer, template, eos)
+            }
+            _ => {
+                let dir = source.dir();
+                let tokenizer = Tokenizer::from_dir(dir)?;
+                let template = chat_template::load_template(dir, tokenizer.tokenizer_config())?;
+                let eos = tokenizer::eos_token_ids(dir, Some(&tokenizer))?;
+                (tokenizer, template, eos)
+            }
+        };
+        let template = template_source
+            .map(|template| {
                 let special = SpecialTokens {
                     bos_token: tokenizer.bos_token().map(str::to_string),
                     eos_token: tokenizer.eos_token().map(str::to_string),
                     ..Default::default()
                 };
-                ChatTemplate::new(&source, special)
+                ChatTemplate::new(&template, special)
             })
             .transpose()?;
-        let eos = tokenizer::eos_token_ids(dir, Some(&tokenizer))?;
-        Ok(Model { model, tokenizer, template, eos, plan, dir: dir.to_path_buf() })
+        Ok(Model { model, tokenizer, template, eos, plan, dir: path.to_path_buf() })
     }
 
     pub fn plan(&self) -> &ExecutionPlan {
@@ -152,6 +174,7 @@ impl Model {
         &self.tokenizer
     }
 
+    /// The checkpoint folder or GGUF file the model was loaded from.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -229,6 +252,7 @@ pub fn plan_for(options: &LoadOptions) -> Result<ExecutionPlan> {
         pretranspose: options.pretranspose,
         compute_dtype: options.compute_dtype,
         prefill_chunk: options.prefill_chunk,
+        dequantize: options.dequantize,
     };
     Ok(ExecutionPlan::for_profile(&profile).with_env_overrides()?.apply_overrides(&overrides))
 }

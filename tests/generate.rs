@@ -45,7 +45,8 @@ fn greedy_tokens_are_the_argmax_of_the_teacher_forced_logits() {
     let mut all: Vec<i32> = prompt.iter().map(|&t| t as i32).collect();
     all.extend(produced.iter().map(|&t| t as i32));
     let plan = plan_for(&LoadOptions::default()).unwrap();
-    let scorer = mlxcel::model::LoadedModel::load(dir.path(), &plan).unwrap();
+    let source = mlxcel::model::ModelSource::Folder(dir.path().to_path_buf());
+    let scorer = mlxcel::model::LoadedModel::load(&source, &plan, Default::default()).unwrap();
     let argmax = scorer.teacher_forced_logits(&all, 1000).unwrap().argmax(-1, false).unwrap().to_vec::<u32>().unwrap();
     for (i, &token) in produced.iter().enumerate() {
         assert_eq!(argmax[prompt.len() - 1 + i], token, "generated token {i}");

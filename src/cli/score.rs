@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use mlxcel::model::LoadedModel;
+use mlxcel::model::{LoadedModel, ModelSource};
 use mlxcel::npy;
 use serde::Serialize;
 
@@ -62,7 +62,8 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
         bail!("nothing to output: give --logits-out FILE.npy and/or --json");
     }
     let plan = args.plan.plan()?;
-    let model = LoadedModel::load(&args.model, &plan)?;
+    let source = ModelSource::locate(&args.model)?;
+    let model = LoadedModel::load(&source, &plan, args.plan.gguf_k_quants)?;
     let logits = model.teacher_forced_logits(&args.ids, plan.prefill_chunk as usize)?;
     let shape: Vec<usize> = logits.shape().iter().map(|&d| d as usize).collect();
     if let Some(path) = &args.logits_out {

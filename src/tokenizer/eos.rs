@@ -70,3 +70,31 @@ fn ids_of(value: Option<&Value>, path: &Path, field: &str) -> Result<Vec<u32>, T
         Some(single) => Ok(vec![as_id(single)?]),
     }
 }
+
+/// Tokens that end a turn in the chat formats llama.cpp recognises by name; a GGUF names only
+/// one EOS id, while chat models stop on their end-of-turn token.
+const END_OF_TURN_TOKENS: &[&str] =
+    &["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>"];
+
+/// The ids that end generation for a GGUF model: `tokenizer.ggml.eos_token_id`,
+/// `tokenizer.ggml.eot_token_id`, and the end-of-turn tokens of [`END_OF_TURN_TOKENS`] the
+/// vocabulary marks special (llama.cpp's own rule).
+pub fn gguf_eos_token_ids(header: &mlxcel_models::gguf::Header, tokenizer: &Tokenizer) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let mut add = |id: u32| {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    };
+    for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id"] {
+        if let Some(id) = header.get(key).and_then(|v| v.as_i64()).and_then(|id| u32::try_from(id).ok()) {
+            add(id);
+        }
+    }
+    for token in END_OF_TURN_TOKENS {
+        if let Some(id) = tokenizer.token_to_id(token).filter(|&id| tokenizer.is_special(id)) {
+            add(id);
+        }
+    }
+    ids
+}

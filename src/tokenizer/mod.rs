@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use thiserror::Error;
 
-pub use eos::eos_token_ids;
+pub use eos::{eos_token_ids, gguf_eos_token_ids};
 pub use stream::StreamDecoder;
 
 pub const TOKENIZER_FILE: &str = "tokenizer.json";

@@ -1,0 +1,251 @@
+//! Checkpoints to models: a folder (config.json + safetensors) or a GGUF file, the architecture
+//! picked by config.json's `model_type` or the GGUF's `general.architecture`, and the weights
+//! loaded under the execution plan.
+
+mod summary;
+
+use std::path::{Path, PathBuf};
+
+use mlx_bridge::Array;
+use mlxcel_models::gemma3::{self, Gemma3};
+use mlxcel_models::gemma3n::{self, Gemma3n};
+use mlxcel_models::gguf::{GgufFile, Header, KQuants};
+use mlxcel_models::hardware::ExecutionPlan;
+use mlxcel_models::layers::KvCache;
+use mlxcel_models::llama::{self, Llama};
+use mlxcel_models::{CausalLm, Logits};
+use serde_json::Value;
+use thiserror::Error;
+
+pub use summary::ModelSummary;
+
+#[derive(Debug, Error)]
+pub enum LoadError {
+    #[error("model path {} does not exist", .0.display())]
+    NotFound(PathBuf),
+    #[error("{} is not a model: no config.json (a folder needs config.json and safetensors weights) and no single .gguf file", .0.display())]
+    NoConfig(PathBuf),
+    #[error("{}: {message}", path.display())]
+    BadConfig { path: PathBuf, message: String },
+    #[error("{}: unsupported model_type {found:?}; supported: {}", path.display(), SUPPORTED.join(", "))]
+    Unsupported { path: PathBuf, found: String },
+    #[error("{}: unsupported GGUF architecture {found:?}; supported: {}", path.display(), GGUF_SUPPORTED.join(", "))]
+    UnsupportedGguf { path: PathBuf, found: String },
+    #[error("{}: {source}", path.display())]
+    Gguf { path: PathBuf, source: mlxcel_models::gguf::GgufError },
+    #[error("{}: {source}", path.display())]
+    Model { path: PathBuf, source: mlxcel_models::ModelError },
+}
+
+/// The config.json `model_type` values this build can load.
+pub const SUPPORTED: &[&str] = &["gemma3n", "gemma3n_text", "gemma3", "gemma3_text", "llama", "mistral"];
+/// The GGUF `general.architecture` values this build can load.
+pub const GGUF_SUPPORTED: &[&str] = &["llama", "gemma3"];
+
+/// Where a model's files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelSource {
+    /// A checkpoint folder: config.json, safetensors, tokenizer files.
+    Folder(PathBuf),
+    /// A GGUF file: weights, config and tokenizer in one.
+    Gguf(PathBuf),
+}
+
+impl ModelSource {
+    /// A `.gguf` file, a folder with config.json, or a folder whose only model file is one `.gguf`.
+    pub fn locate(path: &Path) -> Result<ModelSource, LoadError> {
+        if !path.exists() {
+            return Err(LoadError::NotFound(path.to_path_buf()));
+        }
+        if path.is_file() {
+            return Ok(ModelSource::Gguf(path.to_path_buf()));
+        }
+        if path.join("config.json").is_file() {
+            return Ok(ModelSource::Folder(path.to_path_buf()));
+        }
+        let ggufs: Vec<PathBuf> = std::fs::read_dir(path)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|ext| ext == "gguf"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match ggufs.as_slice() {
+            [one] => Ok(ModelSource::Gguf(one.clone())),
+            _ => Err(LoadError::NoConfig(path.to_path_buf())),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        match self {
+            ModelSource::Folder(path) | ModelSource::Gguf(path) => path,
+        }
+    }
+
+    /// The folder that holds the model's side files (tokenizer, generation config, templates).
+    pub fn dir(&self) -> &Path {
+        match self {
+            ModelSource::Folder(dir) => dir,
+            ModelSource::Gguf(file) => file.parent().unwrap_or(Path::new(".")),
+        }
+    }
+}
+
+/// A loaded model of one of the supported architectures.
+pub struct LoadedModel {
+    model: Box<dyn CausalLm>,
+    architecture: &'static str,
+    /// The GGUF metadata, kept for the tokenizer and chat template it carries.
+    gguf_header: Option<Header>,
+}
+
+/// A checkpoint folder's parsed config.json and its `model_type`.
+pub(crate) struct CheckpointConfig {
+    pub path: PathBuf,
+    pub root: Value,
+    pub model_type: String,
+}
+
+impl CheckpointConfig {
+    pub(crate) fn read(dir: &Path) -> Result<Self, LoadError> {
+        if !dir.exists() {
+            return Err(LoadError::NotFound(dir.to_path_buf()));
+        }
+        let path = dir.join("config.json");
+        if !path.is_file() {
+            return Err(LoadError::NoConfig(dir.to_path_buf()));
+        }
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| LoadError::BadConfig { path: path.clone(), message: e.to_string() })?;
+        let root: Value = serde_json::from_str(&text)
+            .map_err(|e| LoadError::BadConfig { path: path.clone(), message: format!("invalid JSON: {e}") })?;
+        let model_type = root.get("model_type").and_then(Value::as_str).unwrap_or("").to_string();
+        Ok(CheckpointConfig { path, root, model_type })
+    }
+
+    pub(crate) fn unsupported(self) -> LoadError {
+        LoadError::Unsupported { path: self.path, found: self.model_type }
+    }
+}
+
+pub(crate) fn open_gguf(path: &Path) -> Result<GgufFile, LoadError> {
+    GgufFile::open(path).map_err(|source| LoadError::Gguf { path: path.to_path_buf(), source })
+}
+
+/// `general.architecture` of a GGUF file.
+pub(crate) fn gguf_architecture(file: &GgufFile) -> String {
+    file.header().get("general.architecture").and_then(|v| v.as_str()).unwrap_or("").to_string()
+}
+
+impl LoadedModel {
+    pub fn load(source: &ModelSource, plan: &ExecutionPlan, k_quants: KQuants) -> Result<Self, LoadError> {
+        match source {
+            ModelSource::Folder(dir) => Self::load_folder(dir, plan, k_quants),
+            ModelSource::Gguf(path) => Self::load_gguf(path, plan, k_quants),
+        }
+    }
+
+    fn load_folder(dir: &Path, plan: &ExecutionPlan, k_quants: KQuants) -> Result<Self, LoadError> {
+        let checkpoint = CheckpointConfig::read(dir)?;
+        let config = &checkpoint.root;
+        let model_error = |source| LoadError::Model { path: dir.to_path_buf(), source };
+        let (model, architecture): (Box<dyn CausalLm>, _) = match checkpoint.model_type.as_str() {
+            "gemma3n" | "gemma3n_text" => {
+                let options = gemma3n::LoadOptions {
+                    dtype: plan.compute_dtype,
+                    decode_path: plan.decode_path,
+                    pretranspose: plan.pretranspose,
+                    dequantize: plan.dequantize,
+                };
+                (Box::new(Gemma3n::load(dir, config, options).map_err(model_error)?), "gemma3n")
+            }
+            "gemma3" | "gemma3_text" => {
+                let options = gemma3_options(plan, k_quants);
+                (Box::new(Gemma3::load(dir, config, options).map_err(model_error)?), "gemma3")
+            }
+            "llama" | "mistral" => {
+                let options = llama_options(plan, k_quants);
+                (Box::new(Llama::load(dir, config, options).map_err(model_error)?), "llama")
+            }
+            _ => return Err(checkpoint.unsupported()),
+        };
+        Ok(LoadedModel { model, architecture, gguf_header: None })
+    }
+
+    fn load_gguf(path: &Path, plan: &ExecutionPlan, k_quants: KQuants) -> Result<Self, LoadError> {
+        let file = open_gguf(path)?;
+        let model_error = |source| LoadError::Model { path: path.to_path_buf(), source };
+        let (model, architecture): (Box<dyn CausalLm>, _) = match gguf_architecture(&file).as_str() {
+            "llama" => {
+                (Box::new(Llama::load_gguf(&file, llama_options(plan, k_quants)).map_err(model_error)?), "llama")
+            }
+            "gemma3" => {
+                (Box::new(Gemma3::load_gguf(&file, gemma3_options(plan, k_quants)).map_err(model_error)?), "gemma3")
+            }
+            other => return Err(LoadError::UnsupportedGguf { path: path.to_path_buf(), found: other.to_string() }),
+        };
+        Ok(LoadedModel { model, architecture, gguf_header: Some(file.header().clone()) })
+    }
+
+    /// A model built elsewhere (random weights for benchmarks, a converted checkpoint).
+    pub fn new(model: Box<dyn CausalLm>, architecture: &'static str) -> Self {
+        LoadedModel { model, architecture, gguf_header: None }
+    }
+
+    /// The model behind the engine's interface.
+    pub fn causal_lm(&self) -> &dyn CausalLm {
+        self.model.as_ref()
+    }
+
+    /// The GGUF metadata, when the model came from a GGUF file.
+    pub fn gguf_header(&self) -> Option<&Header> {
+        self.gguf_header.as_ref()
+    }
+
+    /// Teacher-forced logits `[L, vocab]` (float32) for `ids`, `chunk` tokens per forward step.
+    pub fn teacher_forced_logits(&self, ids: &[i32], chunk: usize) -> Result<Array, mlxcel_models::ModelError> {
+        self.model.teacher_forced_logits(ids, chunk)
+    }
+
+    /// Logits for the last position of `ids` `[1, L]`, `[1, 1, vocab]`, continuing from `caches`.
+    pub fn forward_last(&self, ids: &Array, caches: &mut [KvCache]) -> Result<Array, mlxcel_models::ModelError> {
+        self.model.forward_logits(ids, caches, Logits::Last)
+    }
+
+    pub fn make_caches(&self) -> Vec<KvCache> {
+        self.model.make_caches()
+    }
+
+    /// The most positions the model supports.
+    pub fn context_length(&self) -> usize {
+        self.model.context_length()
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.model.vocab_size()
+    }
+
+    pub fn architecture(&self) -> &'static str {
+        self.architecture
+    }
+}
+
+fn llama_options(plan: &ExecutionPlan, k_quants: KQuants) -> llama::LoadOptions {
+    llama::LoadOptions {
+        dtype: plan.compute_dtype,
+        pretranspose: plan.pretranspose,
+        dequantize: plan.dequantize,
+        k_quants,
+    }
+}
+
+fn gemma3_options(plan: &ExecutionPlan, k_quants: KQuants) -> gemma3::LoadOptions {
+    gemma3::LoadOptions {
+        dtype: plan.compute_dtype,
+        decode_path: plan.decode_path,
+        pretranspose: plan.pretranspose,
+        dequantize: plan.dequantize,
+        k_quants,
+    }
+}

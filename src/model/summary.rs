@@ -1,0 +1,160 @@
+//! What `mlxcel inspect` reports about a checkpoint, read from config.json and the safetensors
+//! headers, or from a GGUF header (no weights are loaded).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mlxcel_models::gguf::GgufFile;
+use mlxcel_models::{gemma3, gemma3n, llama};
+use serde_json::Value;
+
+use super::{CheckpointConfig, LoadError, ModelSource, gguf_architecture, open_gguf};
+
+/// An architecture's config, for the numbers a summary derives from it.
+#[derive(Debug, Clone)]
+enum ArchConfig {
+    Gemma3n(gemma3n::Config),
+    Gemma3(gemma3::Config),
+    Llama(llama::Config),
+}
+
+impl ArchConfig {
+    /// `(layers, hidden, vocab, context)`.
+    fn dimensions(&self) -> (usize, i32, i32, i32) {
+        match self {
+            ArchConfig::Gemma3n(c) => (c.num_layers, c.hidden_size, c.vocab_size, c.max_position_embeddings),
+            ArchConfig::Gemma3(c) => (c.layer_kinds.len(), c.hidden_size, c.vocab_size, c.max_position_embeddings),
+            ArchConfig::Llama(c) => {
+                (c.num_hidden_layers as usize, c.hidden_size, c.vocab_size, c.max_position_embeddings)
+            }
+        }
+    }
+
+    fn kv_cache_bytes(&self, context: usize, bytes_per_element: usize) -> usize {
+        match self {
+            ArchConfig::Gemma3n(c) => c.kv_cache_bytes(context, bytes_per_element),
+            ArchConfig::Gemma3(c) => c.kv_cache_bytes(context, bytes_per_element),
+            ArchConfig::Llama(c) => c.kv_cache_bytes(context, bytes_per_element),
+        }
+    }
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelSummary {
+    /// The folder or GGUF file.
+    pub dir: PathBuf,
+    pub model_type: String,
+    pub format: &'static str,
+    pub layers: usize,
+    pub hidden_size: i32,
+    pub vocab_size: i32,
+    pub context_length: i32,
+    /// Logical parameters (a packed quantized weight counts its unpacked elements).
+    pub parameters: u64,
+    /// Tensor dtypes (GGUF: block types) and how many tensors have each.
+    pub dtypes: BTreeMap<String, usize>,
+    pub quantization: Option<Value>,
+    pub weight_file_bytes: u64,
+    #[serde(skip)]
+    config: ArchConfig,
+}
+
+impl ModelSummary {
+    pub fn read(path: &Path) -> Result<Self, LoadError> {
+        match ModelSource::locate(path)? {
+            ModelSource::Folder(dir) => Self::read_folder(&dir),
+            ModelSource::Gguf(file) => Self::read_gguf(&file),
+        }
+    }
+
+    fn new(path: &Path, model_type: String, format: &'static str, config: ArchConfig) -> Self {
+        let (layers, hidden_size, vocab_size, context_length) = config.dimensions();
+        ModelSummary {
+            dir: path.to_path_buf(),
+            model_type,
+            format,
+            layers,
+            hidden_size,
+            vocab_size,
+            context_length,
+            parameters: 0,
+            dtypes: BTreeMap::new(),
+            quantization: None,
+            weight_file_bytes: 0,
+            config,
+        }
+    }
+
+    fn read_gguf(path: &Path) -> Result<Self, LoadError> {
+        let file = open_gguf(path)?;
+        let model_error = |source| LoadError::Model { path: path.to_path_buf(), source };
+        let architecture = gguf_architecture(&file);
+        let config = match architecture.as_str() {
+            "llama" => ArchConfig::Llama(llama::Config::from_gguf(&file).map_err(model_error)?),
+            "gemma3" => ArchConfig::Gemma3(gemma3::Config::from_gguf(&file).map_err(model_error)?),
+            other => return Err(LoadError::UnsupportedGguf { path: path.to_path_buf(), found: other.to_string() }),
+        };
+        let mut summary = Self::new(path, architecture, "gguf", config);
+        summary.weight_file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        add_gguf_tensors(&mut summary, &file);
+        Ok(summary)
+    }
+
+    fn read_folder(dir: &Path) -> Result<Self, LoadError> {
+        let checkpoint = CheckpointConfig::read(dir)?;
+        let root = &checkpoint.root;
+        let bad_config = |message| LoadError::BadConfig { path: checkpoint.path.clone(), message };
+        let config = match checkpoint.model_type.as_str() {
+            "gemma3n" | "gemma3n_text" => ArchConfig::Gemma3n(gemma3n::Config::from_json(root).map_err(bad_config)?),
+            "gemma3" | "gemma3_text" => ArchConfig::Gemma3(gemma3::Config::from_json(root).map_err(bad_config)?),
+            "llama" | "mistral" => ArchConfig::Llama(llama::Config::from_json(root).map_err(bad_config)?),
+            _ => return Err(checkpoint.unsupported()),
+        };
+        let quantization = root.get("quantization").or_else(|| root.get("quantization_config")).cloned();
+        let bits_of = |name: &str| -> u64 {
+            let module = name.trim_end_matches(".weight");
+            quantization
+                .as_ref()
+                .and_then(|q| {
+                    q.get(module).and_then(|o| o.get("bits")).or_else(|| q.get("bits")).and_then(Value::as_u64)
+                })
+                .unwrap_or(4)
+        };
+        let mut summary = Self::new(dir, checkpoint.model_type.clone(), "safetensors", config);
+        summary.quantization = quantization.clone();
+        let files = mlxcel_models::weights::shard_paths(dir)
+            .map_err(|source| LoadError::Model { path: dir.to_path_buf(), source })?;
+        for file in &files {
+            summary.weight_file_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+            let weights_error = |e: mlx_bridge::Error| LoadError::Model {
+                path: file.clone(),
+                source: mlxcel_models::ModelError::Weights(e.to_string()),
+            };
+            let tensors = mlx_bridge::io::SafeTensors::load(file).map_err(weights_error)?;
+            let names = tensors.names();
+            for name in &names {
+                let array = tensors.get(name).map_err(weights_error)?;
+                *summary.dtypes.entry(array.dtype().name().to_string()).or_default() += 1;
+                let scales = format!("{}.scales", name.trim_end_matches(".weight"));
+                if name.ends_with(".scales") || name.ends_with(".biases") {
+                    continue;
+                }
+                let elements = array.size() as u64;
+                summary.parameters += if names.contains(&scales) { elements * 32 / bits_of(name) } else { elements };
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Bytes of keys and values after `context` positions in `dtype`.
+    pub fn kv_cache_bytes(&self, context: usize, dtype: mlx_bridge::Dtype) -> usize {
+        self.config.kv_cache_bytes(context, dtype.size_in_bytes())
+    }
+}
+
+fn add_gguf_tensors(summary: &mut ModelSummary, file: &GgufFile) {
+    for info in &file.header().tensors {
+        summary.parameters += info.elements();
+        *summary.dtypes.entry(format!("{:?}", info.ggml_type)).or_default() += 1;
+    }
+}
