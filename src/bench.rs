@@ -1,0 +1,282 @@
+//! Throughput measurement with llama-bench's conventions: `ppN` is the rate at which an N-token
+//! prompt is processed from an empty cache (after `depth` tokens of context), `tgN` the rate at
+//! which N tokens are generated one at a time after that context. Each test runs `warmup` times
+//! unrecorded, then `repetitions` times; the report carries mean ± standard deviation, time to
+//! first token for prompt tests, and the peak memory MLX saw.
+//!
+//! Decode is the generation loop's pipelined greedy step (step n+1 built and scheduled before
+//! token n is read back), so `tg` measures what `generate` delivers, minus sampling filters.
+
+use std::time::Instant;
+
+use mlx_bridge::{Array, Dtype, memory, random};
+use mlxcel_models::layers::KvCache;
+use serde::Serialize;
+
+use crate::generate::GenerateError;
+use crate::model::LoadedModel;
+
+/// One test: `pp` or `tg`, at a context depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Test {
+    Prompt { tokens: usize, depth: usize },
+    Generate { tokens: usize, depth: usize },
+}
+
+impl Test {
+    /// `pp512`, `tg128`, `pp512@d1024`.
+    pub fn name(&self) -> String {
+        let (kind, tokens, depth) = match *self {
+            Test::Prompt { tokens, depth } => ("pp", tokens, depth),
+            Test::Generate { tokens, depth } => ("tg", tokens, depth),
+        };
+        if depth > 0 { format!("{kind}{tokens}@d{depth}") } else { format!("{kind}{tokens}") }
+    }
+
+    fn depth(&self) -> usize {
+        match *self {
+            Test::Prompt { depth, .. } | Test::Generate { depth, .. } => depth,
+        }
+    }
+
+    /// Positions the test needs in the cache.
+    pub fn positions(&self) -> usize {
+        match *self {
+            Test::Prompt { tokens, depth } => depth + tokens,
+            Test::Generate { tokens, depth } => depth + 1 + tokens,
+        }
+    }
+}
+
+/// Mean and (sample) standard deviation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Spread {
+    pub mean: f64,
+    pub std: f64,
+}
+
+impl Spread {
+    pub fn of(samples: &[f64]) -> Spread {
+        let n = samples.len() as f64;
+        if samples.is_empty() {
+            return Spread { mean: 0.0, std: 0.0 };
+        }
+        let mean = samples.iter().sum::<f64>() / n;
+        let var =
+            if samples.len() > 1 { samples.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+        Spread { mean, std: var.sqrt() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokensPerSecond {
+    pub mean: f64,
+    pub std: f64,
+    pub samples: Vec<f64>,
+}
+
+/// One test's result, in the `mlxcel-bench/1` run shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    pub test: String,
+    pub n_prompt: usize,
+    pub n_gen: usize,
+    pub depth: usize,
+    pub repetitions: usize,
+    pub tokens_per_second: TokensPerSecond,
+    /// Prompt tests: time until the first token's logits are ready.
+    pub ttft_ms: Option<Spread>,
+    pub peak_memory_bytes: usize,
+}
+
+/// How to run the tests.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchSettings {
+    pub repetitions: usize,
+    pub warmup: usize,
+    pub prefill_chunk: usize,
+    pub seed: u64,
+}
+
+/// Runs `test` `warmup + repetitions` times on fresh caches with random token ids.
+pub fn measure(model: &LoadedModel, test: Test, settings: BenchSettings) -> Result<Measurement, GenerateError> {
+    let vocab = model.vocab_size() as i64;
+    let context = model.context_length();
+    if test.positions() > context {
+        return Err(GenerateError::PromptTooLong { prompt: test.positions(), context });
+    }
+    let mut rates = Vec::with_capacity(settings.repetitions);
+    let mut ttfts = Vec::new();
+    memory::reset_peak();
+    for run in 0..settings.warmup + settings.repetitions {
+        // Fresh ids per run: a repeated prompt could hit caches that real prompts never do.
+        let key = random::key(settings.seed.wrapping_add(run as u64))?;
+        let ids = random::randint(0, vocab, &[1, test.positions() as i32], Dtype::I32, Some(&key))?;
+        ids.eval()?;
+        let mut caches = model.make_caches();
+        prefill(model, &ids, 0, test.depth(), settings.prefill_chunk, &mut caches)?;
+        let (rate, ttft) = match test {
+            Test::Prompt { tokens, depth } => {
+                let started = Instant::now();
+                let logits = prefill(model, &ids, depth, depth + tokens, settings.prefill_chunk, &mut caches)?;
+                logits.argmax(-1, false)?.eval()?;
+                let seconds = started.elapsed().as_secs_f64();
+                (tokens as f64 / seconds, Some(seconds * 1e3))
+            }
+            Test::Generate { tokens, depth } => {
+                let logits = prefill(model, &ids, depth, depth + 1, settings.prefill_chunk, &mut caches)?;
+                let first = logits.argmax(-1, false)?;
+                first.eval()?;
+                let started = Instant::now();
+                decode(model, first, tokens, &mut caches)?;
+                (tokens as f64 / started.elapsed().as_secs_f64(), None)
+            }
+        };
+        if run >= settings.warmup {
+            rates.push(rate);
+            ttfts.extend(ttft);
+        }
+    }
+    let spread = Spread::of(&rates);
+    let (n_prompt, n_gen) = match test {
+        Test::Prompt { tokens, .. } => (tokens, 0),
+        Test::Generate { tokens, .. } => (0, tokens),
+    };
+    Ok(Measurement {
+        test: test.name(),
+        n_prompt,
+        n_gen,
+        depth: test.depth(),
+        repetitions: settings.repetitions,
+        tokens_per_second: TokensPerSecond { mean: spread.mean, std: spread.std, samples: rates },
+        ttft_ms: (!ttfts.is_empty()).then(|| Spread::of(&ttfts)),
+        peak_memory_bytes: memory::peak(),
+    })
+}
+
+/// Feeds `ids[start..end]` in chunks, evaluating each chunk (as generation's prefill does);
+/// returns the last position's logits.
+fn prefill(
+    model: &LoadedModel,
+    ids: &Array,
+    start: usize,
+    end: usize,
+    chunk: usize,
+    caches: &mut [KvCache],
+) -> Result<Array, GenerateError> {
+    let mut logits = None;
+    let mut at = start;
+    while at < end {
+        let stop = (at + chunk.max(1)).min(end);
+        let piece = ids.slice_axis(1, at as i32, stop as i32)?;
+        let out = model.forward_last(&piece, caches)?;
+        out.eval()?;
+        logits = Some(out);
+        at = stop;
+    }
+    Ok(logits.unwrap_or(Array::scalar(0.0f32)))
+}
+
+/// `tokens` greedy steps from `first`, pipelined: each step is scheduled before the previous
+/// token is read back.
+fn decode(model: &LoadedModel, first: Array, tokens: usize, caches: &mut [KvCache]) -> Result<(), GenerateError> {
+    let step = |token: &Array, caches: &mut [KvCache]| -> Result<Array, GenerateError> {
+        let logits = model.forward_last(&token.astype(Dtype::I32)?.reshape(&[1, 1])?, caches)?;
+        Ok(logits.argmax(-1, false)?)
+    };
+    let mut pending = step(&first, caches)?;
+    mlx_bridge::async_eval(&[&pending])?;
+    for i in 0..tokens {
+        let current = pending;
+        pending = if i + 1 < tokens {
+            let next = step(&current, caches)?;
+            mlx_bridge::async_eval(&[&next])?;
+            next
+        } else {
+            current.clone()
+        };
+        current.item::<u32>()?;
+    }
+    Ok(())
+}
+
+/// Where one decode step's time goes, measured without pipelining: building the graph on the
+/// host, then evaluating it (device work, launches and the wait for the token).
+#[derive(Debug, Clone, Serialize)]
+pub struct DecodeBreakdown {
+    pub depth: usize,
+    pub steps: usize,
+    /// Operations one step evaluates (distinct graph nodes; a compiled block counts once): a
+    /// proxy for kernel launches.
+    pub graph_nodes_per_token: usize,
+    /// Those operations by MLX primitive, most frequent first.
+    pub graph_ops: Vec<(String, usize)>,
+    /// Host time to build one step's graph (the model's forward pass and the argmax, lazily).
+    pub build_ms: Spread,
+    /// Time from scheduling the step to having the token on the host.
+    pub eval_ms: Spread,
+    /// `build + eval`: a step when nothing overlaps.
+    pub step_ms: Spread,
+}
+
+/// `steps` unpipelined greedy decode steps after `depth` random tokens.
+pub fn decode_breakdown(
+    model: &LoadedModel,
+    depth: usize,
+    steps: usize,
+    settings: BenchSettings,
+) -> Result<DecodeBreakdown, GenerateError> {
+    let key = random::key(settings.seed)?;
+    let ids = random::randint(0, model.vocab_size() as i64, &[1, depth as i32 + 1], Dtype::I32, Some(&key))?;
+    let mut caches = model.make_caches();
+    let logits = prefill(model, &ids, 0, depth + 1, settings.prefill_chunk, &mut caches)?;
+    let mut token = logits.argmax(-1, false)?;
+    token.eval()?;
+    let (mut build, mut eval, mut step, mut nodes, mut ops) = (Vec::new(), Vec::new(), Vec::new(), 0, Vec::new());
+    for i in 0..settings.warmup + steps {
+        let started = Instant::now();
+        let next = model.forward_last(&token.astype(Dtype::I32)?.reshape(&[1, 1])?, &mut caches)?.argmax(-1, false)?;
+        let built = Instant::now();
+        if i == settings.warmup {
+            nodes = mlx_bridge::pending_graph_nodes(&[&next]);
+            ops = mlx_bridge::pending_graph_ops(&[&next]);
+        }
+        next.item::<u32>()?;
+        let done = Instant::now();
+        if i >= settings.warmup {
+            build.push((built - started).as_secs_f64() * 1e3);
+            eval.push((done - built).as_secs_f64() * 1e3);
+            step.push((done - started).as_secs_f64() * 1e3);
+        }
+        token = next;
+    }
+    Ok(DecodeBreakdown {
+        depth,
+        steps,
+        graph_nodes_per_token: nodes,
+        graph_ops: ops,
+        build_ms: Spread::of(&build),
+        eval_ms: Spread::of(&eval),
+        step_ms: Spread::of(&step),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_names_follow_llama_bench() {
+        assert_eq!(Test::Prompt { tokens: 512, depth: 0 }.name(), "pp512");
+        assert_eq!(Test::Generate { tokens: 128, depth: 4096 }.name(), "tg128@d4096");
+        assert_eq!(Test::Generate { tokens: 128, depth: 10 }.positions(), 139);
+    }
+
+    #[test]
+    fn spread_is_the_sample_standard_deviation() {
+        let s = Spread::of(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
+        assert_eq!(s.mean, 5.0);
+        assert!((s.std - 2.138_089_935).abs() < 1e-6);
+        assert_eq!(Spread::of(&[3.0]).std, 0.0);
+    }
+}
