@@ -34,15 +34,19 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
     }
     let gib = |bytes: u64| human(bytes as f64, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB"]);
     let dtypes = summary.dtypes.iter().map(|(d, n)| format!("{d} x{n}")).collect::<Vec<_>>().join(", ");
-    let quantization = summary.quantization.as_ref().map_or("none".to_string(), |q| {
-        format!(
+    let quantization = summary.quantization.as_ref().map_or("none".to_string(), |q| match q.get("gguf_blocks") {
+        Some(serde_json::Value::Array(blocks)) => {
+            let names: Vec<&str> = blocks.iter().filter_map(serde_json::Value::as_str).collect();
+            format!("GGUF blocks {}", names.join(", "))
+        }
+        _ => format!(
             "{}-bit, group {}",
             q.get("bits").unwrap_or(&serde_json::Value::Null),
             q.get("group_size").unwrap_or(&serde_json::Value::Null)
-        )
+        ),
     });
     let model = Section::new("Model")
-        .row("folder", summary.dir.display().to_string())
+        .row("path", summary.dir.display().to_string())
         .row("architecture", summary.model_type.clone())
         .row("layers", summary.layers.to_string())
         .row("hidden size", summary.hidden_size.to_string())

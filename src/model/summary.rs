@@ -97,6 +97,11 @@ impl ModelSummary {
         let mut summary = Self::new(path, architecture, "gguf", config);
         summary.weight_file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         add_gguf_tensors(&mut summary, &file);
+        let blocks: Vec<&String> =
+            summary.dtypes.keys().filter(|t| !["F32", "F16", "BF16"].contains(&t.as_str())).collect();
+        if !blocks.is_empty() {
+            summary.quantization = Some(serde_json::json!({ "gguf_blocks": blocks }));
+        }
         Ok(summary)
     }
 
