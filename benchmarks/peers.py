@@ -50,8 +50,23 @@ def machine_info(backend, device):
         memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError):
         memory = None
-    return {"hardware_class": f"{backend}-{platform.machine()}" if backend == "cpu" else backend,
+    return {"hardware_class": hardware_class(backend),
             "device": device, "backend": backend, "os": platform.system().lower(), "memory_bytes": memory}
+
+
+def hardware_class(backend):
+    """mlxcel's class names: cpu-x86_64, cuda-sm90 (compute capability from nvidia-smi)."""
+    if backend == "cpu":
+        return f"cpu-{platform.machine()}"
+    if backend == "cuda":
+        import subprocess
+        try:
+            cap = subprocess.run(["nvidia-smi", "--query-gpu=compute_cap", "--format=csv,noheader"],
+                                 capture_output=True, text=True, check=True).stdout.split()[0]
+            return "cuda-sm" + cap.replace(".", "")
+        except (OSError, subprocess.CalledProcessError, IndexError):
+            return "cuda"
+    return backend
 
 
 def cpu_name():
@@ -102,8 +117,17 @@ def hf_folder_from_gguf(gguf):
         return folder
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from safetensors.torch import save_file
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    model.save_pretrained(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # transformers will not save_pretrained a GGUF-loaded model; its float32 state and config will do.
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    save_file(state, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (folder / "config.json").write_text(json.dumps(config, indent=1))
     AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name).save_pretrained(folder)
     return folder
 
@@ -136,6 +160,10 @@ def mlx_lm_bench(args):
                  for k, v in tree_flatten(model.parameters()) if not k.endswith(("scales", "biases")))
     size = sum(v.nbytes for _, v in tree_flatten(model.parameters()))
     sampler = lambda logprobs: mx.argmax(logprobs, axis=-1)
+    # On the CPU the BLAS decides prefill speed: the wheel's bundled reference BLAS (mlx-lm as pip
+    # installs it, the default) or OpenBLAS preloaded (MLXCEL_BENCH_BLAS=openblas names it).
+    blas = os.environ.get("MLXCEL_BENCH_BLAS", "bundled")
+    variant = {"blas": blas, "default": blas == "bundled"} if mx.default_device() == mx.cpu else {}
     runs = []
     for kind, n, depth in tests_of(args):
         rates, ttfts = [], []
@@ -164,16 +192,14 @@ def mlx_lm_bench(args):
                 ttfts.append((first - tic) * 1e3)
             else:
                 rates.append((count - 1) / (done - first))
-        runs.append(run_record(args, name, source, params, size, args.dtype, args.bits or None, {},
+        runs.append(run_record(args, name, source, params, size, args.dtype, args.bits or None, variant,
                                kind, n, depth, rates, ttfts, mx.get_peak_memory()))
         print(f"mlx-lm {name} {test_name(kind, n, depth)}: {spread(rates)['mean']:.2f} t/s", file=sys.stderr)
     backend = "cuda" if mx.default_device() == mx.gpu and not sys.platform == "darwin" else (
         "metal" if mx.default_device() == mx.gpu else "cpu")
     device = cpu_name() if backend == "cpu" else mx.device_info().get("device_name", "gpu")
     import mlx_lm as lm
-    blas = os.environ.get("MLXCEL_BENCH_BLAS", "bundled")
-    engine = {"name": "mlx-lm", "version": lm.__version__, "mlx_version": mx.__version__,
-              "details": {"blas": blas}}
+    engine = {"name": "mlx-lm", "version": lm.__version__, "mlx_version": mx.__version__, "details": {}}
     return machine_info(backend, device), engine, runs
 
 

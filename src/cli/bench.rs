@@ -186,6 +186,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let profile = hardware::detect().context("hardware detection failed")?;
     let base = LoadOptions { prefill_chunk: args.prefill_chunk, offline: args.offline, ..Default::default() };
     let default_plan = plan_for(&base)?;
+    // What this machine runs with no flags: a variant equal to it is marked `default` in the report.
+    let machine_default = plan_for(&LoadOptions::default())?;
     let subject = match (&args.model, &args.random) {
         (Some(spec), None) => {
             let spec = ModelSpec::parse(spec)?;
@@ -214,10 +216,11 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             pretranspose: on_off(plan.pretranspose),
             dequantize: on_off(plan.dequantize),
             prefill_chunk: plan.prefill_chunk,
-            default: plan.decode_path == default_plan.decode_path
-                && plan.pretranspose == default_plan.pretranspose
-                && plan.dequantize == default_plan.dequantize
-                && plan.compute_dtype == default_plan.compute_dtype,
+            default: plan.decode_path == machine_default.decode_path
+                && plan.pretranspose == machine_default.pretranspose
+                && plan.dequantize == machine_default.dequantize
+                && plan.compute_dtype == machine_default.compute_dtype
+                && plan.prefill_chunk == machine_default.prefill_chunk,
         };
         for &test in &tests {
             let settings = BenchSettings { prefill_chunk: plan.prefill_chunk as usize, ..settings };
