@@ -88,9 +88,145 @@ pub fn render(data: &Dataset, opts: &PageOptions) -> Result<Page, ReportError> {
         chart_files.push((file, svg));
     }
 
+    best_section(&mut md, data);
     ab_section(&mut md, data);
     dtype_section(&mut md, data);
+    breakdown_section(&mut md, data);
     Ok(Page { markdown: md, charts: chart_files })
+}
+
+/// Engines that run a model at precisions mlxcel was not measured at (llama.cpp on the GGUF's
+/// own blocks, mlx-lm requantized) never share a results table with it: this table puts mlxcel's
+/// default-plan run next to each other engine's fastest run of the same model and test.
+fn best_section(md: &mut String, data: &Dataset) {
+    let mut rows = Vec::new();
+    let mut models: Vec<&str> = Vec::new();
+    for g in &data.groups {
+        if !models.contains(&g.model.as_str()) {
+            models.push(&g.model);
+        }
+    }
+    for model in models {
+        let groups: Vec<_> = data.groups.iter().filter(|g| g.model == model).collect();
+        // The group holding mlxcel's run marked as the machine's default plan, else its first.
+        let is_default = |e: &&tables::Entry| {
+            e.engine == tables::MLXCEL && e.run.variant.get("default").and_then(|v| v.as_bool()) == Some(true)
+        };
+        // Unquantized first: a checkpoint's own precision is the headline, its quantized runs are variants.
+        let Some(ours_group) = groups
+            .iter()
+            .find(|g| g.entries.iter().any(|e| is_default(&e) && e.run.bits.is_none()))
+            .or_else(|| groups.iter().find(|g| g.entries.iter().any(|e| is_default(&e))))
+            .or_else(|| groups.iter().find(|g| g.entries.iter().any(|e| e.engine == tables::MLXCEL)))
+        else {
+            continue;
+        };
+        for test in &ours_group.tests {
+            let Some(ours) = ours_group.default_run(tables::MLXCEL, &test.name) else { continue };
+            for engine in data.engines.iter().filter(|e| *e != tables::MLXCEL) {
+                let best = groups
+                    .iter()
+                    .flat_map(|g| g.entries.iter().map(move |e| (g, e)))
+                    .filter(|(_, e)| e.engine == engine && e.run.test == test.name)
+                    .max_by(|a, b| a.1.run.tokens_per_second.mean.total_cmp(&b.1.run.tokens_per_second.mean));
+                let Some((group, theirs)) = best else { continue };
+                let settings = theirs.run.settings();
+                let settings = if settings.is_empty() { String::new() } else { fmt_settings(&settings) };
+                rows.push(vec![
+                    model.to_string(),
+                    test.name.clone(),
+                    format!("{} ({})", fmt_stat(&ours.tokens_per_second), ours_group.precision),
+                    format!(
+                        "{engine}: {} ({}{})",
+                        fmt_stat(&theirs.run.tokens_per_second),
+                        group.precision,
+                        if settings.is_empty() { String::new() } else { format!(", {settings}") }
+                    ),
+                    fmt_ratio(ours.tokens_per_second.mean / theirs.run.tokens_per_second.mean),
+                ]);
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## mlxcel against each engine's fastest run
+"
+    );
+    let _ = writeln!(
+        md,
+        "mlxcel with its default plan for this machine, against the fastest run each other engine \
+         produced for the same model and test, whatever its precision or settings.\n"
+    );
+    let headers: Vec<String> =
+        ["model", "test", "mlxcel t/s", "fastest other run t/s", "mlxcel / other"].map(String::from).to_vec();
+    md.push_str(&crate::tables::markdown_table(&headers, &[false, false, true, true, true], &rows));
+    md.push('\n');
+}
+
+/// mlxcel's decode breakdowns: graph size, host build time and evaluation time per token.
+fn breakdown_section(md: &mut String, data: &Dataset) {
+    let breakdowns: Vec<_> = data.sources.iter().flat_map(|s| s.file.decode_breakdowns.iter()).collect();
+    if breakdowns.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "## Where a decode step's time goes
+"
+    );
+    let _ = writeln!(
+        md,
+        "`mlxcel bench --breakdown N`: N greedy decode steps after the longest prompt, each built and then \
+         evaluated with nothing overlapping. *Ops* counts the distinct operations one step evaluates (a \
+         compiled block counts once), a proxy for kernel launches; *build* is host time to construct the \
+         lazy graph; *eval* is from scheduling until the token is on the host (device work, launches and \
+         MLX's own per-op host work). Pipelined decoding overlaps the next step's build with this eval.\n"
+    );
+    let mut rows = Vec::new();
+    for b in &breakdowns {
+        let t = &b.breakdown;
+        let precision = match b.bits {
+            Some(bits) => format!("{} {bits}-bit", b.dtype),
+            None => b.dtype.clone(),
+        };
+        let top: Vec<String> = t.graph_ops.iter().take(6).map(|(name, n)| format!("{name} {n}")).collect();
+        rows.push(vec![
+            b.model.clone(),
+            precision,
+            fmt_settings(
+                &b.variant
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "default")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            ),
+            t.depth.to_string(),
+            t.graph_nodes_per_token.to_string(),
+            format!("{:.2} ± {:.2}", t.build_ms.mean, t.build_ms.std),
+            format!("{:.2} ± {:.2}", t.eval_ms.mean, t.eval_ms.std),
+            format!("{:.1}", 1000.0 * t.eval_ms.mean / t.graph_nodes_per_token.max(1) as f64),
+            top.join(", "),
+        ]);
+    }
+    let headers: Vec<String> = [
+        "model",
+        "precision",
+        "settings",
+        "depth",
+        "ops/token",
+        "build ms",
+        "eval ms",
+        "eval µs/op",
+        "most frequent ops",
+    ]
+    .map(String::from)
+    .to_vec();
+    let right = [false, false, false, true, true, true, true, true, false];
+    md.push_str(&crate::tables::markdown_table(&headers, &right, &rows));
+    md.push('\n');
 }
 
 /// One line per model group: the headline ratios, so a reader need not scan the tables.

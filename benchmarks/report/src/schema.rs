@@ -59,6 +59,36 @@ pub struct ResultFile {
     pub date: String,
     pub command: String,
     pub runs: Vec<Run>,
+    /// mlxcel's `--breakdown`: where one unpipelined decode step's time goes, per variant.
+    #[serde(default)]
+    pub decode_breakdowns: Vec<Breakdown>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Breakdown {
+    pub model: String,
+    pub dtype: String,
+    pub bits: Option<u32>,
+    pub variant: Map<String, Value>,
+    pub breakdown: BreakdownTimes,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct BreakdownTimes {
+    pub depth: u64,
+    pub steps: u64,
+    pub graph_nodes_per_token: u64,
+    /// `(primitive, count)`, most frequent first.
+    pub graph_ops: Vec<(String, u64)>,
+    pub build_ms: Spread,
+    pub eval_ms: Spread,
+    pub step_ms: Spread,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Spread {
+    pub mean: f64,
+    pub std: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
