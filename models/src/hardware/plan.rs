@@ -177,8 +177,8 @@ struct ClassDefaults {
 const APPLE_HALF_PRECISION: &str = "half the weight bytes of float32, and bandwidth-bound decode reads every weight per token; bf16 keeps fp32's range";
 const APPLE_KEEP_QUANTIZED: &str = "MLX's Metal quantized matmul is mlx-lm's path for 4/8-bit models; dense weights would \
      read 2-4x the bytes per token";
-const GPU_KEEP_QUANTIZED: &str = "quantized matmul kernels read 2-4x fewer bytes per token (measured on H100: Gemma 3n E2B 4-bit decodes 74.8 tok/s \
-     vs 66.4 bf16)";
+const GPU_KEEP_QUANTIZED: &str = "keeps the memory a quantized checkpoint was chosen for; speed is a wash, measured on H100: \
+     Gemma 3n E2B 4-bit decoded 74.8 tok/s vs 66.4 bf16 in one session, 52.8 vs 68.0 in another";
 const GPU_PREFILL_CHUNK: &str =
     "provisional until measured: 2048-token chunks should keep the matmul units busy while bounding attention scratch";
 
@@ -208,8 +208,8 @@ impl ClassDefaults {
                 },
                 dequantize: ClassDefault {
                     value: true,
-                    reason: "measured (Gemma 3n e2b-mini, 2-core x86): MLX's CPU quantized matmul decodes 4-bit 3.6x \
-                             and prefills 59x slower than fp32 with OpenBLAS",
+                    reason: "measured (2-core x86, OpenBLAS): SmolLM2 Q4_1 kept quantized decodes 7.44 tok/s vs 20.65 \
+                             dequantized, prefills 9.53 vs 287 (docs/benchmarks/cpu-x86_64.md)",
                 },
             },
             HardwareClass::Cuda { .. } => ClassDefaults {
@@ -227,7 +227,11 @@ impl ClassDefaults {
                     value: Dtype::BF16,
                     reason: "bf16 tensor-core matmuls at half fp32's weight bytes; bf16 keeps fp32's range",
                 },
-                prefill_chunk: ClassDefault { value: 2048, reason: GPU_PREFILL_CHUNK },
+                prefill_chunk: ClassDefault {
+                    value: 512,
+                    reason: "measured (Gemma 3n E2B bf16, H100, mlxcel bench pp2048): 512-token chunks prefill \
+                             10.9k tok/s, 1024 8.1k, 2048 5.8k; pp512 is the same",
+                },
                 dequantize: ClassDefault { value: false, reason: GPU_KEEP_QUANTIZED },
             },
             HardwareClass::AppleNeuralAccelerator => ClassDefaults {
@@ -375,9 +379,9 @@ mod tests {
         let cpu = HardwareClass::Cpu { arch: "x86_64".to_string() };
         assert_eq!(defaults(cpu), ("cpu-x86_64".to_string(), DecodePath::Fused, true, Dtype::F32, 512));
         let hopper = HardwareClass::Cuda { compute_capability: Some((9, 0)) };
-        assert_eq!(defaults(hopper), ("cuda-sm90".to_string(), DecodePath::Fused, false, Dtype::BF16, 2048));
+        assert_eq!(defaults(hopper), ("cuda-sm90".to_string(), DecodePath::Fused, false, Dtype::BF16, 512));
         let unknown_cuda = HardwareClass::Cuda { compute_capability: None };
-        assert_eq!(defaults(unknown_cuda), ("cuda".to_string(), DecodePath::Fused, false, Dtype::BF16, 2048));
+        assert_eq!(defaults(unknown_cuda), ("cuda".to_string(), DecodePath::Fused, false, Dtype::BF16, 512));
         assert_eq!(
             defaults(HardwareClass::AppleNeuralAccelerator),
             ("apple-neural-accelerator".to_string(), DecodePath::Split, true, Dtype::BF16, 2048)
@@ -411,11 +415,13 @@ mod tests {
         let cpu = ExecutionPlan::for_class(HardwareClass::Cpu { arch: "x86_64".to_string() });
         let cuda = ExecutionPlan::for_class(HardwareClass::Cuda { compute_capability: Some((9, 0)) });
         for plan in [&cpu, &cuda] {
-            for reason in [&plan.provenance.decode_path.reason, &plan.provenance.pretranspose.reason] {
-                assert!(reason.starts_with("measured"), "{reason}");
+            let p = &plan.provenance;
+            for reason in [&p.decode_path.reason, &p.pretranspose.reason, &p.dequantize.reason] {
+                assert!(reason.starts_with("measured") || reason.contains("measured on"), "{reason}");
             }
-            assert!(plan.provenance.prefill_chunk.reason.contains("provisional until measured"));
         }
+        assert!(cpu.provenance.prefill_chunk.reason.contains("provisional until measured"));
+        assert!(cuda.provenance.prefill_chunk.reason.starts_with("measured"));
         assert!(cpu.pretranspose && !cuda.pretranspose);
         assert!(cpu.provenance.compute_dtype.reason.contains("5 GFLOP/s"));
     }
