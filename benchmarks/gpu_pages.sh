@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The NVIDIA page's measurements, on the GPU machine from the repository root with .gpu/ carried
+# (.gpu/bin/mlxcel built here with `cargo build --release --no-default-features`, plus the slim
+# MLX CUDA runtime from shared/cuda). Two halves, each under the device tool's 10-minute limit:
+#   bash benchmarks/gpu_pages.sh mlxcel      # Gemma 3n E2B, bf16/8-bit/4-bit, plan A/B, breakdown
+#   bash benchmarks/gpu_pages.sh mlxcel-e4b  # Gemma 3n E4B, bf16/8-bit/4-bit (3 repetitions)
+#   bash benchmarks/gpu_pages.sh mlx-lm      # mlx-lm 0.32.2 on E2B, same tests
+#   bash benchmarks/gpu_pages.sh mlx-lm-e4b  # mlx-lm 0.32.2 on E4B, same tests
+#   bash benchmarks/gpu_pages.sh interleaved # E2B bf16/4/8-bit, mlxcel and mlx-lm alternating
+# JSON lands in $OUT/results; benchmarks/report renders docs/benchmarks/<hardware>.md from it.
+set -euo pipefail
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT/results"
+bash .gpu/setup.sh /tmp/mlx-cuda >/dev/null 2>&1
+source /tmp/mlx-cuda/env.sh
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
+B=.gpu/bin/mlxcel
+TESTS=(-p 512,2048 -n 128 -r 5)
+case "${1:-}" in
+  mlxcel)
+    # E2B bf16: the plan A/B (decode path x pre-transposition), with the breakdown per variant.
+    $B bench --random e2b "${TESTS[@]}" --decode-path fused,split --pretranspose off,on --breakdown 32 \
+      -o md --json-out "$OUT/results/mlxcel-e2b-bf16.json"
+    $B bench --random e2b --bits 4 "${TESTS[@]}" --decode-path fused,split --breakdown 32 \
+      -o md --json-out "$OUT/results/mlxcel-e2b-q4.json"
+    $B bench --random e2b --bits 8 "${TESTS[@]}" --breakdown 32 -o md --json-out "$OUT/results/mlxcel-e2b-q8.json"
+    # Compute dtype A/B (the bf16 default is in the first file).
+    $B bench --random e2b -p 512 -n 128 -r 3 --compute-dtype float16 -o md \
+      --json-out "$OUT/results/mlxcel-e2b-f16.json"
+    ;;
+  mlxcel-e4b)
+    for bits in "" 8 4; do
+      $B bench --random e4b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --breakdown 16 -o md \
+        --json-out "$OUT/results/mlxcel-e4b-${bits:-16}.json"
+    done ;;
+  mlx-lm)
+    for bits in "" 8 4; do
+      python3 benchmarks/peers.py mlx-lm --random e2b ${bits:+--bits $bits} --dtype bfloat16 "${TESTS[@]}" \
+        --out "$OUT/results/mlxlm-e2b-${bits:-16}.json"
+    done ;;
+  mlx-lm-e4b)
+    for bits in "" 8 4; do
+      python3 benchmarks/peers.py mlx-lm --random e4b ${bits:+--bits $bits} --dtype bfloat16 -p 512,2048 -n 128 -r 3 \
+        --out "$OUT/results/mlxlm-e4b-${bits:-16}.json"
+    done ;;
+  interleaved)
+    # Same session, engines alternating per precision, current defaults: the headline comparison.
+    for bits in "" 4 8; do
+      $B bench --random e2b ${bits:+--bits $bits} "${TESTS[@]}" --breakdown 16 -o md \
+        --json-out "$OUT/results/mlxcel-e2b-${bits:-16}.json"
+      python3 benchmarks/peers.py mlx-lm --random e2b ${bits:+--bits $bits} --dtype bfloat16 "${TESTS[@]}" \
+        --out "$OUT/results/mlxlm-e2b-${bits:-16}.json"
+    done ;;
+  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved" >&2; exit 2 ;;
+esac
