@@ -36,3 +36,5 @@ run 10 openblas $PY benchmarks/peers.py mlx-lm --gguf "$GEMMA" --dtype float32 "
 run 11 $B bench --random e2b-mini "${TM[@]}" --json-out "$OUT/mlxcel-e2b-mini.json" -o md
 run 12 $B bench --random e2b-mini --bits 4 "${TM[@]}" --json-out "$OUT/mlxcel-e2b-mini-q4.json" -o md
 run 13 openblas $PY benchmarks/peers.py mlx-lm --random e2b-mini --dtype float32 "${TM[@]}" --out "$OUT/mlxlm-openblas-e2b-mini.json"
+run 14 $B bench --random e2b-mini --bits 8 "${TM[@]}" --json-out "$OUT/mlxcel-e2b-mini-q8.json" -o md
+run 15 openblas $PY benchmarks/peers.py mlx-lm --gguf "$SMOL" --dtype float32 --bits 8 "${T[@]}" --out "$OUT/mlxlm-openblas-$(basename "$SMOL" .gguf)-q8.json"
