@@ -567,13 +567,13 @@ impl Mlp {
     fn forward(&self, x: &Array, path: DecodePath) -> Result<Array> {
         if path == DecodePath::Fused {
             let block = match (&self.gate_proj, &self.up_proj, &self.down_proj) {
-                (Linear::Dense { weight: g }, Linear::Dense { weight: u }, Linear::Dense { weight: d }) => {
+                (Linear::Dense { weight: g, .. }, Linear::Dense { weight: u, .. }, Linear::Dense { weight: d, .. }) => {
                     Some((FusedBlock::Gemma3nMlp, g, u, d))
                 }
                 (
                     Linear::Transposed { weight_t: g },
                     Linear::Transposed { weight_t: u },
-                    Linear::Dense { weight: d },
+                    Linear::Dense { weight: d, .. },
                 ) => Some((FusedBlock::Gemma3nMlpT, g, u, d)),
                 _ => None,
             };

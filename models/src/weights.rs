@@ -169,9 +169,9 @@ impl WeightStore {
     /// A `[out, in]` linear layer `prefix.weight`, quantized when `prefix.scales` exists.
     pub fn linear(&self, prefix: &str, out_dim: i32, in_dim: i32) -> Result<Linear> {
         match self.quantized(prefix, out_dim, in_dim)? {
-            Some(q) if self.dequantize => Ok(Linear::Dense { weight: q.dequantize()?.astype(self.dtype)? }),
+            Some(q) if self.dequantize => Linear::dense(q.dequantize()?.astype(self.dtype)?),
             Some(q) => Ok(Linear::Quantized(q)),
-            None => Ok(Linear::Dense { weight: self.tensor(&format!("{prefix}.weight"), &[out_dim, in_dim])? }),
+            None => Linear::dense(self.tensor(&format!("{prefix}.weight"), &[out_dim, in_dim])?),
         }
     }
 
@@ -179,11 +179,11 @@ impl WeightStore {
     pub fn embedding(&self, prefix: &str, vocab: i32, dim: i32) -> Result<Embedding> {
         match self.quantized(prefix, vocab, dim)? {
             Some(q) if self.dequantize => {
-                Ok(Embedding::Dense { table: q.dequantize()?.astype(self.dtype)?, head_t: None })
+                Embedding::dense(q.dequantize()?.astype(self.dtype)?)
             }
             Some(q) => Ok(Embedding::Quantized(q)),
             None => {
-                Ok(Embedding::Dense { table: self.tensor(&format!("{prefix}.weight"), &[vocab, dim])?, head_t: None })
+                Embedding::dense(self.tensor(&format!("{prefix}.weight"), &[vocab, dim])?)
             }
         }
     }

@@ -459,9 +459,9 @@ impl Mlp {
 
     /// The whole MLP as one compiled block when its weights are dense.
     fn fused_dense(&self, x: &Array) -> Result<Option<Array>> {
-        let Linear::Dense { weight: down } = &self.down_proj else { return Ok(None) };
+        let Linear::Dense { weight: down, .. } = &self.down_proj else { return Ok(None) };
         let (block, gate, up) = match (&self.gate_proj, &self.up_proj) {
-            (Linear::Dense { weight: g }, Linear::Dense { weight: u }) => (FusedBlock::Gemma3nMlp, g, u),
+            (Linear::Dense { weight: g, .. }, Linear::Dense { weight: u, .. }) => (FusedBlock::Gemma3nMlp, g, u),
             (Linear::Transposed { weight_t: g }, Linear::Transposed { weight_t: u }) => (FusedBlock::Gemma3nMlpT, g, u),
             _ => return Ok(None),
         };

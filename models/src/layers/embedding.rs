@@ -8,13 +8,21 @@ use crate::error::Result;
 pub enum Embedding {
     Dense {
         table: Array,
-        /// `table^T` made contiguous at load when the plan pre-transposes the LM head.
-        head_t: Option<Array>,
+        /// `table^T` for the head: an evaluated view (no copy), or a contiguous copy when the plan
+        /// pre-transposes the LM head.
+        head_t: Array,
     },
     Quantized(Quantized),
 }
 
 impl Embedding {
+    /// A dense table whose head reads an evaluated transposed view.
+    pub fn dense(table: Array) -> Result<Embedding> {
+        let head_t = table.t()?;
+        mlx_bridge::eval(&[&table, &head_t])?;
+        Ok(Embedding::Dense { table, head_t })
+    }
+
     /// Rows for `ids` (any shape); quantized tables dequantize only the gathered rows.
     pub fn lookup(&self, ids: &Array) -> Result<Array> {
         Ok(match self {
@@ -32,8 +40,7 @@ impl Embedding {
     /// `x @ table^T`: the tied LM head.
     pub fn as_linear(&self, x: &Array) -> Result<Array> {
         Ok(match self {
-            Embedding::Dense { head_t: Some(head_t), .. } => x.matmul(head_t)?,
-            Embedding::Dense { table, head_t: None } => x.matmul(&table.t()?)?,
+            Embedding::Dense { head_t, .. } => x.matmul(head_t)?,
             Embedding::Quantized(q) => q.matmul(x, true)?,
         })
     }
@@ -44,7 +51,7 @@ impl Embedding {
             Embedding::Dense { table, .. } => {
                 let head_t = table.t()?.contiguous()?;
                 head_t.eval()?;
-                Embedding::Dense { table, head_t: Some(head_t) }
+                Embedding::Dense { table, head_t }
             }
             other => other,
         })

@@ -8,6 +8,9 @@ use crate::error::Result;
 pub enum Linear {
     Dense {
         weight: Array,
+        /// `weight^T` as an evaluated view (no copy): the forward pass reads it directly instead
+        /// of adding a transpose node to every step's graph.
+        weight_t: Array,
     },
     /// `W^T` made contiguous at load: the forward pass is a plain `x @ Wt` (the Neural Accelerator
     /// class's preferred layout; see the execution plan).
@@ -18,9 +21,16 @@ pub enum Linear {
 }
 
 impl Linear {
+    /// A dense `[out, in]` layer; evaluates the weight and its transposed view once.
+    pub fn dense(weight: Array) -> Result<Linear> {
+        let weight_t = weight.t()?;
+        mlx_bridge::eval(&[&weight, &weight_t])?;
+        Ok(Linear::Dense { weight, weight_t })
+    }
+
     pub fn forward(&self, x: &Array) -> Result<Array> {
         Ok(match self {
-            Linear::Dense { weight } => x.matmul(&weight.t()?)?,
+            Linear::Dense { weight_t, .. } => x.matmul(weight_t)?,
             Linear::Transposed { weight_t } => x.matmul(weight_t)?,
             Linear::Quantized(q) => q.matmul(x, true)?,
         })
@@ -29,7 +39,7 @@ impl Linear {
     /// Transposes a dense weight once (evaluated, contiguous); quantized weights stay as they are.
     pub fn pretransposed(self) -> Result<Linear> {
         Ok(match self {
-            Linear::Dense { weight } => {
+            Linear::Dense { weight, .. } => {
                 let weight_t = weight.t()?.contiguous()?;
                 weight_t.eval()?;
                 Linear::Transposed { weight_t }
@@ -45,7 +55,7 @@ impl Linear {
     /// The dense `[out, in]` weight (dequantized or un-transposed as needed).
     pub fn dense_weight(&self) -> Result<Array> {
         Ok(match self {
-            Linear::Dense { weight } => weight.clone(),
+            Linear::Dense { weight, .. } => weight.clone(),
             Linear::Transposed { weight_t } => weight_t.t()?,
             Linear::Quantized(q) => q.dequantize()?,
         })
