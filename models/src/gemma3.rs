@@ -19,7 +19,7 @@ use crate::causal_lm::{CausalLm, Logits, check_step, select_positions};
 use crate::error::{ModelError, Result};
 use crate::gguf::{self, GgufFile, GgufTensor, KQuants};
 use crate::hardware::DecodePath;
-use crate::layers::{Embedding, KvCache, Linear, RmsNorm};
+use crate::layers::{Embedding, KvCache, Linear, RmsNorm, gelu_tanh};
 use crate::weights::{QuantizationConfig, WeightStore};
 
 /// How the weights are held and which MLP path runs (from the execution plan).
@@ -352,10 +352,7 @@ struct Mlp {
 /// HF text (`model.*`), HF multimodal (`model.language_model.*`) and mlx-vlm
 /// (`language_model.model.*`) names to the model's own; vision towers and the tied head dropped.
 fn rename_tensor(name: &str) -> Option<String> {
-    let local = ["model.language_model.", "language_model.model.", "language_model.", "model."]
-        .iter()
-        .find_map(|prefix| name.strip_prefix(prefix))
-        .unwrap_or(name);
+    let local = crate::weights::text_model_name(name);
     let dropped = ["lm_head.", "vision_tower.", "multi_modal_projector.", "vision_model."];
     if dropped.iter().any(|p| local.starts_with(p)) {
         return None;
@@ -591,13 +588,6 @@ impl Mlp {
         };
         self.down_proj.forward(&hidden)
     }
-}
-
-/// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, op by op.
-fn gelu_tanh(x: &Array) -> Result<Array> {
-    let cubic = x.mul(&x.square()?)?.mul_scalar(0.044715)?;
-    let inner = x.add(&cubic)?.mul_scalar((2.0 / std::f64::consts::PI).sqrt())?;
-    Ok(x.mul_scalar(0.5)?.mul(&inner.tanh()?.add_scalar(1.0)?)?)
 }
 
 #[cfg(test)]

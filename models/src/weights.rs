@@ -178,13 +178,9 @@ impl WeightStore {
     /// A `[vocab, dim]` embedding table `prefix.weight`, quantized when `prefix.scales` exists.
     pub fn embedding(&self, prefix: &str, vocab: i32, dim: i32) -> Result<Embedding> {
         match self.quantized(prefix, vocab, dim)? {
-            Some(q) if self.dequantize => {
-                Embedding::dense(q.dequantize()?.astype(self.dtype)?)
-            }
+            Some(q) if self.dequantize => Embedding::dense(q.dequantize()?.astype(self.dtype)?),
             Some(q) => Ok(Embedding::Quantized(q)),
-            None => {
-                Embedding::dense(self.tensor(&format!("{prefix}.weight"), &[vocab, dim])?)
-            }
+            None => Embedding::dense(self.tensor(&format!("{prefix}.weight"), &[vocab, dim])?),
         }
     }
 
@@ -222,6 +218,15 @@ impl WeightStore {
         };
         Ok(Some(Quantized { weight, scales, biases, spec }))
     }
+}
+
+/// A tensor name with the text model's prefix removed, whichever layout saved it: HF multimodal
+/// (`model.language_model.*`), mlx-vlm (`language_model.model.*`) or text-only (`model.*`).
+pub fn text_model_name(name: &str) -> &str {
+    ["model.language_model.", "language_model.model.", "language_model.", "model."]
+        .iter()
+        .find_map(|prefix| name.strip_prefix(prefix))
+        .unwrap_or(name)
 }
 
 /// The safetensors files of a checkpoint: the shards an index names, else every `*.safetensors`.

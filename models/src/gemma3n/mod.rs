@@ -25,7 +25,7 @@ pub use crate::causal_lm::Logits;
 use crate::causal_lm::{CausalLm, check_step, select_positions};
 use crate::error::{ModelError, Result};
 use crate::hardware::DecodePath;
-use crate::layers::{AttentionInputs, Embedding, KvCache, Linear, RmsNorm};
+use crate::layers::{self, AttentionInputs, Embedding, KvCache, Linear, RmsNorm};
 use crate::weights::{QuantizationConfig, WeightStore};
 
 /// How the weights are held and which forward path runs (from the execution plan).
@@ -121,10 +121,7 @@ impl SharedKv {
 /// the vision/audio towers and the (tied) `lm_head` are dropped, and so are the dead k/v weights
 /// of kv-shared layers.
 pub fn rename_tensor(name: &str, config: &Config) -> Option<String> {
-    let local = ["model.language_model.", "language_model.model.", "language_model.", "model."]
-        .iter()
-        .find_map(|prefix| name.strip_prefix(prefix))
-        .unwrap_or(name);
+    let local = crate::weights::text_model_name(name);
     if local.starts_with("lm_head.") {
         return None;
     }
@@ -451,8 +448,8 @@ impl Mlp {
         let hidden = match (&self.sparsity_multiplier, path) {
             (Some(k), DecodePath::Fused) => fused::call(FusedBlock::GaussianTopkGeluGate, &[&gate, &up, k])?.remove(0),
             (None, DecodePath::Fused) => fused::gelu_tanh_gate(&gate, &up)?,
-            (Some(k), DecodePath::Split) => gelu_tanh_ops(&gaussian_topk(&gate, k)?)?.mul(&up)?,
-            (None, DecodePath::Split) => gelu_tanh_ops(&gate)?.mul(&up)?,
+            (Some(k), DecodePath::Split) => layers::gelu_tanh(&gaussian_topk(&gate, k)?)?.mul(&up)?,
+            (None, DecodePath::Split) => layers::gelu_tanh(&gate)?.mul(&up)?,
         };
         self.down_proj.forward(&hidden)
     }
@@ -499,15 +496,8 @@ fn gaussian_topk(x: &Array, k: &Array) -> Result<Array> {
 fn gelu_tanh(x: &Array, path: DecodePath) -> Result<Array> {
     match path {
         DecodePath::Fused => Ok(fused::gelu_tanh(x)?),
-        DecodePath::Split => gelu_tanh_ops(x),
+        DecodePath::Split => layers::gelu_tanh(x),
     }
-}
-
-/// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`, op by op.
-fn gelu_tanh_ops(x: &Array) -> Result<Array> {
-    let cubic = x.mul(&x.square()?)?.mul_scalar(0.044715)?;
-    let inner = x.add(&cubic)?.mul_scalar((2.0 / std::f64::consts::PI).sqrt())?;
-    Ok(x.mul_scalar(0.5)?.mul(&inner.tanh()?.add_scalar(1.0)?)?)
 }
 
 #[cfg(test)]
