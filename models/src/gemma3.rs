@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use mlx_bridge::fused::{self, FusedBlock};
+use mlx_bridge::fused;
 use mlx_bridge::{Array, Dtype, fast};
 use serde::Deserialize;
 use serde_json::Value;
@@ -563,17 +563,7 @@ impl Mlp {
     /// weights are dense (the same block as Gemma 3n's dense MLP layers).
     fn forward(&self, x: &Array, path: DecodePath) -> Result<Array> {
         if path == DecodePath::Fused {
-            let block = match (&self.gate_proj, &self.up_proj, &self.down_proj) {
-                (Linear::Dense { weight: g, .. }, Linear::Dense { weight: u, .. }, Linear::Dense { weight: d, .. }) => {
-                    Some((FusedBlock::Gemma3nMlp, g, u, d))
-                }
-                (
-                    Linear::Transposed { weight_t: g },
-                    Linear::Transposed { weight_t: u },
-                    Linear::Dense { weight: d, .. },
-                ) => Some((FusedBlock::Gemma3nMlpT, g, u, d)),
-                _ => None,
-            };
+            let block = crate::gemma3n::gelu_mlp_block(&self.gate_proj, &self.up_proj, &self.down_proj);
             if let Some((block, gate, up, down)) = block {
                 if let Some(out) = fused::call(block, &[x, gate, up, down])?.into_iter().next() {
                     return Ok(out);

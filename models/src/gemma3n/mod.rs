@@ -456,11 +456,8 @@ impl Mlp {
 
     /// The whole MLP as one compiled block when its weights are dense.
     fn fused_dense(&self, x: &Array) -> Result<Option<Array>> {
-        let Linear::Dense { weight: down, .. } = &self.down_proj else { return Ok(None) };
-        let (block, gate, up) = match (&self.gate_proj, &self.up_proj) {
-            (Linear::Dense { weight: g, .. }, Linear::Dense { weight: u, .. }) => (FusedBlock::Gemma3nMlp, g, u),
-            (Linear::Transposed { weight_t: g }, Linear::Transposed { weight_t: u }) => (FusedBlock::Gemma3nMlpT, g, u),
-            _ => return Ok(None),
+        let Some((block, gate, up, down)) = gelu_mlp_block(&self.gate_proj, &self.up_proj, &self.down_proj) else {
+            return Ok(None);
         };
         let out = match &self.sparsity_multiplier {
             Some(k) => {
@@ -474,6 +471,25 @@ impl Mlp {
             None => fused::call(block, &[x, gate, up, down])?,
         };
         Ok(out.into_iter().next())
+    }
+}
+
+/// The compiled gelu-tanh gated MLP block that fits these weights (gate and up dense or both
+/// pre-transposed, down dense), with the weights it takes; `None` when the layers are quantized.
+pub(crate) fn gelu_mlp_block<'a>(
+    gate: &'a Linear,
+    up: &'a Linear,
+    down: &'a Linear,
+) -> Option<(FusedBlock, &'a Array, &'a Array, &'a Array)> {
+    let Linear::Dense { weight: down, .. } = down else { return None };
+    match (gate, up) {
+        (Linear::Dense { weight: g, .. }, Linear::Dense { weight: u, .. }) => {
+            Some((FusedBlock::Gemma3nMlp, g, u, down))
+        }
+        (Linear::Transposed { weight_t: g }, Linear::Transposed { weight_t: u }) => {
+            Some((FusedBlock::Gemma3nMlpT, g, u, down))
+        }
+        _ => None,
     }
 }
 
