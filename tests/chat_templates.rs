@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use mlxcel::chat_template::{
-    CHAT_TEMPLATE_FILE, ChatTemplate, LEGACY_CHAT_TEMPLATE_JSON, Message, SpecialTokens, TemplateError, load_template,
-    template_from_tokenizer_config,
+    CHAT_TEMPLATE_FILE, ChatTemplate, Clock, LEGACY_CHAT_TEMPLATE_JSON, Message, SpecialTokens, TemplateError,
+    load_template, template_from_tokenizer_config,
 };
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -23,6 +23,8 @@ fn template_dir() -> PathBuf {
 
 #[derive(Deserialize)]
 struct Golden {
+    /// The instant transformers' `strftime_now` read when the goldens were rendered.
+    clock: String,
     templates: HashMap<String, GoldenTemplate>,
     cases: Vec<GoldenCase>,
 }
@@ -60,6 +62,7 @@ fn load_golden() -> Golden {
 }
 
 fn golden_templates(golden: &Golden) -> HashMap<String, ChatTemplate> {
+    let clock = Clock::Fixed(golden.clock.parse().expect("golden.json's clock is an ISO date and time"));
     golden
         .templates
         .iter()
@@ -70,7 +73,8 @@ fn golden_templates(golden: &Golden) -> HashMap<String, ChatTemplate> {
                 (None, None) => panic!("template {name} has neither a file nor a source"),
             };
             let parsed = ChatTemplate::new(&source, template.special_tokens.clone())
-                .unwrap_or_else(|err| panic!("template {name} does not parse: {err}"));
+                .unwrap_or_else(|err| panic!("template {name} does not parse: {err}"))
+                .with_clock(clock);
             (name.clone(), parsed)
         })
         .collect()
@@ -301,26 +305,27 @@ fn special_tokens_and_context_variables() {
 }
 
 #[test]
-fn strftime_now_formats_the_local_date() {
-    let out = render("{{ strftime_now('%d %b %Y') }}", &[]).unwrap();
-    let today = chrono::Local::now();
-    let yesterday = today - chrono::Duration::days(1);
-    // Allow for the test running across midnight.
-    assert!(
-        out == today.format("%d %b %Y").to_string() || out == yesterday.format("%d %b %Y").to_string(),
-        "strftime_now gave {out:?}"
-    );
+fn strftime_now_formats_the_clock_it_is_given() {
+    let instant = "2024-07-26T09:05:03".parse().unwrap();
+    let template = ChatTemplate::new("{{ strftime_now('%d %b %Y|%A|%H:%M:%S|%-d %B') }}", SpecialTokens::default())
+        .unwrap()
+        .with_clock(Clock::Fixed(instant));
+    assert_eq!(template.render(&[], false).unwrap(), "26 Jul 2024|Friday|09:05:03|26 July");
+    let date_only = template.with_clock(Clock::Fixed("1999-12-31T23:59:59".parse().unwrap()));
+    assert_eq!(date_only.render(&[], false).unwrap(), "31 Dec 1999|Friday|23:59:59|31 December");
 }
 
+/// The one test that reads the machine's clock: by default a template sees today's date, as under
+/// transformers. It compares with the same clock, so it holds on any day (and under faketime).
 #[test]
-fn llama3_2_without_date_string_uses_strftime_now() {
+fn llama3_2_renders_todays_date_by_default() {
     let source = std::fs::read_to_string(template_dir().join("llama3_2.jinja")).unwrap();
     let template = ChatTemplate::new(&source, SpecialTokens::default()).unwrap();
+    let before = chrono::Local::now();
     let out = template.render(&[Message::user("hi")], true).unwrap();
-    let today = chrono::Local::now();
-    // Allow for the test running across midnight.
-    let dates =
-        [today, today - chrono::Duration::days(1)].map(|day| format!("Today Date: {}\n", day.format("%d %b %Y")));
+    let after = chrono::Local::now();
+    // Either side of midnight, should the render straddle it.
+    let dates = [before, after].map(|day| format!("Today Date: {}\n", day.format("%d %b %Y")));
     assert!(dates.iter().any(|date| out.contains(date.as_str())), "{out}");
 }
 

@@ -10,6 +10,7 @@ use chrono::format::{Item, StrftimeItems};
 use minijinja::value::{Value, from_args};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, Output, State, UndefinedBehavior};
 
+use super::Clock;
 use super::json::tojson_filter;
 use super::python::{StripSide, python_str, python_strip, write_python_str};
 
@@ -26,7 +27,7 @@ impl fmt::Display for RaisedException {
 
 impl std::error::Error for RaisedException {}
 
-pub(crate) fn build_environment() -> Environment<'static> {
+pub(crate) fn build_environment(clock: Clock) -> Environment<'static> {
     let mut env = Environment::new();
     env.set_trim_blocks(true);
     env.set_lstrip_blocks(true);
@@ -40,7 +41,7 @@ pub(crate) fn build_environment() -> Environment<'static> {
     env.set_formatter(python_formatter);
 
     env.add_function("raise_exception", raise_exception);
-    env.add_function("strftime_now", strftime_now);
+    install_clock(&mut env, clock);
     env.add_filter("tojson", tojson_filter);
     // Jinja2 filters that MiniJinja spells differently on edge cases: Python's whitespace and
     // `str()` of non-strings, and `len(Undefined) == 0`.
@@ -95,16 +96,23 @@ fn raise_exception(message: Value) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, message.clone()).with_source(RaisedException(message)))
 }
 
-/// `strftime_now(format)`: the local date and time in a C `strftime` format, as transformers
-/// provides it (Llama 3.2 writes today's date into its system prompt with it).
-fn strftime_now(format: &str) -> Result<String, Error> {
+/// (Re)defines `strftime_now(format)`: the date and time `clock` reads, in a C `strftime` format,
+/// as transformers provides it (Llama 3.2 writes today's date into its system prompt with it).
+pub(crate) fn install_clock(env: &mut Environment<'static>, clock: Clock) {
+    env.add_function("strftime_now", move |format: &str| strftime_now(clock, format));
+}
+
+fn strftime_now(clock: Clock, format: &str) -> Result<String, Error> {
     let items: Vec<Item<'_>> = StrftimeItems::new(format).collect();
     if items.iter().any(|item| matches!(item, Item::Error)) {
         return Err(Error::new(ErrorKind::InvalidOperation, format!("invalid strftime format {format:?}")));
     }
     let mut text = String::new();
-    write!(text, "{}", chrono::Local::now().format_with_items(items.into_iter()))
-        .map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("cannot format the date as {format:?}")))?;
+    let written = match clock {
+        Clock::Local => write!(text, "{}", chrono::Local::now().format_with_items(items.into_iter())),
+        Clock::Fixed(instant) => write!(text, "{}", instant.format_with_items(items.into_iter())),
+    };
+    written.map_err(|_| Error::new(ErrorKind::InvalidOperation, format!("cannot format the date as {format:?}")))?;
     Ok(text)
 }
 

@@ -44,7 +44,7 @@ use minijinja::Environment;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value as JsonValue};
 
-use environment::{RaisedException, build_environment};
+use environment::{RaisedException, build_environment, install_clock};
 
 /// The file transformers saves a model's (default) chat template in, beside `tokenizer_config.json`.
 pub const CHAT_TEMPLATE_FILE: &str = "chat_template.jinja";
@@ -139,6 +139,16 @@ pub enum TemplateError {
     InvalidFile { path: PathBuf, reason: String },
 }
 
+/// What the template's `strftime_now` reads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// The local date and time when rendering, as transformers does.
+    #[default]
+    Local,
+    /// A fixed instant: reproducible prompts, and renderings compared across days.
+    Fixed(chrono::NaiveDateTime),
+}
+
 /// A parsed chat template with the tokenizer's special tokens, ready to render conversations.
 #[derive(Clone)]
 pub struct ChatTemplate {
@@ -156,10 +166,16 @@ impl fmt::Debug for ChatTemplate {
 impl ChatTemplate {
     /// Parses `source`; a syntax error is reported here rather than at the first render.
     pub fn new(source: &str, special: SpecialTokens) -> Result<Self, TemplateError> {
-        let env = build_environment();
+        let env = build_environment(Clock::default());
         let source = rewrite_generation_tags(source).into_owned();
         env.template_from_named_str(TEMPLATE_NAME, &source).map_err(|err| TemplateError::Syntax(err.to_string()))?;
         Ok(ChatTemplate { source, special, env })
+    }
+
+    /// The same template with `strftime_now` reading `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        install_clock(&mut self.env, clock);
+        self
     }
 
     /// The template source as rendered (`{% generation %}` tags rewritten, see the module docs).
