@@ -1,4 +1,9 @@
 //! MLX's fused `fast` kernels: normalisation, rotary embeddings and attention.
+//!
+//! On the CPU, MLX 0.32.4 has no fused kernels for these: it expands each call into its op-by-op
+//! fallback. There mlxcel's own CPU kernels (`src/cpp/cpu_fast.cc`) compute the same result in one
+//! graph node ([`set_cpu_kernels`] turns them off for A/B runs); attention over long chunks keeps
+//! the fallback, whose matmuls go through the BLAS.
 
 use crate::array::{Array, opt_ptr, wrap};
 use crate::error::Result;
@@ -94,4 +99,14 @@ pub fn scaled_dot_product_attention(
     wrap("scaled_dot_product_attention", unsafe {
         ffi::scaled_dot_product_attention(&q.inner, &k.inner, &v.inner, scale, mode, opt_ptr(array))
     })
+}
+
+/// Whether rms_norm, rope and (decode-sized) attention on the CPU run mlxcel's kernels (the
+/// default) or MLX's op-by-op fallbacks. Process-wide; other devices are unaffected.
+pub fn set_cpu_kernels(enabled: bool) {
+    ffi::set_cpu_kernels(enabled)
+}
+
+pub fn cpu_kernels() -> bool {
+    ffi::cpu_kernels()
 }

@@ -283,6 +283,8 @@ pub(crate) mod bridge {
         // Blocks compiled once with mx::compile.
         fn fused(block: FusedBlock, inputs: &ArrayList) -> Result<UniquePtr<ArrayList>>;
         fn set_compile_enabled(enabled: bool);
+        fn set_cpu_kernels(enabled: bool);
+        fn cpu_kernels() -> bool;
 
         // Safetensors (lazy: a tensor is read when first evaluated).
         fn load_safetensors(path: &str) -> Result<UniquePtr<TensorMap>>;

@@ -2,12 +2,14 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "mlx-bridge/src/cpp/cpu_fast.h"
 #include "mlx-bridge/src/cpp/shim.h"
 #include "mlx-bridge/src/ffi.rs.h"
 
 namespace mlxcel {
 
 ArrayPtr rms_norm(const Array& x, const Array* weight, float eps) {
+  if (auto out = cpu_fast::rms_norm(x.inner, optional(weight), eps)) return wrap(std::move(*out));
   return wrap(mx::fast::rms_norm(x.inner, optional(weight), eps));
 }
 
@@ -22,20 +24,31 @@ static std::optional<float> rope_base(float base, const Array* freqs) {
 
 ArrayPtr rope(const Array& x, std::int32_t dims, bool traditional, float base, float scale, std::int32_t offset,
               const Array* freqs) {
+  if (auto out = cpu_fast::rope(x.inner, dims, traditional, rope_base(base, freqs), scale, mx::array(offset, mx::int32),
+                                optional(freqs)))
+    return wrap(std::move(*out));
   return wrap(mx::fast::rope(x.inner, dims, traditional, rope_base(base, freqs), scale, offset, optional(freqs)));
 }
 
 ArrayPtr rope_dynamic(const Array& x, std::int32_t dims, bool traditional, float base, float scale,
                       const Array& offset, const Array* freqs) {
+  if (auto out =
+          cpu_fast::rope(x.inner, dims, traditional, rope_base(base, freqs), scale, offset.inner, optional(freqs)))
+    return wrap(std::move(*out));
   return wrap(
       mx::fast::rope(x.inner, dims, traditional, rope_base(base, freqs), scale, offset.inner, optional(freqs)));
 }
 
 ArrayPtr scaled_dot_product_attention(const Array& q, const Array& k, const Array& v, float scale,
                                       rust::Str mask_mode, const Array* mask) {
-  return wrap(mx::fast::scaled_dot_product_attention(q.inner, k.inner, v.inner, scale, std::string(mask_mode),
-                                                     optional(mask)));
+  std::string mode(mask_mode);
+  if (auto out = cpu_fast::scaled_dot_product_attention(q.inner, k.inner, v.inner, scale, mode, optional(mask)))
+    return wrap(std::move(*out));
+  return wrap(mx::fast::scaled_dot_product_attention(q.inner, k.inner, v.inner, scale, mode, optional(mask)));
 }
+
+void set_cpu_kernels(bool enabled) { cpu_fast::set_cpu_kernels_enabled(enabled); }
+bool cpu_kernels() { return cpu_fast::cpu_kernels_enabled(); }
 
 std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode) {
   auto out = std::make_unique<ArrayList>();

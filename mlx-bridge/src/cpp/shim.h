@@ -129,6 +129,8 @@ ArrayPtr quantized_matmul(const Array& x, const Array& w, const Array& scales, c
                           std::int32_t group_size, std::int32_t bits, rust::Str mode);
 std::unique_ptr<ArrayList> fused(FusedBlock block, const ArrayList& inputs);
 void set_compile_enabled(bool enabled);
+void set_cpu_kernels(bool enabled);
+bool cpu_kernels();
 
 // Safetensors, memory, devices.
 std::unique_ptr<TensorMap> load_safetensors(rust::Str path);
