@@ -5,9 +5,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use mlx_bridge::Dtype;
 use mlxcel_models::gguf::KQuants;
-use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, OverrideOrigin, Overrides};
+use mlxcel_models::hardware::{self, ExecutionPlan, OverrideOrigin, Overrides};
 use serde::Serialize;
 use thiserror::Error;
 
@@ -44,11 +43,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// environment) and hub behaviour.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    pub decode_path: Option<DecodePath>,
-    pub pretranspose: Option<bool>,
-    pub compute_dtype: Option<Dtype>,
-    pub prefill_chunk: Option<u32>,
-    pub dequantize: Option<bool>,
+    /// Plan settings to override, as the command line does (`origin` is ignored: these always
+    /// apply last, as `cli` overrides).
+    pub plan: Overrides,
     /// What to do with GGUF K-quant tensors (default: dequantize them).
     pub k_quants: KQuants,
     /// Use only what is cached: the Hugging Face cache, and mlxcel's for registry models (also
@@ -246,14 +243,7 @@ impl Model {
 /// The plan for this machine with `options`' overrides applied last.
 pub fn plan_for(options: &LoadOptions) -> Result<ExecutionPlan> {
     let profile = hardware::detect()?;
-    let overrides = Overrides {
-        origin: OverrideOrigin::Cli,
-        decode_path: options.decode_path,
-        pretranspose: options.pretranspose,
-        compute_dtype: options.compute_dtype,
-        prefill_chunk: options.prefill_chunk,
-        dequantize: options.dequantize,
-    };
+    let overrides = Overrides { origin: OverrideOrigin::Cli, ..options.plan.clone() };
     Ok(ExecutionPlan::for_profile(&profile).with_env_overrides()?.apply_overrides(&overrides))
 }
 

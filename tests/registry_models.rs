@@ -12,6 +12,7 @@ use mlxcel::model::{LoadedModel, ModelSource};
 use mlxcel::registry::{self, RegistryOptions};
 use mlxcel::sampling::SamplingParams;
 use mlxcel_models::gguf::KQuants;
+use mlxcel_models::hardware::Overrides;
 use serde_json::Value;
 
 fn reference(model: &str) -> Value {
@@ -31,7 +32,7 @@ fn fetch(alias: &str) -> PathBuf {
 
 /// Float32 on the CPU: the same dequantized weights transformers computes with.
 fn float32() -> LoadOptions {
-    LoadOptions { compute_dtype: Some(Dtype::F32), ..Default::default() }
+    LoadOptions { plan: Overrides { compute_dtype: Some(Dtype::F32), ..Default::default() }, ..Default::default() }
 }
 
 fn greedy(max_tokens: usize) -> GenerateOptions {

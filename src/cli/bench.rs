@@ -15,12 +15,12 @@ use mlxcel::hub::{self, HubOptions, ModelSpec};
 use mlxcel::model::{LoadedModel, ModelSource, ModelSummary};
 use mlxcel_models::gemma3n::{Gemma3n, random as shapes};
 use mlxcel_models::gguf::KQuants;
-use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, HardwareProfile};
+use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, HardwareProfile, Overrides};
 use mlxcel_models::weights::QuantizationConfig;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::plan_args::{parse_decode_path, parse_dtype, parse_k_quants, parse_switch};
+use super::plan_args::{parse_chunk, parse_decode_path, parse_dtype, parse_k_quants, parse_switch, parse_threads};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -66,8 +66,14 @@ pub struct BenchArgs {
     /// Dequantize-at-load settings to compare: on, off (default: the plan's).
     #[arg(long, value_delimiter = ',', value_parser = parse_switch)]
     dequantize: Vec<bool>,
+    /// mlxcel's CPU kernels to compare: on, off (default: the plan's).
+    #[arg(long, value_delimiter = ',', value_parser = parse_switch)]
+    cpu_kernels: Vec<bool>,
+    /// Thread counts for the CPU kernels to compare (default: the plan's).
+    #[arg(long, value_delimiter = ',', value_parser = parse_threads)]
+    threads: Vec<u32>,
     /// Tokens per prefill step (default: the plan's).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_chunk)]
     prefill_chunk: Option<u32>,
     /// GGUF K-quant tensors: dequantize, q8 or q4.
     #[arg(long, default_value = "dequantize", value_parser = parse_k_quants)]
@@ -84,15 +90,25 @@ pub struct BenchArgs {
     json_out: Option<PathBuf>,
 }
 
-/// One plan variant's settings, as reported.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-struct Variant {
-    decode_path: String,
-    pretranspose: String,
-    dequantize: String,
-    prefill_chunk: u32,
-    /// Every setting at this machine's default.
-    default: bool,
+/// One plan variant's settings as reported: every plan setting but the compute dtype (reported
+/// as the run's dtype), by name, and `default` when all of them are this machine's defaults.
+type Variant = serde_json::Map<String, Value>;
+
+fn variant_of(plan: &ExecutionPlan, machine_default: &ExecutionPlan) -> Variant {
+    let values = |plan: &ExecutionPlan| -> Vec<(&'static str, String)> {
+        plan.settings().iter().map(|setting| (setting.name, setting.value.clone())).collect()
+    };
+    let mut variant: Variant = values(plan)
+        .into_iter()
+        .filter(|(name, _)| *name != "compute_dtype")
+        .map(|(name, value)| {
+            // Numbers stay numbers in the JSON (the page generator reads prefill_chunk as one).
+            let value = value.parse::<u64>().map_or_else(|_| Value::String(value.clone()), Value::from);
+            (name.to_string(), value)
+        })
+        .collect();
+    variant.insert("default".to_string(), Value::Bool(values(plan) == values(machine_default)));
+    variant
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -143,6 +159,7 @@ impl Subject {
                 Ok((model, summary.parameters, summary.weight_file_bytes))
             }
             Subject::Random { shape, bits } => {
+                mlxcel::model::apply_runtime_settings(plan);
                 let config = shapes::named_config(shape)?;
                 let quantize = bits.map(|b| QuantSpec::affine(64, b)).transpose()?;
                 let weights = shapes::random_weights(&config, plan.compute_dtype, quantize, seed)?;
@@ -184,7 +201,11 @@ fn logical_params(weights: &HashMap<String, Array>, quantize: Option<QuantSpec>)
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let tests = tests(args)?;
     let profile = hardware::detect().context("hardware detection failed")?;
-    let base = LoadOptions { prefill_chunk: args.prefill_chunk, offline: args.offline, ..Default::default() };
+    let base = LoadOptions {
+        plan: Overrides { prefill_chunk: args.prefill_chunk, ..Default::default() },
+        offline: args.offline,
+        ..Default::default()
+    };
     let default_plan = plan_for(&base)?;
     // What this machine runs with no flags: a variant equal to it is marked `default` in the report.
     let machine_default = plan_for(&LoadOptions::default())?;
@@ -211,17 +232,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut breakdowns = Vec::new();
     for plan in variants(args, &base)? {
         let (model, params, size_bytes) = subject.load(&plan, args.gguf_k_quants, args.seed)?;
-        let variant = Variant {
-            decode_path: plan.decode_path.to_string(),
-            pretranspose: on_off(plan.pretranspose),
-            dequantize: on_off(plan.dequantize),
-            prefill_chunk: plan.prefill_chunk,
-            default: plan.decode_path == machine_default.decode_path
-                && plan.pretranspose == machine_default.pretranspose
-                && plan.dequantize == machine_default.dequantize
-                && plan.compute_dtype == machine_default.compute_dtype
-                && plan.prefill_chunk == machine_default.prefill_chunk,
-        };
+        let variant = variant_of(&plan, &machine_default);
         for &test in &tests {
             let settings = BenchSettings { prefill_chunk: plan.prefill_chunk as usize, ..settings };
             let measurement = bench::measure(&model, test, settings)?;
@@ -294,29 +305,32 @@ fn tests(args: &BenchArgs) -> anyhow::Result<Vec<Test>> {
 
 /// Every combination of the listed settings; an empty list keeps the plan's value.
 fn variants(args: &BenchArgs, base: &LoadOptions) -> anyhow::Result<Vec<ExecutionPlan>> {
-    let list = |values: &[bool]| -> Vec<Option<bool>> {
-        if values.is_empty() { vec![None] } else { values.iter().copied().map(Some).collect() }
-    };
-    let paths: Vec<Option<DecodePath>> =
-        if args.decode_path.is_empty() { vec![None] } else { args.decode_path.iter().copied().map(Some).collect() };
-    let dtypes: Vec<Option<Dtype>> =
-        if args.compute_dtype.is_empty() { vec![None] } else { args.compute_dtype.iter().copied().map(Some).collect() };
-    let mut plans = Vec::new();
-    for &compute_dtype in &dtypes {
-        for &dequantize in &list(&args.dequantize) {
-            for &pretranspose in &list(&args.pretranspose) {
-                for &decode_path in &paths {
-                    let options = LoadOptions { decode_path, pretranspose, compute_dtype, dequantize, ..base.clone() };
-                    plans.push(plan_for(&options)?);
-                }
-            }
+    fn expand<T: Copy>(combos: Vec<Overrides>, values: &[T], set: impl Fn(&mut Overrides, T)) -> Vec<Overrides> {
+        if values.is_empty() {
+            return combos;
         }
+        combos
+            .into_iter()
+            .flat_map(|combo| {
+                values
+                    .iter()
+                    .map(|&value| {
+                        let mut combo = combo.clone();
+                        set(&mut combo, value);
+                        combo
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
     }
-    Ok(plans)
-}
-
-fn on_off(value: bool) -> String {
-    if value { "on" } else { "off" }.to_string()
+    let mut combos = vec![base.plan.clone()];
+    combos = expand(combos, &args.compute_dtype, |o, v| o.compute_dtype = Some(v));
+    combos = expand(combos, &args.dequantize, |o, v| o.dequantize = Some(v));
+    combos = expand(combos, &args.cpu_kernels, |o, v| o.cpu_kernels = Some(v));
+    combos = expand(combos, &args.threads, |o, v| o.threads = Some(v));
+    combos = expand(combos, &args.pretranspose, |o, v| o.pretranspose = Some(v));
+    combos = expand(combos, &args.decode_path, |o, v| o.decode_path = Some(v));
+    combos.into_iter().map(|plan| Ok(plan_for(&LoadOptions { plan, ..base.clone() })?)).collect()
 }
 
 fn report_json(profile: &HardwareProfile, plan: &ExecutionPlan, runs: &[Run]) -> Value {
@@ -358,7 +372,15 @@ const COLUMNS: [&str; 10] =
 
 fn row(profile: &HardwareProfile, run: &Run) -> Vec<String> {
     let m = &run.measurement;
-    let variant = format!("{} pt={} dq={}", run.variant.decode_path, run.variant.pretranspose, run.variant.dequantize);
+    let setting = |name: &str| run.variant.get(name).map_or_else(String::new, |v| v.to_string().replace('"', ""));
+    let variant = format!(
+        "{} pt={} dq={} ck={} t={}",
+        setting("decode_path"),
+        setting("pretranspose"),
+        setting("dequantize"),
+        setting("cpu_kernels"),
+        setting("threads")
+    );
     let dtype = run.bits.map_or(run.dtype.clone(), |b| format!("{} q{b}", run.dtype));
     vec![
         run.model.clone(),
@@ -396,6 +418,7 @@ fn csv(profile: &HardwareProfile, runs: &[Run]) -> String {
     let mut out = "model,source,size_bytes,params,backend,dtype,bits,decode_path,pretranspose,dequantize,test,n_prompt,n_gen,depth,tps_mean,tps_std,ttft_ms,peak_memory_bytes\n".to_string();
     for run in runs {
         let m = &run.measurement;
+        let setting = |name: &str| run.variant.get(name).map_or_else(String::new, |v| v.to_string().replace('"', ""));
         let fields = [
             run.model.clone(),
             run.source.clone(),
@@ -404,9 +427,9 @@ fn csv(profile: &HardwareProfile, runs: &[Run]) -> String {
             format!("{:?}", profile.backend).to_lowercase(),
             run.dtype.clone(),
             run.bits.map_or(String::new(), |b| b.to_string()),
-            run.variant.decode_path.clone(),
-            run.variant.pretranspose.clone(),
-            run.variant.dequantize.clone(),
+            setting("decode_path"),
+            setting("pretranspose"),
+            setting("dequantize"),
             m.test.clone(),
             m.n_prompt.to_string(),
             m.n_gen.to_string(),

@@ -4,7 +4,7 @@
 use mlx_bridge::Dtype;
 use mlxcel::api::{LoadOptions, plan_for};
 use mlxcel_models::gguf::KQuants;
-use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan};
+use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, OverrideOrigin, Overrides};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
@@ -23,6 +23,12 @@ pub struct PlanArgs {
     /// Unpack quantized weights to dense compute-dtype weights at load: on or off.
     #[arg(long, value_parser = parse_switch)]
     pub dequantize: Option<bool>,
+    /// mlxcel's own CPU kernels (norms, RoPE, attention, block-quantized matmul): on or off.
+    #[arg(long, value_parser = parse_switch)]
+    pub cpu_kernels: Option<bool>,
+    /// Threads for the CPU kernels (default: one per physical core).
+    #[arg(long, value_parser = parse_threads)]
+    pub threads: Option<u32>,
     /// GGUF K-quant tensors (Q4_K, Q5_K, Q6_K): dequantize (exact), or requantize to MLX affine
     /// q8 or q4 (group 32; smaller, one more rounding).
     #[arg(long, value_parser = parse_k_quants, default_value = "dequantize")]
@@ -32,14 +38,19 @@ pub struct PlanArgs {
 impl PlanArgs {
     /// These flags as load options (everything else default).
     pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
+        LoadOptions { plan: self.overrides(), k_quants: self.gguf_k_quants, ..Default::default() }
+    }
+
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            origin: OverrideOrigin::Cli,
             decode_path: self.decode_path,
             pretranspose: self.pretranspose,
             compute_dtype: self.compute_dtype,
             prefill_chunk: self.prefill_chunk,
             dequantize: self.dequantize,
-            k_quants: self.gguf_k_quants,
-            ..Default::default()
+            cpu_kernels: self.cpu_kernels,
+            threads: self.threads,
         }
     }
 
@@ -63,6 +74,10 @@ pub(super) fn parse_dtype(value: &str) -> Result<Dtype, String> {
 
 pub(super) fn parse_chunk(value: &str) -> Result<u32, String> {
     hardware::parse_prefill_chunk(value).map_err(|e| e.to_string())
+}
+
+pub(super) fn parse_threads(value: &str) -> Result<u32, String> {
+    hardware::parse_threads(value).map_err(|e| e.to_string())
 }
 
 pub(super) fn parse_k_quants(value: &str) -> Result<KQuants, String> {

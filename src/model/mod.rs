@@ -138,8 +138,15 @@ pub(crate) fn gguf_architecture(file: &GgufFile) -> String {
     file.header().get("general.architecture").and_then(|v| v.as_str()).unwrap_or("").to_string()
 }
 
+/// Applies the plan's process-wide runtime settings: which CPU kernels MLX graphs are built with.
+/// The last model loaded decides for the process (MLX's graph builders are process-wide too).
+pub fn apply_runtime_settings(plan: &ExecutionPlan) {
+    mlx_bridge::fast::set_cpu_kernels(plan.cpu_kernels);
+}
+
 impl LoadedModel {
     pub fn load(source: &ModelSource, plan: &ExecutionPlan, k_quants: KQuants) -> Result<Self, LoadError> {
+        apply_runtime_settings(plan);
         match source {
             ModelSource::Folder(dir) => Self::load_folder(dir, plan, k_quants),
             ModelSource::Gguf(path) => Self::load_gguf(path, plan, k_quants),

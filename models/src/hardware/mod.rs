@@ -22,6 +22,7 @@ pub use cpu::{BlasLibrary, BlasProfile, CpuProfile};
 pub use cuda::CudaProfile;
 pub use overrides::{
     InvalidValue, OverrideOrigin, Overrides, PlanError, parse_compute_dtype, parse_prefill_chunk, parse_switch,
+    parse_threads,
 };
 pub use plan::{DecodePath, ExecutionPlan, HardwareClass, PlanSetting, Provenance, SettingSource};
 

@@ -13,6 +13,10 @@ pub const PRETRANSPOSE_VAR: &str = "MLXCEL_PRETRANSPOSE";
 pub const COMPUTE_DTYPE_VAR: &str = "MLXCEL_COMPUTE_DTYPE";
 pub const PREFILL_CHUNK_VAR: &str = "MLXCEL_PREFILL_CHUNK";
 pub const DEQUANTIZE_VAR: &str = "MLXCEL_DEQUANTIZE";
+pub const CPU_KERNELS_VAR: &str = "MLXCEL_CPU_KERNELS";
+pub const THREADS_VAR: &str = "MLXCEL_THREADS";
+/// More threads than this is a typo, not a machine.
+pub const MAX_THREADS: u32 = 1024;
 /// A million tokens per prefill step is already past any context length a model here supports.
 pub const MAX_PREFILL_CHUNK: u32 = 1_048_576;
 
@@ -32,6 +36,7 @@ const DECODE_PATH_ACCEPTS: &str = "fused or split";
 const SWITCH_ACCEPTS: &str = "on, off, true, false, 1 or 0";
 const COMPUTE_DTYPE_ACCEPTS: &str = "float32 (f32), bfloat16 (bf16) or float16 (f16)";
 const PREFILL_CHUNK_ACCEPTS: &str = "an integer from 1 to 1048576";
+const THREADS_ACCEPTS: &str = "an integer from 1 to 1024";
 
 /// A setting's value was not one it accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -87,6 +92,16 @@ pub fn parse_prefill_chunk(value: &str) -> Result<u32, InvalidValue> {
         .ok_or_else(|| InvalidValue::new(value, PREFILL_CHUNK_ACCEPTS))
 }
 
+/// Threads for the CPU kernels: an integer in `1..=1024`.
+pub fn parse_threads(value: &str) -> Result<u32, InvalidValue> {
+    value
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|threads| (1..=MAX_THREADS).contains(threads))
+        .ok_or_else(|| InvalidValue::new(value, THREADS_ACCEPTS))
+}
+
 /// Where a set of overrides came from; decides each overridden setting's [`SettingSource`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OverrideOrigin {
@@ -103,6 +118,15 @@ pub struct Overrides {
     pub compute_dtype: Option<Dtype>,
     pub prefill_chunk: Option<u32>,
     pub dequantize: Option<bool>,
+    pub cpu_kernels: Option<bool>,
+    pub threads: Option<u32>,
+}
+
+impl Default for Overrides {
+    /// Nothing overridden, as if from the command line.
+    fn default() -> Self {
+        Overrides::none(OverrideOrigin::Cli)
+    }
 }
 
 impl Overrides {
@@ -114,6 +138,8 @@ impl Overrides {
             compute_dtype: None,
             prefill_chunk: None,
             dequantize: None,
+            cpu_kernels: None,
+            threads: None,
         }
     }
 
@@ -146,6 +172,8 @@ impl Overrides {
             compute_dtype: read(&lookup, COMPUTE_DTYPE_VAR, parse_compute_dtype)?,
             prefill_chunk: read(&lookup, PREFILL_CHUNK_VAR, parse_prefill_chunk)?,
             dequantize: read(&lookup, DEQUANTIZE_VAR, parse_switch)?,
+            cpu_kernels: read(&lookup, CPU_KERNELS_VAR, parse_switch)?,
+            threads: read(&lookup, THREADS_VAR, parse_threads)?,
         })
     }
 }
@@ -197,6 +225,16 @@ impl ExecutionPlan {
             self.provenance.dequantize = overridden(DEQUANTIZE_VAR, previous, &self.provenance.dequantize.source);
             self.dequantize = dequantize;
         }
+        if let Some(cpu_kernels) = overrides.cpu_kernels {
+            let previous = on_off(self.cpu_kernels).to_string();
+            self.provenance.cpu_kernels = overridden(CPU_KERNELS_VAR, previous, &self.provenance.cpu_kernels.source);
+            self.cpu_kernels = cpu_kernels;
+        }
+        if let Some(threads) = overrides.threads {
+            let previous = self.threads.to_string();
+            self.provenance.threads = overridden(THREADS_VAR, previous, &self.provenance.threads.source);
+            self.threads = threads;
+        }
         self
     }
 }
@@ -214,7 +252,7 @@ mod tests {
     }
 
     fn cpu_plan() -> ExecutionPlan {
-        ExecutionPlan::for_class(HardwareClass::Cpu { arch: "x86_64".to_string() })
+        ExecutionPlan::for_class(HardwareClass::Cpu { arch: "x86_64".to_string() }, 4)
     }
 
     #[test]
@@ -273,6 +311,8 @@ mod tests {
             (COMPUTE_DTYPE_VAR, "bf16"),
             (PREFILL_CHUNK_VAR, "64"),
             (DEQUANTIZE_VAR, "off"),
+            (CPU_KERNELS_VAR, "off"),
+            (THREADS_VAR, "3"),
         ]);
         let expected = Overrides {
             origin: OverrideOrigin::Env,
@@ -281,6 +321,8 @@ mod tests {
             compute_dtype: Some(Dtype::BF16),
             prefill_chunk: Some(64),
             dequantize: Some(false),
+            cpu_kernels: Some(false),
+            threads: Some(3),
         };
         assert_eq!(overrides, Ok(expected));
     }
@@ -303,6 +345,9 @@ mod tests {
             (COMPUTE_DTYPE_VAR, "int4", COMPUTE_DTYPE_ACCEPTS),
             (PREFILL_CHUNK_VAR, "0", PREFILL_CHUNK_ACCEPTS),
             (PREFILL_CHUNK_VAR, "", PREFILL_CHUNK_ACCEPTS),
+            (THREADS_VAR, "0", THREADS_ACCEPTS),
+            (THREADS_VAR, "two", THREADS_ACCEPTS),
+            (CPU_KERNELS_VAR, "fast", SWITCH_ACCEPTS),
         ];
         for (variable, value, accepted) in cases {
             let message = from_vars(&[(variable, value)]).unwrap_err().to_string();

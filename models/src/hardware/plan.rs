@@ -127,6 +127,8 @@ pub struct PlanProvenance {
     pub compute_dtype: Provenance,
     pub prefill_chunk: Provenance,
     pub dequantize: Provenance,
+    pub cpu_kernels: Provenance,
+    pub threads: Provenance,
 }
 
 /// The code paths and precision to run with.
@@ -145,6 +147,11 @@ pub struct ExecutionPlan {
     /// Unpack quantized checkpoints (MLX affine, GGUF) to dense compute-dtype weights at load,
     /// where the backend's dense matmul outruns its quantized one enough to pay for the memory.
     pub dequantize: bool,
+    /// mlxcel's own CPU kernels (norms, RoPE, attention, and block-quantized matmul for weights
+    /// kept quantized) instead of MLX's op-by-op CPU fallbacks. Only CPU work is affected.
+    pub cpu_kernels: bool,
+    /// Threads for mlxcel's CPU kernels.
+    pub threads: u32,
     pub provenance: PlanProvenance,
 }
 
@@ -172,6 +179,7 @@ struct ClassDefaults {
     compute_dtype: ClassDefault<Dtype>,
     prefill_chunk: ClassDefault<u32>,
     dequantize: ClassDefault<bool>,
+    cpu_kernels: ClassDefault<bool>,
 }
 
 const APPLE_HALF_PRECISION: &str = "half the weight bytes of float32, and bandwidth-bound decode reads every weight per token; bf16 keeps fp32's range";
@@ -179,6 +187,9 @@ const APPLE_KEEP_QUANTIZED: &str = "MLX's Metal quantized matmul is mlx-lm's pat
      read 2-4x the bytes per token";
 const GPU_KEEP_QUANTIZED: &str = "keeps the memory a quantized checkpoint was chosen for; speed is a wash, measured on H100: \
      Gemma 3n E2B 4-bit decoded 74.8 tok/s vs 66.4 bf16 in one session, 52.8 vs 68.0 in another";
+const CPU_KERNELS: &str = "measured (SmolLM2 Q4_1, mlxcel bench --breakdown): MLX's CPU fallbacks build 3919 graph nodes \
+     per decode token, mlxcel's kernels 1299";
+const GPU_NO_CPU_KERNELS: &str = "the model runs on the GPU, where MLX's fused kernels serve these ops";
 const GPU_PREFILL_CHUNK: &str =
     "provisional until measured: 2048-token chunks should keep the matmul units busy while bounding attention scratch";
 
@@ -211,6 +222,7 @@ impl ClassDefaults {
                     reason: "measured (2-core x86, OpenBLAS): SmolLM2 Q4_1 kept quantized decodes 7.44 tok/s vs 20.65 \
                              dequantized, prefills 9.53 vs 287 (docs/benchmarks/cpu-x86_64.md)",
                 },
+                cpu_kernels: ClassDefault { value: true, reason: CPU_KERNELS },
             },
             HardwareClass::Cuda { .. } => ClassDefaults {
                 decode_path: ClassDefault {
@@ -233,6 +245,7 @@ impl ClassDefaults {
                              10.9k tok/s, 1024 8.1k, 2048 5.8k; pp512 is the same",
                 },
                 dequantize: ClassDefault { value: false, reason: GPU_KEEP_QUANTIZED },
+                cpu_kernels: ClassDefault { value: false, reason: GPU_NO_CPU_KERNELS },
             },
             HardwareClass::AppleNeuralAccelerator => ClassDefaults {
                 decode_path: ClassDefault {
@@ -247,6 +260,7 @@ impl ClassDefaults {
                 compute_dtype: ClassDefault { value: Dtype::BF16, reason: APPLE_HALF_PRECISION },
                 prefill_chunk: ClassDefault { value: 2048, reason: GPU_PREFILL_CHUNK },
                 dequantize: ClassDefault { value: false, reason: APPLE_KEEP_QUANTIZED },
+                cpu_kernels: ClassDefault { value: false, reason: GPU_NO_CPU_KERNELS },
             },
             HardwareClass::AppleGpu => ClassDefaults {
                 decode_path: ClassDefault {
@@ -261,18 +275,21 @@ impl ClassDefaults {
                 compute_dtype: ClassDefault { value: Dtype::BF16, reason: APPLE_HALF_PRECISION },
                 prefill_chunk: ClassDefault { value: 2048, reason: GPU_PREFILL_CHUNK },
                 dequantize: ClassDefault { value: false, reason: APPLE_KEEP_QUANTIZED },
+                cpu_kernels: ClassDefault { value: false, reason: GPU_NO_CPU_KERNELS },
             },
         }
     }
 }
 
 impl ExecutionPlan {
-    /// The defaults for the profile's hardware class.
+    /// The defaults for the profile's hardware class and core count.
     pub fn for_profile(profile: &HardwareProfile) -> Self {
-        Self::for_class(HardwareClass::of(profile))
+        let cores = profile.cpu.physical_cores.unwrap_or(profile.cpu.cores).max(1);
+        Self::for_class(HardwareClass::of(profile), u32::try_from(cores).unwrap_or(u32::MAX))
     }
 
-    pub fn for_class(class: HardwareClass) -> Self {
+    /// The defaults for `class` on a machine with `physical_cores`.
+    pub fn for_class(class: HardwareClass, physical_cores: u32) -> Self {
         let defaults = ClassDefaults::of(&class);
         let provenance =
             |reason: &str| Provenance { source: SettingSource::Default(class.clone()), reason: reason.to_string() };
@@ -283,6 +300,11 @@ impl ExecutionPlan {
                 compute_dtype: provenance(defaults.compute_dtype.reason),
                 prefill_chunk: provenance(defaults.prefill_chunk.reason),
                 dequantize: provenance(defaults.dequantize.reason),
+                cpu_kernels: provenance(defaults.cpu_kernels.reason),
+                threads: provenance(
+                    "one per physical core: the kernels are bound by memory bandwidth and each core's vector \
+                     units, which hyper-threads share",
+                ),
             },
             hardware_class: class,
             decode_path: defaults.decode_path.value,
@@ -290,11 +312,13 @@ impl ExecutionPlan {
             compute_dtype: defaults.compute_dtype.value,
             prefill_chunk: defaults.prefill_chunk.value,
             dequantize: defaults.dequantize.value,
+            cpu_kernels: defaults.cpu_kernels.value,
+            threads: physical_cores.max(1),
         }
     }
 
     /// The settings in display order, with their values as text.
-    pub fn settings(&self) -> [PlanSetting<'_>; 5] {
+    pub fn settings(&self) -> [PlanSetting<'_>; 7] {
         [
             PlanSetting {
                 name: "decode_path",
@@ -321,6 +345,12 @@ impl ExecutionPlan {
                 value: on_off(self.dequantize).to_string(),
                 provenance: &self.provenance.dequantize,
             },
+            PlanSetting {
+                name: "cpu_kernels",
+                value: on_off(self.cpu_kernels).to_string(),
+                provenance: &self.provenance.cpu_kernels,
+            },
+            PlanSetting { name: "threads", value: self.threads.to_string(), provenance: &self.provenance.threads },
         ]
     }
 }
@@ -370,7 +400,7 @@ mod tests {
 
     /// (class, decode path, pretranspose, compute dtype, prefill chunk)
     fn defaults(class: HardwareClass) -> (String, DecodePath, bool, Dtype, u32) {
-        let plan = ExecutionPlan::for_class(class);
+        let plan = ExecutionPlan::for_class(class, 4);
         (plan.hardware_class.to_string(), plan.decode_path, plan.pretranspose, plan.compute_dtype, plan.prefill_chunk)
     }
 
@@ -400,7 +430,7 @@ mod tests {
             HardwareClass::AppleNeuralAccelerator,
             HardwareClass::AppleGpu,
         ] {
-            let plan = ExecutionPlan::for_class(class.clone());
+            let plan = ExecutionPlan::for_class(class.clone(), 4);
             for setting in plan.settings() {
                 assert_eq!(setting.provenance.source, SettingSource::Default(class.clone()), "{}", setting.name);
                 assert_eq!(setting.provenance.source.to_string(), format!("default ({class})"));
@@ -412,8 +442,8 @@ mod tests {
 
     #[test]
     fn measured_defaults_say_so_and_the_rest_are_provisional() {
-        let cpu = ExecutionPlan::for_class(HardwareClass::Cpu { arch: "x86_64".to_string() });
-        let cuda = ExecutionPlan::for_class(HardwareClass::Cuda { compute_capability: Some((9, 0)) });
+        let cpu = ExecutionPlan::for_class(HardwareClass::Cpu { arch: "x86_64".to_string() }, 4);
+        let cuda = ExecutionPlan::for_class(HardwareClass::Cuda { compute_capability: Some((9, 0)) }, 4);
         for plan in [&cpu, &cuda] {
             let p = &plan.provenance;
             for reason in [&p.decode_path.reason, &p.pretranspose.reason, &p.dequantize.reason] {
@@ -455,7 +485,7 @@ mod tests {
 
     #[test]
     fn plan_json_shape() {
-        let plan = ExecutionPlan::for_class(HardwareClass::Cpu { arch: "x86_64".to_string() });
+        let plan = ExecutionPlan::for_class(HardwareClass::Cpu { arch: "x86_64".to_string() }, 4);
         let json = serde_json::to_value(&plan).unwrap();
         assert_eq!(json["hardware_class"], "cpu-x86_64");
         assert_eq!(json["decode_path"], "fused");
@@ -466,13 +496,13 @@ mod tests {
             assert_eq!(json["provenance"][setting]["source"], "default (cpu-x86_64)", "{setting}");
             assert!(json["provenance"][setting]["reason"].is_string(), "{setting}");
         }
-        let apple = serde_json::to_value(ExecutionPlan::for_class(HardwareClass::AppleNeuralAccelerator)).unwrap();
+        let apple = serde_json::to_value(ExecutionPlan::for_class(HardwareClass::AppleNeuralAccelerator, 4)).unwrap();
         assert_eq!((&apple["decode_path"], &apple["compute_dtype"]), (&"split".into(), &"bfloat16".into()));
     }
 
     #[test]
     fn settings_rows_in_display_order() {
-        let plan = ExecutionPlan::for_class(HardwareClass::AppleNeuralAccelerator);
+        let plan = ExecutionPlan::for_class(HardwareClass::AppleNeuralAccelerator, 4);
         let rows: Vec<(&str, String)> = plan.settings().iter().map(|row| (row.name, row.value.clone())).collect();
         let expected = [
             ("decode_path", "split"),
@@ -480,6 +510,8 @@ mod tests {
             ("compute_dtype", "bfloat16"),
             ("prefill_chunk", "2048"),
             ("dequantize", "off"),
+            ("cpu_kernels", "off"),
+            ("threads", "4"),
         ];
         assert_eq!(rows, expected.map(|(name, value)| (name, value.to_string())));
     }
