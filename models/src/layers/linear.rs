@@ -36,6 +36,12 @@ impl Linear {
         })
     }
 
+    /// `x W_i^T` for several layers reading the same `x` (Q/K/V, gate/up): kernels that can
+    /// (block-quantized weights on the CPU) quantize `x` once and run them as one step.
+    pub fn forward_many(layers: &[&Linear], x: &Array) -> Result<Vec<Array>> {
+        layers.iter().map(|layer| layer.forward(x)).collect()
+    }
+
     /// Transposes a dense weight once (evaluated, contiguous); quantized weights stay as they are.
     pub fn pretransposed(self) -> Result<Linear> {
         Ok(match self {
