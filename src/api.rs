@@ -34,6 +34,11 @@ pub enum Error {
     Hardware(#[from] hardware::HardwareError),
     #[error(transparent)]
     Plan(#[from] hardware::PlanError),
+    #[error(
+        "{}: the tokenizer's vocabulary needs {tokenizer_ids} embedding rows but the model has {model_rows}; the tokenizer does not belong to this model",
+        path.display()
+    )]
+    VocabularyMismatch { path: PathBuf, tokenizer_ids: usize, model_rows: usize },
     #[error("{} has no chat template (tokenizer_config.json or chat_template.jinja); use a plain prompt", .0.display())]
     NoChatTemplate(PathBuf),
 }
@@ -153,6 +158,13 @@ impl Model {
                 (tokenizer, template, eos)
             }
         };
+        // A tokenizer smaller than the embedding is common (vocabularies padded for speed); a
+        // larger one makes ids the model cannot embed.
+        let tokenizer_ids = tokenizer.id_bound();
+        if tokenizer_ids > model.vocab_size() {
+            let model_rows = model.vocab_size();
+            return Err(Error::VocabularyMismatch { path: path.to_path_buf(), tokenizer_ids, model_rows });
+        }
         let template = template_source
             .map(|template| {
                 let special = SpecialTokens {

@@ -231,3 +231,53 @@ fn bad_input_fails_with_one_line_and_no_panic() {
         assert!(stderr.trim().lines().count() <= 3, "{args:?}: not a short error: {stderr}");
     }
 }
+
+#[test]
+fn ids_past_the_embedding_are_rejected_not_read() {
+    let dir = model_dir();
+    let model = load(dir.path());
+    // Just past the end, far past it, and past i32 (which would wrap to a negative index).
+    for bad in [512, 1_000_000, u32::MAX] {
+        let error = model.stream_ids(&[2, bad], &greedy(2)).err().expect("an out-of-range id must fail");
+        let message = error.to_string();
+        assert!(message.contains(&format!("token id {bad} is outside the vocabulary of 512")), "{message}");
+    }
+}
+
+#[test]
+fn a_tokenizer_larger_than_the_embedding_is_a_load_error() {
+    let dir = model_dir();
+    let path = dir.path().join("tokenizer.json");
+    let mut tokenizer: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    tokenizer["model"]["vocab"]["Z"] = 1_000_000.into();
+    std::fs::write(&path, tokenizer.to_string()).unwrap();
+    let error = Model::load_dir(dir.path(), plan_for(&LoadOptions::default()).unwrap()).err().unwrap();
+    let message = error.to_string();
+    assert!(message.contains("1000001") && message.contains("512"), "names both sizes: {message}");
+}
+
+#[test]
+fn nan_weights_fail_generation_instead_of_answering_nothing() {
+    let dir = model_dir();
+    let weights = dir.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    // Every float of the final norm becomes NaN: each logit is NaN, and greedy would pick id 0.
+    let entry = header.as_object().unwrap().iter().find(|(name, _)| name.ends_with("norm.weight")).unwrap().1;
+    let offsets: Vec<usize> =
+        entry["data_offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+    for at in (8 + header_len + offsets[0]..8 + header_len + offsets[1]).step_by(4) {
+        bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    std::fs::write(&weights, bytes).unwrap();
+    let model = load(dir.path());
+    for sampling in [
+        SamplingParams::default(),
+        SamplingParams { temperature: 0.7, seed: Some(1), ..Default::default() },
+        SamplingParams { repetition_penalty: 1.3, ..Default::default() },
+    ] {
+        let error = model.generate("Hello there", &GenerateOptions { sampling, ..greedy(4) }).err().unwrap();
+        assert!(error.to_string().contains("NaN or infinite logits"), "{error}");
+    }
+}

@@ -21,6 +21,13 @@ pub enum ModelError {
     Weights(String),
     #[error("input: {0}")]
     Input(String),
+    /// NaN or infinite logits: the model computes garbage, so no token or score from it means
+    /// anything.
+    #[error(
+        "the model produced NaN or infinite logits at position {position}: its weights are likely corrupt or \
+         mis-converted, or its config yields NaN (check rms_norm_eps and the RoPE bases)"
+    )]
+    NonFiniteLogits { position: usize },
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

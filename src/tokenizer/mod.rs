@@ -199,6 +199,12 @@ impl Tokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// One past the highest id the tokenizer can produce, added tokens included: the embedding
+    /// rows a model needs for it (more than [`Tokenizer::vocab_size`] when the ids have gaps).
+    pub fn id_bound(&self) -> usize {
+        self.inner.get_vocab(true).into_values().max().map_or(0, |id| id as usize + 1)
+    }
+
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
         self.inner.token_to_id(token)
     }

@@ -5,6 +5,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::validate::positive_finite;
+
 /// `intermediate_size` / `activation_sparsity_pattern`: one value for every layer, or a list.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -297,6 +299,12 @@ impl RawConfig {
         }
         let kv_sources = kv_sources(&layer_kinds, self.num_kv_shared_layers as usize)?;
         let (rope_theta_full, rope_theta_sliding) = self.rope_thetas()?;
+        positive_finite("rms_norm_eps", self.rms_norm_eps)?;
+        positive_finite("rope_theta", rope_theta_full)?;
+        positive_finite("rope_local_base_freq", rope_theta_sliding)?;
+        if let Some(cap) = self.final_logit_softcapping {
+            positive_finite("final_logit_softcapping", cap)?;
+        }
         Ok(Config {
             vocab_size: self.vocab_size,
             hidden_size: self.hidden_size,
@@ -419,6 +427,10 @@ mod tests {
             ),
             (json!({"rope_parameters": {"full_attention": {"rope_type": "yarn"}}}), "yarn"),
             (json!({"model_type": "gemma3n"}), "text_config"),
+            (json!({"rms_norm_eps": -1e-6}), "rms_norm_eps"),
+            (json!({"rope_theta": 0.0}), "rope_theta"),
+            (json!({"rope_parameters": {"sliding_attention": {"rope_theta": 1e39}}}), "rope_local_base_freq"),
+            (json!({"final_logit_softcapping": -30.0}), "final_logit_softcapping"),
         ];
         for (config, needle) in cases {
             let err = Config::from_json(&config).unwrap_err();
