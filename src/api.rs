@@ -30,7 +30,7 @@ pub enum Error {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Generate(#[from] GenerateError),
-    #[error("hardware detection: {0}")]
+    #[error(transparent)]
     Hardware(#[from] hardware::HardwareError),
     #[error(transparent)]
     Plan(#[from] hardware::PlanError),

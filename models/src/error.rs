@@ -7,8 +7,8 @@ use thiserror::Error;
 pub enum ModelError {
     #[error(transparent)]
     Mlx(#[from] mlx_bridge::Error),
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{}: invalid config: {message}", path.display())]
     Config { path: PathBuf, message: String },
     #[error("unsupported model_type {found:?}; supported: {supported}")]

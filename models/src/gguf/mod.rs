@@ -26,8 +26,8 @@ const MAX_ARRAY_DEPTH: usize = 4;
 
 #[derive(Debug, Error)]
 pub enum GgufError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("not a GGUF file (magic {0:?})")]
     BadMagic([u8; 4]),
     #[error("GGUF version {0} is not supported (2 and 3 are)")]
@@ -229,7 +229,7 @@ pub struct GgufFile {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<GgufFile> {
-        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let io = |error| GgufError::Io { path: path.to_path_buf(), error };
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; a file truncated while mapped would fault, which is the
         // same contract every mmap-based model loader accepts.
