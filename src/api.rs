@@ -220,10 +220,18 @@ impl Model {
     }
 
     pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<TextStream<'_>> {
-        let prompt = self.render_chat(messages)?;
+        self.stream_ids(&self.chat_ids(messages)?, options)
+    }
+
+    /// The token ids of the prompt the chat template makes of `messages`.
+    pub fn chat_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
         // The rendered template already carries BOS where the model wants it.
-        let ids = self.tokenizer.encode(&prompt, false)?;
-        self.stream_ids(&ids, options)
+        Ok(self.tokenizer.encode(&self.render_chat(messages)?, false)?)
+    }
+
+    /// The most positions the model supports: prompt and reply together.
+    pub fn context_length(&self) -> usize {
+        self.model.context_length()
     }
 
     /// The prompt text the chat template makes of `messages`.
