@@ -19,6 +19,9 @@ pub enum GenerateError {
     PromptTooLong { prompt: usize, context: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
+    /// A benchmark test that needs more positions than the model has.
+    #[error("{what} needs more positions than the model's context of {context}")]
+    BeyondContext { what: String, context: usize },
     #[error(transparent)]
     Sampling(#[from] SamplingError),
     #[error(transparent)]

@@ -20,7 +20,7 @@ use mlxcel_models::weights::QuantizationConfig;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::plan_args::{parse_decode_path, parse_dtype, parse_k_quants, parse_switch};
+use super::plan_args::{parse_chunk, parse_decode_path, parse_dtype, parse_k_quants, parse_switch};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -31,7 +31,7 @@ pub struct BenchArgs {
     #[arg(long)]
     random: Option<String>,
     /// With --random: quantize the weights (MLX affine, group 64, as mlx-lm's converter).
-    #[arg(long, value_parser = clap::value_parser!(i32).range(2..=8), requires = "random")]
+    #[arg(long, value_parser = clap::value_parser!(i32).range(2..=8))]
     bits: Option<i32>,
     /// Prompt lengths to test (pp), comma-separated; 0 skips prompt tests.
     #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
@@ -67,7 +67,7 @@ pub struct BenchArgs {
     #[arg(long, value_delimiter = ',', value_parser = parse_switch)]
     dequantize: Vec<bool>,
     /// Tokens per prefill step (default: the plan's).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_chunk)]
     prefill_chunk: Option<u32>,
     /// GGUF K-quant tensors: dequantize, q8 or q4.
     #[arg(long, default_value = "dequantize", value_parser = parse_k_quants)]
@@ -182,6 +182,11 @@ fn logical_params(weights: &HashMap<String, Array>, quantize: Option<QuantSpec>)
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    // clap's `requires` would do, but it lets `--bits` through beside `-m` (which conflicts with
+    // --random), where it would be silently ignored.
+    if args.bits.is_some() && args.random.is_none() {
+        bail!("--bits quantizes the random weights of --random; a checkpoint (-m) keeps its own");
+    }
     let tests = tests(args)?;
     let profile = hardware::detect().context("hardware detection failed")?;
     let base = LoadOptions { prefill_chunk: args.prefill_chunk, offline: args.offline, ..Default::default() };
@@ -288,6 +293,9 @@ fn tests(args: &BenchArgs) -> anyhow::Result<Vec<Test>> {
     }
     if tests.is_empty() {
         bail!("no tests: every -p and -n value is 0");
+    }
+    if let Some(test) = tests.iter().find(|test| test.positions().is_none()) {
+        bail!("{} needs more positions than any model has (-d plus -p or -n overflows)", test.name());
     }
     Ok(tests)
 }
