@@ -20,7 +20,7 @@ use crate::error::{ModelError, Result};
 use crate::gguf::{self, GgufFile, GgufTensor, KQuants};
 use crate::hardware::DecodePath;
 use crate::layers::{Embedding, KvCache, Linear, RmsNorm, gelu_tanh};
-use crate::validate::positive_finite;
+use crate::validate::{from_json, positive_finite};
 use crate::weights::{QuantizationConfig, WeightStore};
 
 /// How the weights are held and which MLP path runs (from the execution plan).
@@ -149,7 +149,7 @@ impl Config {
     /// From config.json; a multimodal `gemma3` save keeps the text model under `text_config`.
     pub fn from_json(root: &Value) -> std::result::Result<Config, String> {
         let text = root.get("text_config").filter(|t| t.is_object()).unwrap_or(root);
-        let raw: RawConfig = serde_json::from_value(text.clone()).map_err(|e| e.to_string())?;
+        let raw: RawConfig = from_json(text)?;
         if raw.attn_logit_softcapping.is_some() {
             return Err("attn_logit_softcapping is not supported".into());
         }
@@ -248,6 +248,7 @@ impl Config {
             ("num_key_value_heads", self.num_kv_heads),
             ("head_dim", self.head_dim),
             ("sliding_window", self.sliding_window),
+            ("max_position_embeddings", self.max_position_embeddings),
         ];
         if let Some((name, value)) = positive.iter().find(|(_, v)| *v <= 0) {
             return Err(format!("{name} must be positive, got {value}"));

@@ -16,7 +16,7 @@ use crate::causal_lm::{CausalLm, Logits, check_step, select_positions};
 use crate::error::{ModelError, Result};
 use crate::gguf::{self, GgufFile, GgufTensor, KQuants};
 use crate::layers::{Embedding, KvCache, Linear, RmsNorm};
-use crate::validate::positive_finite;
+use crate::validate::{from_json, positive_finite};
 use crate::weights::{QuantizationConfig, WeightStore};
 
 /// How the weights are held (from the execution plan and the load options).
@@ -83,7 +83,7 @@ impl Config {
     pub const MODEL_TYPES: [&'static str; 2] = ["llama", "mistral"];
 
     pub fn from_json(root: &Value) -> std::result::Result<Config, String> {
-        let config: Config = serde_json::from_value(root.clone()).map_err(|e| e.to_string())?;
+        let config: Config = from_json(root)?;
         config.validate()?;
         Ok(config)
     }
@@ -138,6 +138,7 @@ impl Config {
             ("num_attention_heads", self.num_attention_heads),
             ("num_key_value_heads", self.kv_heads()),
             ("head_dim", self.head_dim()),
+            ("max_position_embeddings", self.max_position_embeddings),
         ];
         if let Some((name, value)) = positive.iter().find(|(_, v)| *v <= 0) {
             return Err(format!("{name} must be positive, got {value}"));

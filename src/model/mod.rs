@@ -127,7 +127,12 @@ impl CheckpointConfig {
             .map_err(|e| LoadError::BadConfig { path: path.clone(), message: e.to_string() })?;
         let root: Value = serde_json::from_str(&text)
             .map_err(|e| LoadError::BadConfig { path: path.clone(), message: format!("invalid JSON: {e}") })?;
-        let model_type = root.get("model_type").and_then(Value::as_str).unwrap_or("").to_string();
+        // A model_type that is not a string is shown as the JSON it is.
+        let model_type = match root.get("model_type") {
+            Some(Value::String(name)) => name.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
         Ok(CheckpointConfig { path, root, model_type })
     }
 

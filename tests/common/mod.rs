@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod gguf;
+
 use std::path::{Path, PathBuf};
 
 pub fn fixtures() -> PathBuf {

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::validate::positive_finite;
+use crate::validate::{from_json, positive_finite};
 
 /// `intermediate_size` / `activation_sparsity_pattern`: one value for every layer, or a list.
 #[derive(Debug, Clone, Deserialize)]
@@ -195,7 +195,7 @@ impl Config {
             None if model_type == "gemma3n_text" || model_type.is_empty() => root,
             None => return Err(format!("model_type {model_type:?} has no text_config")),
         };
-        let raw: RawConfig = serde_json::from_value(text.clone()).map_err(|e| e.to_string())?;
+        let raw: RawConfig = from_json(text)?;
         raw.resolve()
     }
 
@@ -239,6 +239,7 @@ impl RawConfig {
             ("hidden_size_per_layer_input", self.hidden_size_per_layer_input),
             ("altup_num_inputs", self.altup_num_inputs),
             ("laurel_rank", self.laurel_rank),
+            ("max_position_embeddings", self.max_position_embeddings),
         ];
         if let Some((name, value)) = positive.iter().find(|(_, v)| *v <= 0) {
             return Err(format!("{name} must be positive, got {value}"));

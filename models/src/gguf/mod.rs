@@ -67,30 +67,40 @@ pub enum GgmlType {
     Other(u32),
 }
 
+/// ggml's type ids for the named types.
+const TYPE_IDS: [(u32, GgmlType); 20] = [
+    (0, GgmlType::F32),
+    (1, GgmlType::F16),
+    (2, GgmlType::Q4_0),
+    (3, GgmlType::Q4_1),
+    (6, GgmlType::Q5_0),
+    (7, GgmlType::Q5_1),
+    (8, GgmlType::Q8_0),
+    (9, GgmlType::Q8_1),
+    (10, GgmlType::Q2K),
+    (11, GgmlType::Q3K),
+    (12, GgmlType::Q4K),
+    (13, GgmlType::Q5K),
+    (14, GgmlType::Q6K),
+    (15, GgmlType::Q8K),
+    (24, GgmlType::I8),
+    (25, GgmlType::I16),
+    (26, GgmlType::I32),
+    (27, GgmlType::I64),
+    (28, GgmlType::F64),
+    (30, GgmlType::BF16),
+];
+
 impl GgmlType {
     pub fn from_id(id: u32) -> GgmlType {
-        match id {
-            0 => GgmlType::F32,
-            1 => GgmlType::F16,
-            2 => GgmlType::Q4_0,
-            3 => GgmlType::Q4_1,
-            6 => GgmlType::Q5_0,
-            7 => GgmlType::Q5_1,
-            8 => GgmlType::Q8_0,
-            9 => GgmlType::Q8_1,
-            10 => GgmlType::Q2K,
-            11 => GgmlType::Q3K,
-            12 => GgmlType::Q4K,
-            13 => GgmlType::Q5K,
-            14 => GgmlType::Q6K,
-            15 => GgmlType::Q8K,
-            24 => GgmlType::I8,
-            25 => GgmlType::I16,
-            26 => GgmlType::I32,
-            27 => GgmlType::I64,
-            28 => GgmlType::F64,
-            30 => GgmlType::BF16,
-            other => GgmlType::Other(other),
+        TYPE_IDS.iter().find(|(known, _)| *known == id).map_or(GgmlType::Other(id), |&(_, kind)| kind)
+    }
+
+    /// The type's id in the file (the inverse of [`GgmlType::from_id`]).
+    pub fn id(self) -> u32 {
+        match self {
+            GgmlType::Other(id) => id,
+            named => TYPE_IDS.iter().find(|(_, kind)| *kind == named).map(|&(id, _)| id).expect("named types have ids"),
         }
     }
 
