@@ -1,7 +1,9 @@
 //! End to end on the tiny Gemma 3n fixture with a real (tiny, trained) byte-level BPE tokenizer:
 //! the Rust API and `mlxcel generate`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use mlxcel::api::{Event, GenerateOptions, Model, plan_for};
@@ -9,20 +11,9 @@ use mlxcel::generate::FinishReason;
 use mlxcel::sampling::SamplingParams;
 use mlxcel::{LoadOptions, Message};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
 /// The fp32 test model with the tiny tokenizer beside it, in a fresh folder.
 fn model_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["config.json", "generation_config.json", "model.safetensors"] {
-        std::fs::copy(fixtures().join("gemma3n-tiny/fp32").join(file), dir.path().join(file)).unwrap();
-    }
-    for file in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fixtures().join("tokenizer-tiny").join(file), dir.path().join(file)).unwrap();
-    }
-    dir
+    common::model_dir("gemma3n-tiny")
 }
 
 fn load(dir: &Path) -> Model {
@@ -259,18 +250,8 @@ fn a_tokenizer_larger_than_the_embedding_is_a_load_error() {
 #[test]
 fn nan_weights_fail_generation_instead_of_answering_nothing() {
     let dir = model_dir();
-    let weights = dir.path().join("model.safetensors");
-    let mut bytes = std::fs::read(&weights).unwrap();
-    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
-    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
     // Every float of the final norm becomes NaN: each logit is NaN, and greedy would pick id 0.
-    let entry = header.as_object().unwrap().iter().find(|(name, _)| name.ends_with("norm.weight")).unwrap().1;
-    let offsets: Vec<usize> =
-        entry["data_offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
-    for at in (8 + header_len + offsets[0]..8 + header_len + offsets[1]).step_by(4) {
-        bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    }
-    std::fs::write(&weights, bytes).unwrap();
+    common::make_nan(dir.path(), "model.norm.weight");
     let model = load(dir.path());
     for sampling in [
         SamplingParams::default(),

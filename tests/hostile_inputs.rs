@@ -159,13 +159,7 @@ const GGUF_MODEL: &str = "gguf_tokenizers/tiny-llama.gguf";
 const GGUF_LAYERS: &str = "llama-tiny/tiny.gguf";
 
 fn nan_weights(dir: &Path) {
-    let path = dir.join("model.safetensors");
-    let mut bytes = std::fs::read(&path).unwrap();
-    let range = common::safetensors_range(&bytes, "model.norm.weight");
-    for at in range.step_by(4) {
-        bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
-    }
-    std::fs::write(path, bytes).unwrap();
+    common::make_nan(dir, "model.norm.weight");
 }
 
 /// The GGUF fixture with every float of its F32 tensors (the norms) NaN.
