@@ -217,6 +217,9 @@ fn every_hostile_input_fails_with_one_clear_line() {
     // 2. NaN by corruption and by construction.
     let nan_folder = scratch.folder("nan-weights", "llama-tiny", nan_weights);
     let nan_gemma = scratch.folder("nan-gemma3n", "gemma3n-tiny", nan_weights);
+    // Logits around 1e30: finite in float32, but the ids' probabilities underflow to nothing.
+    let huge_logits =
+        scratch.folder("huge-logits", "llama-tiny", |dir| common::change_floats(dir, "lm_head.weight", |x| x * 1e30));
     let nan_gguf_model = nan_gguf(&scratch, "nan.gguf", GGUF_MODEL);
     let nan_gguf_layers = nan_gguf(&scratch, "nan-layers.gguf", GGUF_LAYERS);
     let eps_nan_gguf = scratch.gguf("eps-nan.gguf", GGUF_LAYERS, |metadata| {
@@ -313,6 +316,7 @@ fn every_hostile_input_fails_with_one_clear_line() {
         run_case("2: NaN Gemma 3n weights", generate(&nan_gemma, &[]), "NaN or infinite logits"),
         run_case("2: NaN weights through score", score(&nan_folder, "1,2,3"), "NaN or infinite logits at position 0"),
         run_case("2: NaN GGUF tensor data", generate(&nan_gguf_model, &[]), "NaN or infinite logits"),
+        run_case("2: score whose perplexity overflows", score(&huge_logits, "1,2,3,4"), "perplexity overflows"),
         run_case("2: NaN GGUF tensor data, score", score(&nan_gguf_layers, "1,2"), "NaN or infinite logits"),
         config_case("2: rms_norm_eps 0", "llama-tiny", "rms_norm_eps", 0.0.into(), "rms_norm_eps"),
         config_case("2: rms_norm_eps negative", "llama-tiny", "rms_norm_eps", (-1e-5).into(), "rms_norm_eps"),

@@ -98,6 +98,14 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
             .collect();
         let total: f64 = positions.iter().filter_map(|p| p.next_token_logprob).map(f64::from).sum();
         let scored = positions.len() - 1;
+        let perplexity = (-total / scored as f64).exp();
+        // JSON has no infinity: serde would print null, which reads as "no value" rather than
+        // "no probability at all".
+        if !perplexity.is_finite() {
+            bail!(
+                "the perplexity overflows (total log-probability {total:e} over {scored} tokens): the model gives these ids next to no probability, and its weights are likely corrupt"
+            );
+        }
         let report = Report {
             model: args.model.display().to_string(),
             architecture: model.architecture(),
@@ -108,7 +116,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
             tokens: shape[0],
             vocab,
             total_logprob: total,
-            perplexity: (-total / scored as f64).exp(),
+            perplexity,
             positions,
         };
         super::print_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))?;

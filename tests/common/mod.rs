@@ -40,12 +40,18 @@ pub fn safetensors_range(bytes: &[u8], name: &str) -> std::ops::Range<usize> {
     at(0)..at(1)
 }
 
-/// Sets every float of float32 tensor `name` in `dir/model.safetensors` to NaN.
-pub fn make_nan(dir: &Path, name: &str) {
+/// Replaces every float `x` of float32 tensor `name` in `dir/model.safetensors` by `change(x)`.
+pub fn change_floats(dir: &Path, name: &str, change: impl Fn(f32) -> f32) {
     let path = dir.join("model.safetensors");
     let mut bytes = std::fs::read(&path).unwrap();
     for at in safetensors_range(&bytes, name).step_by(4) {
-        bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+        let value = f32::from_le_bytes(bytes[at..at + 4].try_into().unwrap());
+        bytes[at..at + 4].copy_from_slice(&change(value).to_le_bytes());
     }
     std::fs::write(path, bytes).unwrap();
+}
+
+/// Sets every float of float32 tensor `name` in `dir/model.safetensors` to NaN.
+pub fn make_nan(dir: &Path, name: &str) {
+    change_floats(dir, name, |_| f32::NAN);
 }
