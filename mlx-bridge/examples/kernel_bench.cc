@@ -2,12 +2,8 @@
 // them in isolation. Thread CPU time is reported beside wall time so a busy machine still gives
 // comparable numbers.
 //
-//   cd mlx-bridge/src/cpp/block_quant && g++ -std=c++20 -O3 -ffp-contract=off -c kernels_scalar.cc &&
-//   g++ -std=c++20 -O3 -ffp-contract=off -mavx2 -mfma -mf16c -c kernels_avx2.cc &&
-//   g++ -std=c++20 -O3 -ffp-contract=off -mavx2 -mfma -mf16c -mavxvnni -c kernels_avxvnni.cc &&
-//   g++ -std=c++20 -O3 -ffp-contract=off -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq \
-//       -mavx512vnni -c kernels_avx512vnni.cc &&
-//   g++ -std=c++20 -O2 -I. ../../../examples/kernel_bench.cc kernels_*.o -o /tmp/kernel_bench && /tmp/kernel_bench
+//   mlx-bridge/tests/cpp/build.sh && /tmp/bq-tools/kernel_bench [formats] [M list] [isa list]
+//   BIG=1 /tmp/bq-tools/kernel_bench ...   (matrices larger than the caches, and the read rate)
 //
 // Arguments: [formats=Q4_0,Q4_K,Q6_K,Q8_0] [M list=1,16,512] [isa list=avx2,avxvnni,avx512vnni]
 #include <time.h>
