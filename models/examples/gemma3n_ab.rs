@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use mlx_bridge::quant::QuantSpec;
 use mlx_bridge::{Array, Dtype, random};
+use mlxcel_models::weights::QuantizedWeights;
 use mlxcel_models::CausalLm;
 use mlxcel_models::gemma3n::{Gemma3n, LoadOptions, random as shapes};
 use mlxcel_models::hardware::DecodePath;
@@ -93,7 +94,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut models = Vec::new();
     for &pretranspose in pretranspose_options {
         let options =
-            LoadOptions { dtype: args.dtype, decode_path: DecodePath::Fused, pretranspose, dequantize: false };
+            LoadOptions { dtype: args.dtype, decode_path: DecodePath::Fused, pretranspose, quantized: QuantizedWeights::Mlx };
         models.push((
             pretranspose,
             Gemma3n::from_arrays(config.clone(), weights.clone(), quantization.clone(), options)?,

@@ -21,7 +21,7 @@ use crate::gguf::{self, GgufFile, GgufTensor, KQuants};
 use crate::hardware::DecodePath;
 use crate::layers::{Embedding, KvCache, Linear, RmsNorm, gelu_tanh};
 use crate::validate::{from_json, positive_finite};
-use crate::weights::{QuantizationConfig, WeightStore};
+use crate::weights::{QuantizationConfig, QuantizedWeights, WeightStore};
 
 /// How the weights are held and which MLP path runs (from the execution plan).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +29,8 @@ pub struct LoadOptions {
     pub dtype: Dtype,
     pub decode_path: DecodePath,
     pub pretranspose: bool,
-    pub dequantize: bool,
+    /// How quantized layers are held (dense, MLX's layout, or block formats for the CPU kernels).
+    pub quantized: QuantizedWeights,
     pub k_quants: KQuants,
 }
 
@@ -404,7 +405,7 @@ impl Gemma3 {
         let quantization = QuantizationConfig::from_config(root_config, &rename_tensor)
             .map_err(|message| ModelError::Config { path: config_path, message })?;
         let store =
-            WeightStore::open(dir, &rename_tensor, quantization, options.dtype)?.dequantized(options.dequantize);
+            WeightStore::open(dir, &rename_tensor, quantization, options.dtype)?.quantized_as(options.quantized);
         Self::from_store(config, &store, options)
     }
 
@@ -420,8 +421,14 @@ impl Gemma3 {
                 other => Ok(other),
             }
         };
-        let store = gguf::weight_store(file, &rename_gguf_tensor, &transform, options.k_quants, options.dtype)?
-            .dequantized(options.dequantize);
+        let store = gguf::weight_store(
+            file,
+            &rename_gguf_tensor,
+            &transform,
+            options.k_quants,
+            options.quantized,
+            options.dtype,
+        )?;
         Self::from_store(config, &store, options)
     }
 
@@ -431,7 +438,7 @@ impl Gemma3 {
         quantization: Option<QuantizationConfig>,
         options: LoadOptions,
     ) -> Result<Self> {
-        let store = WeightStore::from_arrays(arrays, quantization, options.dtype).dequantized(options.dequantize);
+        let store = WeightStore::from_arrays(arrays, quantization, options.dtype).quantized_as(options.quantized);
         Self::from_store(config, &store, options)
     }
 

@@ -17,15 +17,15 @@ use crate::error::{ModelError, Result};
 use crate::gguf::{self, GgufFile, GgufTensor, KQuants};
 use crate::layers::{Embedding, KvCache, Linear, RmsNorm};
 use crate::validate::{from_json, positive_finite};
-use crate::weights::{QuantizationConfig, WeightStore};
+use crate::weights::{QuantizationConfig, QuantizedWeights, WeightStore};
 
 /// How the weights are held (from the execution plan and the load options).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoadOptions {
     pub dtype: Dtype,
     pub pretranspose: bool,
-    /// Unpack quantized layers to dense weights at load.
-    pub dequantize: bool,
+    /// How quantized layers are held (dense, MLX's layout, or block formats for the CPU kernels).
+    pub quantized: QuantizedWeights,
     pub k_quants: KQuants,
 }
 
@@ -313,7 +313,7 @@ impl Llama {
         let quantization = QuantizationConfig::from_config(root_config, &rename_tensor)
             .map_err(|message| ModelError::Config { path: config_path, message })?;
         let store =
-            WeightStore::open(dir, &rename_tensor, quantization, options.dtype)?.dequantized(options.dequantize);
+            WeightStore::open(dir, &rename_tensor, quantization, options.dtype)?.quantized_as(options.quantized);
         Self::from_store(config, &store, options, None)
     }
 
@@ -330,8 +330,14 @@ impl Llama {
                 Ok(tensor)
             }
         };
-        let store = gguf::weight_store(file, &rename_gguf_tensor, &transform, options.k_quants, options.dtype)?
-            .dequantized(options.dequantize);
+        let store = gguf::weight_store(
+            file,
+            &rename_gguf_tensor,
+            &transform,
+            options.k_quants,
+            options.quantized,
+            options.dtype,
+        )?;
         // llama.cpp's per-pair RoPE frequency divisors (Llama 3.1+ files).
         let factors = if store.contains("rope_freqs.weight") {
             let factors = store.raw("rope_freqs.weight")?.astype(Dtype::F32)?;
@@ -349,7 +355,7 @@ impl Llama {
         quantization: Option<QuantizationConfig>,
         options: LoadOptions,
     ) -> Result<Self> {
-        let store = WeightStore::from_arrays(arrays, quantization, options.dtype).dequantized(options.dequantize);
+        let store = WeightStore::from_arrays(arrays, quantization, options.dtype).quantized_as(options.quantized);
         Self::from_store(config, &store, options, None)
     }
 

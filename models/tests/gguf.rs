@@ -121,6 +121,7 @@ fn random_tensor_data_never_panics_in_any_type() {
             let values = match file.load_tensor(info).unwrap() {
                 GgufTensor::Dense(array) => array.to_vec::<f32>().unwrap(),
                 GgufTensor::Quantized(q) => q.dequantize().unwrap().to_vec::<f32>().unwrap(),
+                GgufTensor::Blocks(_) => unreachable!("load_tensor converts every tensor"),
             };
             assert_eq!(values.len() as u64, info.elements(), "{}", info.name);
         }
@@ -192,6 +193,7 @@ fn check_against_reference(k_quants_as_affine: bool) {
                 }
                 q.dequantize().unwrap().to_vec::<f32>().unwrap()
             }
+            GgufTensor::Blocks(_) => unreachable!("load_tensor converts every tensor"),
         };
         assert_eq!(got.len(), want.len(), "{name}");
         if matches!(info.ggml_type, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) {

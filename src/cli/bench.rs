@@ -16,7 +16,7 @@ use mlxcel::model::{LoadedModel, ModelSource, ModelSummary};
 use mlxcel_models::gemma3n::{Gemma3n, random as shapes};
 use mlxcel_models::gguf::KQuants;
 use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, HardwareProfile, Overrides};
-use mlxcel_models::weights::QuantizationConfig;
+use mlxcel_models::weights::{QuantizationConfig, QuantizedWeights};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -170,7 +170,7 @@ impl Subject {
                     dtype: plan.compute_dtype,
                     decode_path: plan.decode_path,
                     pretranspose: plan.pretranspose,
-                    dequantize: plan.dequantize,
+                    quantized: QuantizedWeights::for_plan(plan),
                 };
                 let model = Gemma3n::from_arrays(config, weights, quantization, options)?;
                 Ok((LoadedModel::new(Box::new(model), "gemma3n"), params, bytes))

@@ -13,6 +13,7 @@ use mlxcel_models::gguf::{GgufFile, Header, KQuants};
 use mlxcel_models::hardware::ExecutionPlan;
 use mlxcel_models::layers::KvCache;
 use mlxcel_models::llama::{self, Llama};
+use mlxcel_models::weights::QuantizedWeights;
 use mlxcel_models::{CausalLm, Logits};
 use serde_json::Value;
 use thiserror::Error;
@@ -154,6 +155,8 @@ pub(crate) fn gguf_architecture(file: &GgufFile) -> String {
 /// The last model loaded decides for the process (MLX's graph builders are process-wide too).
 pub fn apply_runtime_settings(plan: &ExecutionPlan) {
     mlx_bridge::fast::set_cpu_kernels(plan.cpu_kernels);
+    // The plan's thread count is validated (1..=1024), which the kernels accept.
+    let _ = mlx_bridge::block_quant::set_num_threads(plan.threads as usize);
 }
 
 impl LoadedModel {
@@ -175,7 +178,7 @@ impl LoadedModel {
                     dtype: plan.compute_dtype,
                     decode_path: plan.decode_path,
                     pretranspose: plan.pretranspose,
-                    dequantize: plan.dequantize,
+                    quantized: QuantizedWeights::for_plan(plan),
                 };
                 (Box::new(Gemma3n::load(dir, config, options).map_err(model_error)?), "gemma3n")
             }
@@ -254,7 +257,7 @@ fn llama_options(plan: &ExecutionPlan, k_quants: KQuants) -> llama::LoadOptions 
     llama::LoadOptions {
         dtype: plan.compute_dtype,
         pretranspose: plan.pretranspose,
-        dequantize: plan.dequantize,
+        quantized: QuantizedWeights::for_plan(plan),
         k_quants,
     }
 }
@@ -264,7 +267,7 @@ fn gemma3_options(plan: &ExecutionPlan, k_quants: KQuants) -> gemma3::LoadOption
         dtype: plan.compute_dtype,
         decode_path: plan.decode_path,
         pretranspose: plan.pretranspose,
-        dequantize: plan.dequantize,
+        quantized: QuantizedWeights::for_plan(plan),
         k_quants,
     }
 }

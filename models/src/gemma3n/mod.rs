@@ -26,7 +26,7 @@ use crate::causal_lm::{CausalLm, check_step, select_positions};
 use crate::error::{ModelError, Result};
 use crate::hardware::DecodePath;
 use crate::layers::{self, AttentionInputs, Embedding, KvCache, Linear, RmsNorm};
-use crate::weights::{QuantizationConfig, WeightStore};
+use crate::weights::{QuantizationConfig, QuantizedWeights, WeightStore};
 
 /// How the weights are held and which forward path runs (from the execution plan).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,8 +34,8 @@ pub struct LoadOptions {
     pub dtype: Dtype,
     pub decode_path: DecodePath,
     pub pretranspose: bool,
-    /// Unpack quantized layers to dense weights at load.
-    pub dequantize: bool,
+    /// How quantized layers are held (dense, MLX's layout, or block formats for the CPU kernels).
+    pub quantized: QuantizedWeights,
 }
 
 pub struct Gemma3n {
@@ -151,7 +151,7 @@ impl Gemma3n {
         let rename = |name: &str| rename_tensor(name, &config);
         let quantization = QuantizationConfig::from_config(root_config, &rename)
             .map_err(|message| ModelError::Config { path: config_path, message })?;
-        let store = WeightStore::open(dir, &rename, quantization, options.dtype)?.dequantized(options.dequantize);
+        let store = WeightStore::open(dir, &rename, quantization, options.dtype)?.quantized_as(options.quantized);
         Self::from_store(config, &store, options)
     }
 
@@ -162,7 +162,7 @@ impl Gemma3n {
         quantization: Option<QuantizationConfig>,
         options: LoadOptions,
     ) -> Result<Self> {
-        let store = WeightStore::from_arrays(arrays, quantization, options.dtype).dequantized(options.dequantize);
+        let store = WeightStore::from_arrays(arrays, quantization, options.dtype).quantized_as(options.quantized);
         Self::from_store(config, &store, options)
     }
 

@@ -6,12 +6,13 @@
 
 use std::collections::HashMap;
 
+use mlx_bridge::block_quant::BlockMatrix;
 use mlx_bridge::quant::{self, QuantSpec, Quantized};
 use mlx_bridge::{Array, Dtype};
 
-use super::{GgmlType, GgufFile, GgufTensor};
+use super::{BlockRows, GgmlType, GgufFile, GgufTensor};
 use crate::error::{ModelError, Result};
-use crate::weights::{QuantizationConfig, Rename, WeightStore};
+use crate::weights::{QuantizationConfig, QuantizedWeights, Rename, WeightStore};
 
 /// What to do with K-quant tensors (Q4_K, Q5_K, Q6_K) on the MLX path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -45,22 +46,33 @@ impl KQuants {
 /// Changes a tensor on its way in (e.g. undoing a layout llama.cpp's converter applied).
 pub type Transform<'a> = &'a dyn Fn(&str, GgufTensor) -> Result<GgufTensor>;
 
-/// Loads every tensor `rename` keeps (eagerly: GGUF blocks are converted on the host).
+/// Loads every tensor `rename` keeps (eagerly: GGUF blocks are converted on the host, one tensor at
+/// a time, each tensor's file pages released once converted). Under
+/// [`QuantizedWeights::Blocks`] the block-quantized matrices stay in their format for mlxcel's
+/// CPU kernels; otherwise they are held as `quantized` and `k_quants` say.
 pub fn weight_store(
     file: &GgufFile,
     rename: Rename<'_>,
     transform: Transform<'_>,
     k_quants: KQuants,
+    quantized: QuantizedWeights,
     dtype: Dtype,
 ) -> Result<WeightStore> {
     check_block_tensors(file, rename)?;
     let mut arrays = HashMap::new();
+    let mut blocks = HashMap::new();
     let mut specs: HashMap<String, Option<QuantSpec>> = HashMap::new();
+    let tensor_error =
+        |name: &str, e: &dyn std::fmt::Display| ModelError::Weights(format!("{}: tensor {name}: {e}", file.path().display()));
     for info in &file.header().tensors {
         let Some(name) = rename(&info.name) else { continue };
-        let loaded = if k_quants == KQuants::Exact { file.load_tensor_exact(info) } else { file.load_tensor(info) };
-        let tensor =
-            loaded.map_err(|e| ModelError::Weights(format!("{}: tensor {}: {e}", file.path().display(), info.name)))?;
+        let block_rows = file.block_rows(info).filter(|_| quantized == QuantizedWeights::Blocks);
+        let loaded = match block_rows {
+            Some(rows) => Ok(GgufTensor::Blocks(rows)),
+            None if k_quants == KQuants::Exact => file.load_tensor_exact(info),
+            None => file.load_tensor(info),
+        };
+        let tensor = loaded.map_err(|e| tensor_error(&info.name, &e))?;
         let is_k_quant = matches!(info.ggml_type, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K);
         let tensor = match (tensor, k_quants) {
             (GgufTensor::Dense(dense), KQuants::Requantize(spec)) if is_k_quant && dense.ndim() == 2 => {
@@ -69,12 +81,21 @@ pub fn weight_store(
             (tensor, _) => tensor,
         };
         let tensor = transform(&name, tensor)?;
-        if arrays.contains_key(&name) {
+        if arrays.contains_key(&name) || blocks.contains_key(&name) {
             return Err(ModelError::Weights(format!("two GGUF tensors map to {name}")));
         }
         match tensor {
             GgufTensor::Dense(array) => {
+                // Copy out of the map now, so the file's pages can go.
+                array.eval()?;
                 arrays.insert(name, array);
+            }
+            GgufTensor::Blocks(rows) => {
+                let bytes = file.block_bytes(info, &rows);
+                let matrix = BlockMatrix::from_gguf(&info.name, rows.format, &bytes, rows.rows, rows.cols)
+                    .map_err(|e| tensor_error(&info.name, &e))?;
+                matrix.packed().eval()?;
+                blocks.insert(name, matrix);
             }
             GgufTensor::Quantized(Quantized { weight, scales, biases, spec }) => {
                 let module = name.strip_suffix(".weight").ok_or_else(|| {
@@ -85,13 +106,20 @@ pub fn weight_store(
                     arrays.insert(format!("{module}.biases"), biases);
                 }
                 specs.insert(module.to_string(), Some(spec));
+                mlx_bridge::eval(&[&weight])?;
                 arrays.insert(name, weight);
             }
         }
+        file.release_tensor_pages(info);
     }
     let quantization =
         specs.values().flatten().next().copied().map(|default| QuantizationConfig { default, overrides: specs });
-    Ok(WeightStore::from_arrays(arrays, quantization, dtype))
+    let store = if blocks.is_empty() {
+        WeightStore::from_arrays(arrays, quantization, dtype)
+    } else {
+        WeightStore::from_arrays_and_blocks(arrays, blocks, quantization, dtype)
+    };
+    Ok(store.quantized_as(quantized))
 }
 
 /// Every `blk.N.*` tensor must lie in a block the metadata declares and be one the model uses: a
@@ -133,6 +161,22 @@ pub fn unpermute_rope_rows(tensor: GgufTensor, heads: i32) -> Result<GgufTensor>
         Ok(array.reshape(&split)?.transpose(&axes)?.reshape(&shape)?)
     };
     Ok(match tensor {
+        GgufTensor::Blocks(BlockRows { format, rows: count, cols, order }) => {
+            let count_i32 = count as i32;
+            if heads <= 0 || count_i32 % (2 * heads) != 0 {
+                return Err(ModelError::Weights(format!("cannot split {count} rows into {heads} rotary heads")));
+            }
+            // The dense case's reshape [heads, half, 2] -> transpose -> [heads, 2, half], as an
+            // order of whole rows: new row (h, b, a) is stored row (h, a, b).
+            let half = count / heads as usize / 2;
+            let stored = |new: usize| {
+                let (h, rest) = (new / (2 * half), new % (2 * half));
+                let (b, a) = (rest / half, rest % half);
+                h * 2 * half + a * 2 + b
+            };
+            let order = (0..count).map(|new| order.as_ref().map_or(stored(new), |old| old[stored(new)])).collect();
+            GgufTensor::Blocks(BlockRows { format, rows: count, cols, order: Some(order) })
+        }
         GgufTensor::Dense(array) => GgufTensor::Dense(rows(array)?),
         GgufTensor::Quantized(q) => GgufTensor::Quantized(Quantized {
             weight: rows(q.weight)?,

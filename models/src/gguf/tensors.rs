@@ -13,16 +13,46 @@
 //! dequantized to float32 (`kquants.rs`, following ggml's reference decoder), as are the K types
 //! by [`GgufFile::load_tensor`].
 
+use mlx_bridge::block_quant::BlockFormat;
 use mlx_bridge::quant::{QuantMode, QuantSpec, Quantized};
 use mlx_bridge::{Array, Dtype};
 
 use super::{GgmlType, GgufError, GgufFile, Result, TensorInfo};
 
-/// A tensor ready for a model: dense, or quantized in MLX's layout.
+/// A tensor ready for a model: dense, quantized in MLX's layout, or a matrix to keep in its block
+/// format (its bytes stay in the file until the weight store repacks them).
 #[derive(Debug, Clone)]
 pub enum GgufTensor {
     Dense(Array),
     Quantized(Quantized),
+    Blocks(BlockRows),
+}
+
+/// A `[rows, cols]` block-quantized matrix of the file, possibly with its rows reordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRows {
+    pub format: BlockFormat,
+    pub rows: usize,
+    pub cols: usize,
+    /// Row `i` of the matrix is the file's row `order[i]`; `None` keeps the file's order.
+    pub order: Option<Vec<usize>>,
+}
+
+impl GgmlType {
+    /// The format mlxcel's CPU kernels keep this type in, if they take it.
+    pub fn block_format(self) -> Option<BlockFormat> {
+        Some(match self {
+            GgmlType::Q8_0 => BlockFormat::Q8_0,
+            GgmlType::Q4_0 => BlockFormat::Q4_0,
+            GgmlType::Q4_1 => BlockFormat::Q4_1,
+            GgmlType::Q5_0 => BlockFormat::Q5_0,
+            GgmlType::Q5_1 => BlockFormat::Q5_1,
+            GgmlType::Q4K => BlockFormat::Q4K,
+            GgmlType::Q5K => BlockFormat::Q5K,
+            GgmlType::Q6K => BlockFormat::Q6K,
+            _ => return None,
+        })
+    }
 }
 
 impl GgufFile {
@@ -36,6 +66,29 @@ impl GgufFile {
     /// 4-/5-bit groups of 32 (Q6_K still comes out dense).
     pub fn load_tensor_exact(&self, info: &TensorInfo) -> Result<GgufTensor> {
         self.load(info, true)
+    }
+
+    /// A 2-D block-quantized tensor as a matrix to keep in its format (`None` for other tensors).
+    pub fn block_rows(&self, info: &TensorInfo) -> Option<BlockRows> {
+        let format = info.ggml_type.block_format()?;
+        match info.shape().as_slice() {
+            &[rows, cols] => Some(BlockRows { format, rows: rows as usize, cols: cols as usize, order: None }),
+            _ => None,
+        }
+    }
+
+    /// Bytes of the matrix `rows` describes, in its row order (borrowed when it keeps the file's).
+    pub fn block_bytes<'a>(&'a self, info: &TensorInfo, rows: &BlockRows) -> std::borrow::Cow<'a, [u8]> {
+        let bytes = self.tensor_bytes(info);
+        match &rows.order {
+            None => std::borrow::Cow::Borrowed(bytes),
+            Some(order) => {
+                let row_bytes = bytes.len() / rows.rows.max(1);
+                std::borrow::Cow::Owned(
+                    order.iter().flat_map(|&r| &bytes[r * row_bytes..(r + 1) * row_bytes]).copied().collect(),
+                )
+            }
+        }
     }
 
     fn load(&self, info: &TensorInfo, k_quants_as_affine: bool) -> Result<GgufTensor> {
