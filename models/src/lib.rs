@@ -11,5 +11,5 @@ pub mod layers;
 pub mod llama;
 pub mod weights;
 
-pub use causal_lm::{CausalLm, Logits};
+pub use causal_lm::{CausalLm, Logits, Prefill, PrefillStep};
 pub use error::{ModelError, Result};
