@@ -79,8 +79,8 @@ pub fn router(engine: Engine, config: &HttpConfig) -> Router {
         .route("/detokenize", post(detokenize))
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
-        .layer(middleware::map_response(openai_shaped_413))
-        .layer(RequestBodyLimitLayer::new(config.body_limit));
+        .layer(RequestBodyLimitLayer::new(config.body_limit))
+        .layer(middleware::map_response(openai_shaped_413));
     if !config.cors_origins.is_empty() {
         let origins = if config.cors_origins.iter().any(|o| o == "*") {
             AllowOrigin::any()
