@@ -42,11 +42,11 @@ impl Test {
         }
     }
 
-    /// Positions the test needs in the cache.
-    pub fn positions(&self) -> usize {
+    /// Positions the test needs in the cache (`None`: more than a `usize` holds).
+    pub fn positions(&self) -> Option<usize> {
         match *self {
-            Test::Prompt { tokens, depth } => depth + tokens,
-            Test::Generate { tokens, depth } => depth + 1 + tokens,
+            Test::Prompt { tokens, depth } => depth.checked_add(tokens),
+            Test::Generate { tokens, depth } => depth.checked_add(1)?.checked_add(tokens),
         }
     }
 }
@@ -105,20 +105,17 @@ pub struct BenchSettings {
 pub fn measure(model: &LoadedModel, test: Test, settings: BenchSettings) -> Result<Measurement, GenerateError> {
     let vocab = model.vocab_size() as i64;
     let context = model.context_length();
-    if test.positions() > context {
-        return Err(GenerateError::PromptTooLong { prompt: test.positions(), context });
-    }
+    let positions = test
+        .positions()
+        .filter(|&positions| positions <= context)
+        .ok_or_else(|| GenerateError::BeyondContext { what: test.name(), context })?;
     let mut rates = Vec::with_capacity(settings.repetitions);
     let mut ttfts = Vec::new();
     memory::reset_peak();
     for run in 0..settings.warmup + settings.repetitions {
         // Fresh ids per run: a repeated prompt could hit caches that real prompts never do.
         let key = random::key(settings.seed.wrapping_add(run as u64))?;
-        let ids: Vec<u32> = random::randint(0, vocab, &[test.positions() as i32], Dtype::I32, Some(&key))?
-            .to_vec::<i32>()?
-            .into_iter()
-            .map(|id| id as u32)
-            .collect();
+        let ids = random_ids(vocab, positions, &key)?;
         let depth = test.depth();
         let mut caches = model.make_caches();
         prefill(model, &ids[..depth], settings.prefill_chunk, &mut caches)?;
@@ -166,6 +163,12 @@ pub fn measure(model: &LoadedModel, test: Test, settings: BenchSettings) -> Resu
     })
 }
 
+/// `count` random token ids below `vocab`.
+fn random_ids(vocab: i64, count: usize, key: &Array) -> Result<Vec<u32>, GenerateError> {
+    let ids = random::randint(0, vocab, &[count as i32], Dtype::I32, Some(key))?;
+    Ok(ids.to_vec::<i32>()?.into_iter().map(|id| id as u32).collect())
+}
+
 /// Feeds `tokens` through the generation core's chunked prefill, evaluating each chunk; returns
 /// the last position's logits.
 fn prefill(
@@ -209,10 +212,15 @@ pub fn decode_breakdown(
     steps: usize,
     settings: BenchSettings,
 ) -> Result<DecodeBreakdown, GenerateError> {
+    if depth >= model.context_length() {
+        return Err(GenerateError::BeyondContext {
+            what: format!("a decode step at depth {depth}"),
+            context: model.context_length(),
+        });
+    }
     let key = random::key(settings.seed)?;
-    let ids = random::randint(0, model.vocab_size() as i64, &[depth as i32 + 1], Dtype::I32, Some(&key))?;
+    let ids = random_ids(model.vocab_size() as i64, depth + 1, &key)?;
     let mut caches = model.make_caches();
-    let ids: Vec<u32> = ids.to_vec::<i32>()?.into_iter().map(|id| id as u32).collect();
     let logits = prefill(model, &ids, settings.prefill_chunk, &mut caches)?.ok_or(GenerateError::EmptyPrompt)?;
     let mut token = logits.argmax(-1, false)?;
     token.eval()?;
@@ -253,7 +261,9 @@ mod tests {
     fn test_names_follow_llama_bench() {
         assert_eq!(Test::Prompt { tokens: 512, depth: 0 }.name(), "pp512");
         assert_eq!(Test::Generate { tokens: 128, depth: 4096 }.name(), "tg128@d4096");
-        assert_eq!(Test::Generate { tokens: 128, depth: 10 }.positions(), 139);
+        assert_eq!(Test::Generate { tokens: 128, depth: 10 }.positions(), Some(139));
+        assert_eq!(Test::Prompt { tokens: 1, depth: usize::MAX }.positions(), None);
+        assert_eq!(Test::Generate { tokens: 0, depth: usize::MAX }.positions(), None);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use mlx_bridge::memory;
+use mlxcel_models::ModelError;
 use mlxcel_models::layers::KvCache;
 use serde::Serialize;
 use thiserror::Error;
@@ -21,10 +22,13 @@ pub enum GenerateError {
     EmptyPrompt,
     #[error("the reused caches do not all hold the {reused} reused prompt tokens")]
     CacheMismatch { reused: usize },
+    /// A benchmark test that needs more positions than the model has.
+    #[error("{what} needs more positions than the model's context of {context}")]
+    BeyondContext { what: String, context: usize },
     #[error(transparent)]
     Sampling(#[from] SamplingError),
     #[error(transparent)]
-    Model(#[from] mlxcel_models::ModelError),
+    Model(#[from] ModelError),
     #[error(transparent)]
     Mlx(#[from] mlx_bridge::Error),
 }

@@ -6,7 +6,7 @@
 
 use mlx_bridge::{Array, Dtype};
 use mlxcel_models::layers::KvCache;
-use mlxcel_models::{Logits, Prefill};
+use mlxcel_models::{Logits, ModelError, Prefill};
 
 use crate::generate::GenerateError;
 use crate::model::LoadedModel;
@@ -21,12 +21,16 @@ pub struct Chosen {
     /// `[1, n]` uint32 ids and `[1, n]` float32 log-probabilities of the `n` most likely tokens,
     /// most likely first.
     pub top: Option<(Array, Array)>,
+    /// `[]` bool: whether the logits held a NaN or an infinity (checked when the choice asks).
+    /// Greedy decoding of NaN logits picks id 0 (often EOS), which would end generation silently.
+    pub non_finite: Option<Array>,
 }
 
 impl Chosen {
     fn arrays(&self) -> Vec<&Array> {
         let mut arrays = vec![&self.token];
         arrays.extend(self.logprob.as_ref());
+        arrays.extend(self.non_finite.as_ref());
         if let Some((ids, logprobs)) = &self.top {
             arrays.extend([ids, logprobs]);
         }
@@ -34,8 +38,15 @@ impl Chosen {
     }
 
     /// Reads the token (and its log-probabilities) back: the step's one wait for the device.
-    fn read(self) -> Result<SampledToken, GenerateError> {
+    /// `position` is the one whose logits it was chosen from.
+    fn read(self, position: usize) -> Result<SampledToken, GenerateError> {
         let id = self.token.item::<u32>()?;
+        // Computed with the token: reading it waits for nothing more.
+        if let Some(non_finite) = self.non_finite
+            && non_finite.item::<bool>()?
+        {
+            return Err(ModelError::NonFiniteLogits { position }.into());
+        }
         let logprob = self.logprob.map(|l| l.item::<f32>()).transpose()?;
         let top_logprobs = match self.top {
             Some((ids, logprobs)) => ids.to_vec::<u32>()?.into_iter().zip(logprobs.to_vec::<f32>()?).collect(),
@@ -73,7 +84,8 @@ pub struct Greedy;
 
 impl TokenChoice for Greedy {
     fn choose(&mut self, logits: &Array, _history: &[u32]) -> Result<Chosen, GenerateError> {
-        Ok(Chosen { token: logits.argmax(-1, false)?.astype(Dtype::U32)?, logprob: None, top: None })
+        let token = logits.argmax(-1, false)?.astype(Dtype::U32)?;
+        Ok(Chosen { token, logprob: None, top: None, non_finite: None })
     }
 }
 
@@ -95,8 +107,9 @@ pub struct Sampled {
 impl TokenChoice for Sampled {
     fn choose(&mut self, logits: &Array, history: &[u32]) -> Result<Chosen, GenerateError> {
         let token = self.sampler.sample(logits, history)?;
+        let non_finite = Some(mlxcel_models::non_finite(logits, &[-1])?);
         let LogprobRequest::Chosen { top } = self.logprobs else {
-            return Ok(Chosen { token, logprob: None, top: None });
+            return Ok(Chosen { token, logprob: None, top: None, non_finite });
         };
         let logprobs = logits.sub(&logits.logsumexp(&[-1], true)?)?;
         let logprob = logprobs.take_along_axis(&token.astype(Dtype::I32)?.reshape(&[1, 1])?, -1)?.reshape(&[1])?;
@@ -112,7 +125,7 @@ impl TokenChoice for Sampled {
         } else {
             None
         };
-        Ok(Chosen { token, logprob: Some(logprob), top })
+        Ok(Chosen { token, logprob: Some(logprob), top, non_finite })
     }
 
     fn needs_history(&self) -> bool {
@@ -128,8 +141,8 @@ pub struct Pipeline<'m, C> {
     /// The prompt and every token read back so far.
     history: Vec<u32>,
     prefill: Prefill,
-    /// The next token, scheduled but perhaps not computed yet.
-    pending: Option<Chosen>,
+    /// The next token, scheduled but perhaps not computed yet, and the position of its logits.
+    pending: Option<(Chosen, usize)>,
     remaining: usize,
     context: usize,
 }
@@ -154,6 +167,7 @@ impl<'m, C: TokenChoice> Pipeline<'m, C> {
         if prompt.len() >= context {
             return Err(GenerateError::PromptTooLong { prompt: prompt.len(), context });
         }
+        model.causal_lm().check_token_ids(prompt)?;
         // At least one prompt token must go through the model for the first token's logits.
         let reused = reused.min(prompt.len() - 1);
         if caches.iter().any(|cache| cache.offset() as usize != reused) {
@@ -186,7 +200,7 @@ impl<'m, C: TokenChoice> Pipeline<'m, C> {
     pub fn prefill_step(&mut self) -> Result<bool, GenerateError> {
         let Some(step) = self.prefill.step(self.model.causal_lm(), &mut self.caches)? else { return Ok(true) };
         if step.last && self.remaining > 0 {
-            self.pending = Some(self.schedule(&step.logits)?);
+            self.pending = Some(self.schedule(&step.logits, self.history.len() - 1)?);
         } else {
             // Only the caches matter here: evaluating the last position's logits computes them.
             step.logits.eval()?;
@@ -203,7 +217,7 @@ impl<'m, C: TokenChoice> Pipeline<'m, C> {
     /// Waits until the scheduled token is computed, without reading it (benchmarks start their
     /// clock after it).
     pub fn wait(&self) -> Result<(), GenerateError> {
-        if let Some(chosen) = &self.pending {
+        if let Some((chosen, _)) = &self.pending {
             for array in chosen.arrays() {
                 array.eval()?;
             }
@@ -216,33 +230,44 @@ impl<'m, C: TokenChoice> Pipeline<'m, C> {
         if self.prefilling() {
             self.prefill_all()?;
         }
-        let Some(chosen) = self.pending.take() else { return Ok(None) };
+        let Some((chosen, position)) = self.pending.take() else { return Ok(None) };
         self.remaining -= 1;
         let needs_history = self.choice.needs_history();
         let room = self.remaining > 0 && self.history.len() + 1 < self.context;
         // Build the next step on the still-lazy token unless the choice must see its value first.
         if room && !needs_history {
-            self.pending = Some(self.decode_step(&chosen.token.astype(Dtype::I32)?.reshape(&[1, 1])?)?);
+            let token = chosen.token.astype(Dtype::I32)?.reshape(&[1, 1])?;
+            self.pending = Some(self.decode_step(&token, self.history.len())?);
         }
-        let token = chosen.read()?;
+        let token = match chosen.read(position) {
+            Ok(token) => token,
+            Err(error) => {
+                // Nothing after a failed token is worth computing.
+                self.pending = None;
+                self.remaining = 0;
+                return Err(error);
+            }
+        };
         self.history.push(token.id);
         if room && needs_history {
-            self.pending = Some(self.decode_step(&Array::from_slice(&[token.id as i32], &[1, 1])?)?);
+            let fed = Array::from_slice(&[token.id as i32], &[1, 1])?;
+            self.pending = Some(self.decode_step(&fed, self.history.len() - 1)?);
         }
         Ok(Some(token))
     }
 
-    fn decode_step(&mut self, token: &Array) -> Result<Chosen, GenerateError> {
+    /// Feeds `token`, the one at `position`, and schedules the choice from its logits.
+    fn decode_step(&mut self, token: &Array, position: usize) -> Result<(Chosen, usize), GenerateError> {
         let logits = self.model.forward_last(token, &mut self.caches)?;
-        self.schedule(&logits)
+        self.schedule(&logits, position)
     }
 
-    /// Chooses from `logits` `[1, 1, vocab]` and starts computing the choice.
-    fn schedule(&mut self, logits: &Array) -> Result<Chosen, GenerateError> {
+    /// Chooses from `logits` `[1, 1, vocab]`, those at `position`, and starts computing the choice.
+    fn schedule(&mut self, logits: &Array, position: usize) -> Result<(Chosen, usize), GenerateError> {
         let logits = logits.reshape(&[1, -1])?.astype(Dtype::F32)?;
         let chosen = self.choice.choose(&logits, &self.history)?;
         mlx_bridge::async_eval(&chosen.arrays())?;
-        Ok(chosen)
+        Ok((chosen, position))
     }
 
     /// The prompt and the tokens read back so far.

@@ -20,6 +20,7 @@ use crate::error::{ModelError, Result};
 use crate::gguf::{self, GgufFile, GgufTensor, KQuants};
 use crate::hardware::DecodePath;
 use crate::layers::{Embedding, KvCache, Linear, RmsNorm, gelu_tanh};
+use crate::validate::{from_json, positive_finite};
 use crate::weights::{QuantizationConfig, WeightStore};
 
 /// How the weights are held and which MLP path runs (from the execution plan).
@@ -148,7 +149,7 @@ impl Config {
     /// From config.json; a multimodal `gemma3` save keeps the text model under `text_config`.
     pub fn from_json(root: &Value) -> std::result::Result<Config, String> {
         let text = root.get("text_config").filter(|t| t.is_object()).unwrap_or(root);
-        let raw: RawConfig = serde_json::from_value(text.clone()).map_err(|e| e.to_string())?;
+        let raw: RawConfig = from_json(text)?;
         if raw.attn_logit_softcapping.is_some() {
             return Err("attn_logit_softcapping is not supported".into());
         }
@@ -247,6 +248,7 @@ impl Config {
             ("num_key_value_heads", self.num_kv_heads),
             ("head_dim", self.head_dim),
             ("sliding_window", self.sliding_window),
+            ("max_position_embeddings", self.max_position_embeddings),
         ];
         if let Some((name, value)) = positive.iter().find(|(_, v)| *v <= 0) {
             return Err(format!("{name} must be positive, got {value}"));
@@ -257,8 +259,15 @@ impl Config {
                 self.num_heads, self.num_kv_heads
             ));
         }
-        if self.query_pre_attn_scalar <= 0.0 {
-            return Err("query_pre_attn_scalar must be positive".into());
+        positive_finite("rms_norm_eps", self.rms_norm_eps)?;
+        positive_finite("query_pre_attn_scalar", self.query_pre_attn_scalar)?;
+        positive_finite("rope_theta", self.rope_full.base)?;
+        positive_finite("rope_local_base_freq", self.rope_sliding.base)?;
+        // The scale is 1 / the linear scaling factor.
+        positive_finite("the RoPE scale of full-attention layers", self.rope_full.scale)?;
+        positive_finite("the RoPE scale of sliding-window layers", self.rope_sliding.scale)?;
+        if let Some(cap) = self.final_logit_softcapping {
+            positive_finite("final_logit_softcapping", cap)?;
         }
         Ok(())
     }
@@ -612,6 +621,14 @@ mod tests {
             (json!({"num_key_value_heads": 3}), "num_key_value_heads"),
             (json!({"rope_scaling": {"rope_type": "yarn"}}), "yarn"),
             (json!({"hidden_size": "wide"}), "invalid type"),
+            // Values that make NaN by construction; 1e39 overflows float32 to infinity.
+            (json!({"rms_norm_eps": 0.0}), "rms_norm_eps"),
+            (json!({"rms_norm_eps": 1e39}), "rms_norm_eps"),
+            (json!({"rope_theta": -1.0}), "rope_theta"),
+            (json!({"rope_local_base_freq": 0}), "rope_local_base_freq"),
+            (json!({"rope_scaling": {"rope_type": "linear", "factor": 0.0}}), "RoPE scale"),
+            (json!({"query_pre_attn_scalar": 1e39}), "query_pre_attn_scalar"),
+            (json!({"final_logit_softcapping": 0.0}), "final_logit_softcapping"),
         ] {
             let message = Config::from_json(&config).unwrap_err();
             assert!(message.contains(needle), "{message}");

@@ -9,7 +9,8 @@ pub mod gguf;
 pub mod hardware;
 pub mod layers;
 pub mod llama;
+mod validate;
 pub mod weights;
 
-pub use causal_lm::{CausalLm, Logits, Prefill, PrefillStep};
+pub use causal_lm::{CausalLm, Logits, Prefill, PrefillStep, non_finite};
 pub use error::{ModelError, Result};

@@ -16,6 +16,7 @@ use crate::causal_lm::{CausalLm, Logits, check_step, select_positions};
 use crate::error::{ModelError, Result};
 use crate::gguf::{self, GgufFile, GgufTensor, KQuants};
 use crate::layers::{Embedding, KvCache, Linear, RmsNorm};
+use crate::validate::{from_json, positive_finite};
 use crate::weights::{QuantizationConfig, WeightStore};
 
 /// How the weights are held (from the execution plan and the load options).
@@ -82,7 +83,7 @@ impl Config {
     pub const MODEL_TYPES: [&'static str; 2] = ["llama", "mistral"];
 
     pub fn from_json(root: &Value) -> std::result::Result<Config, String> {
-        let config: Config = serde_json::from_value(root.clone()).map_err(|e| e.to_string())?;
+        let config: Config = from_json(root)?;
         config.validate()?;
         Ok(config)
     }
@@ -137,6 +138,7 @@ impl Config {
             ("num_attention_heads", self.num_attention_heads),
             ("num_key_value_heads", self.kv_heads()),
             ("head_dim", self.head_dim()),
+            ("max_position_embeddings", self.max_position_embeddings),
         ];
         if let Some((name, value)) = positive.iter().find(|(_, v)| *v <= 0) {
             return Err(format!("{name} must be positive, got {value}"));
@@ -151,6 +153,7 @@ impl Config {
         if self.head_dim() % 2 != 0 {
             return Err(format!("head_dim {} must be even for RoPE", self.head_dim()));
         }
+        positive_finite("rms_norm_eps", self.rms_norm_eps)?;
         self.rope().map(|_| ())
     }
 
@@ -181,6 +184,7 @@ impl Config {
             .map(|v| v as f32)
             .or(self.rope_theta)
             .unwrap_or(10_000.0);
+        positive_finite("rope_theta", base)?;
         let mut spec = RopeSpec { base, scale: 1.0, periods: None };
         let Some(scaling) = scaling else { return Ok(spec) };
         let kind = scaling.get("rope_type").or_else(|| scaling.get("type")).and_then(Value::as_str);
@@ -189,6 +193,7 @@ impl Config {
             "default" => {}
             "linear" => {
                 let factor = number("factor").ok_or("linear RoPE scaling needs a factor")?;
+                positive_finite("RoPE scaling factor", factor as f32)?;
                 spec.scale = (1.0 / factor) as f32;
             }
             "llama3" => {
@@ -545,6 +550,20 @@ mod tests {
         let mut bad = base.clone();
         bad["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
         assert!(Config::from_json(&bad).unwrap_err().contains("yarn"));
+        for (field, value, needle) in [
+            ("rms_norm_eps", serde_json::json!(0.0), "rms_norm_eps"),
+            ("rms_norm_eps", serde_json::json!(-1e-5), "rms_norm_eps"),
+            ("rope_theta", serde_json::json!(0.0), "rope_theta"),
+            // 1e39 overflows float32 to infinity.
+            ("rope_theta", serde_json::json!(1e39), "rope_theta"),
+            ("rope_parameters", serde_json::json!({"rope_type": "default", "rope_theta": -5.0}), "rope_theta"),
+            ("rope_scaling", serde_json::json!({"rope_type": "linear", "factor": 0.0}), "factor"),
+        ] {
+            let mut bad = base.clone();
+            bad[field] = value;
+            let message = Config::from_json(&bad).unwrap_err();
+            assert!(message.contains(needle) && message.contains("positive finite"), "{field}: {message}");
+        }
         let mut bad = base;
         bad.as_object_mut().unwrap().remove("hidden_size");
         assert!(Config::from_json(&bad).unwrap_err().contains("hidden_size"));

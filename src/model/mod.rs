@@ -31,10 +31,17 @@ pub enum LoadError {
     Unsupported { path: PathBuf, found: String },
     #[error("{}: unsupported GGUF architecture {found:?}; supported: {}", path.display(), GGUF_SUPPORTED.join(", "))]
     UnsupportedGguf { path: PathBuf, found: String },
-    #[error("{}: {source}", path.display())]
-    Gguf { path: PathBuf, source: mlxcel_models::gguf::GgufError },
-    #[error("{}: {source}", path.display())]
-    Model { path: PathBuf, source: mlxcel_models::ModelError },
+    #[error("{}", located(path, error))]
+    Gguf { path: PathBuf, error: mlxcel_models::gguf::GgufError },
+    #[error("{}", located(path, error))]
+    Model { path: PathBuf, error: mlxcel_models::ModelError },
+}
+
+/// `error` at `path`, the path said once: an error that names its own file (a config.json inside
+/// the folder, the GGUF itself) is not prefixed with it again.
+fn located(path: &Path, error: &dyn std::fmt::Display) -> String {
+    let (path, message) = (path.display().to_string(), error.to_string());
+    if message.contains(&path) { message } else { format!("{path}: {message}") }
 }
 
 /// The config.json `model_type` values this build can load.
@@ -120,7 +127,12 @@ impl CheckpointConfig {
             .map_err(|e| LoadError::BadConfig { path: path.clone(), message: e.to_string() })?;
         let root: Value = serde_json::from_str(&text)
             .map_err(|e| LoadError::BadConfig { path: path.clone(), message: format!("invalid JSON: {e}") })?;
-        let model_type = root.get("model_type").and_then(Value::as_str).unwrap_or("").to_string();
+        // A model_type that is not a string is shown as the JSON it is.
+        let model_type = match root.get("model_type") {
+            Some(Value::String(name)) => name.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
         Ok(CheckpointConfig { path, root, model_type })
     }
 
@@ -130,7 +142,7 @@ impl CheckpointConfig {
 }
 
 pub(crate) fn open_gguf(path: &Path) -> Result<GgufFile, LoadError> {
-    GgufFile::open(path).map_err(|source| LoadError::Gguf { path: path.to_path_buf(), source })
+    GgufFile::open(path).map_err(|error| LoadError::Gguf { path: path.to_path_buf(), error })
 }
 
 /// `general.architecture` of a GGUF file.
@@ -156,7 +168,7 @@ impl LoadedModel {
     fn load_folder(dir: &Path, plan: &ExecutionPlan, k_quants: KQuants) -> Result<Self, LoadError> {
         let checkpoint = CheckpointConfig::read(dir)?;
         let config = &checkpoint.root;
-        let model_error = |source| LoadError::Model { path: dir.to_path_buf(), source };
+        let model_error = |error| LoadError::Model { path: dir.to_path_buf(), error };
         let (model, architecture): (Box<dyn CausalLm>, _) = match checkpoint.model_type.as_str() {
             "gemma3n" | "gemma3n_text" => {
                 let options = gemma3n::LoadOptions {
@@ -182,7 +194,7 @@ impl LoadedModel {
 
     fn load_gguf(path: &Path, plan: &ExecutionPlan, k_quants: KQuants) -> Result<Self, LoadError> {
         let file = open_gguf(path)?;
-        let model_error = |source| LoadError::Model { path: path.to_path_buf(), source };
+        let model_error = |error| LoadError::Model { path: path.to_path_buf(), error };
         let (model, architecture): (Box<dyn CausalLm>, _) = match gguf_architecture(&file).as_str() {
             "llama" => {
                 (Box::new(Llama::load_gguf(&file, llama_options(plan, k_quants)).map_err(model_error)?), "llama")
