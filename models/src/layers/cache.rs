@@ -218,6 +218,29 @@ impl KvCache {
         Ok(AttentionInputs { keys: full_k, values: full_v, mask })
     }
 
+    /// The stored keys and values in temporal order (`[B, H, n, D]`: every position for full
+    /// attention, the last `window` for a sliding cache), or `None` before the first update.
+    pub fn entries(&self) -> Result<Option<(Array, Array)>> {
+        Ok(self.temporal(&self.keys)?.zip(self.temporal(&self.values)?))
+    }
+
+    /// A cache holding `keys`/`values` (`[B, H, n, D]`, temporal order) as the last `n` of
+    /// `offset` positions: what [`KvCache::entries`] gave, for a sliding cache at most `window`.
+    pub fn from_entries(window: Option<i32>, keys: Array, values: Array, offset: i32) -> Result<Self> {
+        let len = keys.dim(2)?;
+        let kind = match window {
+            None if len == offset => Kind::Growing,
+            Some(window) if len == offset.min(window) => Kind::Sliding { window },
+            _ => {
+                return Err(ModelError::Input(format!(
+                    "{len} cache entries cannot be the last of {offset} positions{}",
+                    window.map_or(String::new(), |w| format!(" in a window of {w}"))
+                )));
+            }
+        };
+        Ok(KvCache { kind, keys: Some(keys), values: Some(values), offset, len, head: 0 })
+    }
+
     /// The valid entries of a buffer in temporal order.
     fn temporal(&self, buffer: &Option<Array>) -> Result<Option<Array>> {
         let Some(buffer) = buffer else { return Ok(None) };
@@ -231,7 +254,7 @@ impl KvCache {
 }
 
 /// A zeroed buffer of `capacity` positions shaped like `like`, holding the first `keep` entries of `old`.
-fn grow(old: Option<Array>, like: &Array, capacity: i32, keep: i32) -> Result<Array> {
+pub(crate) fn grow(old: Option<Array>, like: &Array, capacity: i32, keep: i32) -> Result<Array> {
     let mut shape = like.shape();
     shape[2] = capacity;
     let buffer = Array::zeros(&shape, like.dtype())?;
@@ -242,7 +265,7 @@ fn grow(old: Option<Array>, like: &Array, capacity: i32, keep: i32) -> Result<Ar
 }
 
 /// `buffer[:, :, at:at+L] = update`.
-fn write(buffer: &Array, update: &Array, at: i32) -> Result<Array> {
+pub(crate) fn write(buffer: &Array, update: &Array, at: i32) -> Result<Array> {
     let shape = update.shape();
     let start = [0, 0, at, 0];
     let stop = [shape[0], shape[1], at + shape[2], shape[3]];
