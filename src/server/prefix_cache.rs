@@ -111,10 +111,12 @@ impl PrefixCache {
             return;
         }
         self.entries.retain(|entry| {
-            let keep = !(entry.tokens.len() <= tokens.len()
-                && tokens[..entry.tokens.len()] == *entry.tokens
-                && !sliding
-                && !entry.sliding);
+            // A full-attention entry that the new one extends serves nothing the new one cannot.
+            let superseded = !sliding
+                && !entry.sliding
+                && entry.tokens.len() <= tokens.len()
+                && tokens[..entry.tokens.len()] == *entry.tokens;
+            let keep = !superseded;
             if !keep {
                 self.bytes -= entry.bytes;
             }
