@@ -79,10 +79,12 @@ fn llama_gguf_matches_transformers_gguf_loader() {
     let dir = fixture("llama-tiny");
     let reference = reference(&dir);
     let file = GgufFile::open(&dir.join("tiny.gguf")).unwrap();
-    for dequantize in [false, true] {
-        let model = Llama::load_gguf(&file, llama_options(false, dequantize)).unwrap();
+    for (dequantize, k_quants) in [(false, KQuants::Exact), (false, KQuants::Dequantize), (true, KQuants::Exact)] {
+        let model =
+            Llama::load_gguf(&file, llama::LoadOptions { k_quants, ..llama_options(false, dequantize) }).unwrap();
         assert!(model.config().tie_word_embeddings.eq(&false), "the file has an output tensor");
-        assert_matches(&model, &reference.prompt, &reference.logits["gguf"], &format!("dequantize {dequantize}"));
+        let what = format!("dequantize {dequantize}, K-quants {k_quants:?}");
+        assert_matches(&model, &reference.prompt, &reference.logits["gguf"], &what);
     }
 }
 
@@ -109,9 +111,12 @@ fn gemma3_gguf_matches_transformers_gguf_loader() {
     let dir = fixture("gemma3-tiny");
     let reference = reference(&dir);
     let file = GgufFile::open(&dir.join("tiny.gguf")).unwrap();
-    let model = Gemma3::load_gguf(&file, gemma3_options(DecodePath::Fused, false)).unwrap();
-    assert_eq!(model.config().layer_kinds.iter().filter(|k| **k == gemma3::LayerKind::Full).count(), 1);
-    assert_matches(&model, &reference.prompt, &reference.logits["gguf"], "gguf");
+    for k_quants in [KQuants::Exact, KQuants::Dequantize] {
+        let options = gemma3::LoadOptions { k_quants, ..gemma3_options(DecodePath::Fused, false) };
+        let model = Gemma3::load_gguf(&file, options).unwrap();
+        assert_eq!(model.config().layer_kinds.iter().filter(|k| **k == gemma3::LayerKind::Full).count(), 1);
+        assert_matches(&model, &reference.prompt, &reference.logits["gguf"], &format!("K-quants {k_quants:?}"));
+    }
 }
 
 #[test]

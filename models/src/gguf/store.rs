@@ -1,8 +1,8 @@
 //! A GGUF file's tensors as a [`WeightStore`], under the model's own tensor names.
 //!
 //! Exactly-mappable types stay quantized (their MLX affine spec is recorded per module, since a
-//! GGUF mixes 4-, 5- and 8-bit tensors); the K types are dequantized, or requantized to MLX affine
-//! when [`KQuants::Requantize`] asks for it.
+//! GGUF mixes 4-, 5- and 8-bit tensors): Q8_0, Q4_0/1, Q5_0/1 and, by default, Q4_K and Q5_K.
+//! [`KQuants`] says what happens to the K types.
 
 use std::collections::HashMap;
 
@@ -13,12 +13,15 @@ use super::{GgmlType, GgufFile, GgufTensor};
 use crate::error::{ModelError, Result};
 use crate::weights::{QuantizationConfig, Rename, WeightStore};
 
-/// What to do with K-quant tensors (Q4_K, Q5_K, Q6_K), whose two-level scales MLX's affine
-/// quantization cannot express exactly.
+/// What to do with K-quant tensors (Q4_K, Q5_K, Q6_K) on the MLX path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KQuants {
-    /// Decode to dense weights: exactly the file's values, at 4-8x the memory of the file.
+    /// Q4_K and Q5_K stay quantized as exact MLX affine 4-/5-bit groups of 32 (their 32-value
+    /// sub-blocks are affine groups); Q6_K, whose 16-value sub-blocks MLX has no group size for,
+    /// is decoded to dense weights.
     #[default]
+    Exact,
+    /// Decode every K type to dense weights: the file's values, at 4-8x its memory.
     Dequantize,
     /// Decode, then quantize again with MLX's affine scheme: close to the file's size, but a
     /// second rounding on top of the file's own.
@@ -26,9 +29,11 @@ pub enum KQuants {
 }
 
 impl KQuants {
-    /// `dequantize`, `q8` or `q4` (MLX affine, group 32, matching the exact GGUF types' groups).
+    /// `exact`, `dequantize`, `q8` or `q4` (MLX affine, group 32, matching the exact GGUF types'
+    /// groups).
     pub fn parse(name: &str) -> Option<KQuants> {
         match name {
+            "exact" => Some(KQuants::Exact),
             "dequantize" | "dense" => Some(KQuants::Dequantize),
             "q8" => QuantSpec::affine(32, 8).ok().map(KQuants::Requantize),
             "q4" => QuantSpec::affine(32, 4).ok().map(KQuants::Requantize),
@@ -53,9 +58,9 @@ pub fn weight_store(
     let mut specs: HashMap<String, Option<QuantSpec>> = HashMap::new();
     for info in &file.header().tensors {
         let Some(name) = rename(&info.name) else { continue };
-        let tensor = file
-            .load_tensor(info)
-            .map_err(|e| ModelError::Weights(format!("{}: tensor {}: {e}", file.path().display(), info.name)))?;
+        let loaded = if k_quants == KQuants::Exact { file.load_tensor_exact(info) } else { file.load_tensor(info) };
+        let tensor =
+            loaded.map_err(|e| ModelError::Weights(format!("{}: tensor {}: {e}", file.path().display(), info.name)))?;
         let is_k_quant = matches!(info.ggml_type, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K);
         let tensor = match (tensor, k_quants) {
             (GgufTensor::Dense(dense), KQuants::Requantize(spec)) if is_k_quant && dense.ndim() == 2 => {

@@ -7,8 +7,11 @@
 //! - Q4_1 / Q5_1: `w = d * q + m`           →  scale `d`, bias `m`.
 //!
 //! Scales and biases are widened to float32, where `d * q + bias` is exact for these ranges.
-//! The K types (Q4_K, Q5_K, Q6_K) have two-level scales that affine groups cannot express; they
-//! are dequantized to float32 here (`kquants.rs`), following ggml's reference decoder.
+//! Q4_K and Q5_K map exactly too ([`GgufFile::load_tensor_exact`]): each 32-value sub-block has
+//! `w = (d * sc) q - (dmin * m)` with 6-bit `sc`, `m`, so scale `d * sc` and bias `-dmin * m` are
+//! exact float32 products. Q6_K's 16-value sub-blocks have no affine group size in MLX; it is
+//! dequantized to float32 (`kquants.rs`, following ggml's reference decoder), as are the K types
+//! by [`GgufFile::load_tensor`].
 
 use mlx_bridge::quant::{QuantMode, QuantSpec, Quantized};
 use mlx_bridge::{Array, Dtype};
@@ -23,8 +26,19 @@ pub enum GgufTensor {
 }
 
 impl GgufFile {
-    /// Loads `info`'s tensor (row-major shape: GGUF's dims reversed).
+    /// Loads `info`'s tensor (row-major shape: GGUF's dims reversed); K-quant tensors come out
+    /// dense.
     pub fn load_tensor(&self, info: &TensorInfo) -> Result<GgufTensor> {
+        self.load(info, false)
+    }
+
+    /// Like [`GgufFile::load_tensor`], keeping Q4_K and Q5_K quantized as exact MLX affine
+    /// 4-/5-bit groups of 32 (Q6_K still comes out dense).
+    pub fn load_tensor_exact(&self, info: &TensorInfo) -> Result<GgufTensor> {
+        self.load(info, true)
+    }
+
+    fn load(&self, info: &TensorInfo, k_quants_as_affine: bool) -> Result<GgufTensor> {
         let bytes = self.tensor_bytes(info);
         let shape = info.shape().iter().map(|&d| i32::try_from(d)).collect::<std::result::Result<Vec<i32>, _>>();
         let shape = shape.map_err(|_| GgufError::Invalid(format!("tensor {} is too large", info.name)))?;
@@ -38,6 +52,11 @@ impl GgufFile {
             GgmlType::Q4_1 => affine(bytes, &shape, Block::Q4_1),
             GgmlType::Q5_0 => affine(bytes, &shape, Block::Q5_0),
             GgmlType::Q5_1 => affine(bytes, &shape, Block::Q5_1),
+            GgmlType::Q4K | GgmlType::Q5K if k_quants_as_affine => {
+                let bits = if info.ggml_type == GgmlType::Q4K { 4 } else { 5 };
+                let groups = super::kquants::affine_groups(info.ggml_type, bytes);
+                pack_affine(&shape, bits, groups)
+            }
             GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
                 let values = super::kquants::dequantize(info.ggml_type, bytes);
                 Ok(GgufTensor::Dense(Array::from_slice(&values, &shape)?))
@@ -123,16 +142,29 @@ impl Block {
 }
 
 fn affine(bytes: &[u8], shape: &[i32], block: Block) -> Result<GgufTensor> {
+    let groups = bytes.chunks_exact(block.bytes()).map(|raw| {
+        let mut codes = [0u8; GROUP];
+        let (scale, bias) = block.decode(raw, &mut codes);
+        AffineGroup { codes, scale, bias }
+    });
+    pack_affine(shape, block.bits(), groups)
+}
+
+/// One group of 32 values as `scale * code + bias`, codes unsigned.
+pub(super) struct AffineGroup {
+    pub codes: [u8; GROUP],
+    pub scale: f32,
+    pub bias: f32,
+}
+
+/// Packs row-major groups (every row holds a whole number of them) into MLX's affine layout.
+fn pack_affine(shape: &[i32], bits: usize, groups: impl Iterator<Item = AffineGroup>) -> Result<GgufTensor> {
     let cols = *shape.last().expect("tensors have at least one dimension") as usize;
     let elements: usize = shape.iter().map(|&d| d as usize).product();
-    let groups = elements / GROUP;
-    let bits = block.bits();
     let mut words = vec![0u32; elements * bits / 32];
-    let mut scales = Vec::with_capacity(groups);
-    let mut biases = Vec::with_capacity(groups);
-    let mut codes = [0u8; GROUP];
-    for (g, raw) in bytes.chunks_exact(block.bytes()).enumerate() {
-        let (scale, bias) = block.decode(raw, &mut codes);
+    let mut scales = Vec::with_capacity(elements / GROUP);
+    let mut biases = Vec::with_capacity(elements / GROUP);
+    for (g, AffineGroup { codes, scale, bias }) in groups.enumerate() {
         scales.push(scale);
         biases.push(bias);
         // MLX packs element i of a row at bit `i * bits` of the row's little-endian u32 stream;
