@@ -12,5 +12,5 @@ pub mod llama;
 mod validate;
 pub mod weights;
 
-pub use causal_lm::{CausalLm, Logits, non_finite};
+pub use causal_lm::{CausalLm, Logits, Prefill, PrefillStep, non_finite};
 pub use error::{ModelError, Result};
