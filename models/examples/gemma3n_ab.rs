@@ -13,11 +13,11 @@ use std::time::Instant;
 
 use mlx_bridge::quant::QuantSpec;
 use mlx_bridge::{Array, Dtype, random};
-use mlxcel_models::weights::QuantizedWeights;
 use mlxcel_models::CausalLm;
 use mlxcel_models::gemma3n::{Gemma3n, LoadOptions, random as shapes};
 use mlxcel_models::hardware::DecodePath;
 use mlxcel_models::weights::QuantizationConfig;
+use mlxcel_models::weights::QuantizedWeights;
 
 struct Args {
     shape: String,
@@ -93,8 +93,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pretranspose_options: &[bool] = if args.bits > 0 { &[false] } else { &[false, true] };
     let mut models = Vec::new();
     for &pretranspose in pretranspose_options {
-        let options =
-            LoadOptions { dtype: args.dtype, decode_path: DecodePath::Fused, pretranspose, quantized: QuantizedWeights::Mlx };
+        let options = LoadOptions {
+            dtype: args.dtype,
+            decode_path: DecodePath::Fused,
+            pretranspose,
+            quantized: QuantizedWeights::Mlx,
+        };
         models.push((
             pretranspose,
             Gemma3n::from_arrays(config.clone(), weights.clone(), quantization.clone(), options)?,

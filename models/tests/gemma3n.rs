@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use mlx_bridge::io::{SafeTensors, save_safetensors};
 use mlx_bridge::{Array, Dtype};
-use mlxcel_models::weights::QuantizedWeights;
 use mlxcel_models::gemma3n::{Gemma3n, LoadOptions};
 use mlxcel_models::hardware::DecodePath;
+use mlxcel_models::weights::QuantizedWeights;
 use mlxcel_models::{CausalLm, ModelError};
 use serde_json::Value;
 

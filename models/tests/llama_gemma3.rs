@@ -29,8 +29,11 @@ const BLOCK_RELATIVE_TOLERANCE: f32 = 0.03;
 
 /// The representations quantized weights can be held in, with the relative tolerance each is held
 /// to (0 = the float32 `TOLERANCE`).
-const REPRESENTATIONS: [(QuantizedWeights, f32); 3] =
-    [(QuantizedWeights::Mlx, 0.0), (QuantizedWeights::Dense, 0.0), (QuantizedWeights::Blocks, BLOCK_RELATIVE_TOLERANCE)];
+const REPRESENTATIONS: [(QuantizedWeights, f32); 3] = [
+    (QuantizedWeights::Mlx, 0.0),
+    (QuantizedWeights::Dense, 0.0),
+    (QuantizedWeights::Blocks, BLOCK_RELATIVE_TOLERANCE),
+];
 
 fn llama_options(pretranspose: bool, quantized: QuantizedWeights) -> llama::LoadOptions {
     llama::LoadOptions { dtype: Dtype::F32, pretranspose, quantized, k_quants: KQuants::Dequantize }

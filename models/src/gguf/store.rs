@@ -62,8 +62,9 @@ pub fn weight_store(
     let mut arrays = HashMap::new();
     let mut blocks = HashMap::new();
     let mut specs: HashMap<String, Option<QuantSpec>> = HashMap::new();
-    let tensor_error =
-        |name: &str, e: &dyn std::fmt::Display| ModelError::Weights(format!("{}: tensor {name}: {e}", file.path().display()));
+    let tensor_error = |name: &str, e: &dyn std::fmt::Display| {
+        ModelError::Weights(format!("{}: tensor {name}: {e}", file.path().display()))
+    };
     for info in &file.header().tensors {
         let Some(name) = rename(&info.name) else { continue };
         let block_rows = file.block_rows(info).filter(|_| quantized == QuantizedWeights::Blocks);
