@@ -132,8 +132,15 @@ fn gemma3_270m_logits_on_the_cpu_block_kernels_stay_within_activation_rounding()
     let plan = plan_for(&float32()).unwrap();
     let plan = mlxcel_models::hardware::ExecutionPlan { dequantize: false, cpu_kernels: true, ..plan };
     let (worst, relative) = gemma3_270m_logit_differences(&plan, KQuants::Exact);
-    eprintln!("block kernels: worst top-k / logsumexp difference {worst} ({:.2}% of the largest logit)", relative * 100.0);
-    assert!(relative <= BLOCK_RELATIVE_TOLERANCE, "worst difference {worst}, {:.2}% of the largest logit", relative * 100.0);
+    eprintln!(
+        "block kernels: worst top-k / logsumexp difference {worst} ({:.2}% of the largest logit)",
+        relative * 100.0
+    );
+    assert!(
+        relative <= BLOCK_RELATIVE_TOLERANCE,
+        "worst difference {worst}, {:.2}% of the largest logit",
+        relative * 100.0
+    );
 }
 
 #[test]
