@@ -338,6 +338,13 @@ fn half_precision_inputs_are_widened_and_the_op_is_lazy() {
         let widened = w.matmul_t(&narrow.astype(Dtype::F32).unwrap()).unwrap();
         assert_eq!(bits(&y.to_vec().unwrap()), bits(&widened.to_vec().unwrap()), "{dtype}");
     }
+    // A vector in gives a vector out; an empty batch gives an empty result.
+    let v = Array::from_slice(&activations(1, case.cols, 78), &[case.cols as i32]).unwrap();
+    assert_eq!(w.matmul_t(&v).unwrap().shape(), vec![case.rows as i32]);
+    let empty = Array::zeros(&[0, case.cols as i32], Dtype::F32).unwrap();
+    let y = w.matmul_t(&empty).unwrap();
+    assert_eq!(y.shape(), vec![0, case.rows as i32]);
+    assert!(y.to_vec::<f32>().unwrap().is_empty());
     // Nothing runs until evaluation, and the result composes with ordinary ops.
     let y = w.matmul_t(&x).unwrap().add_scalar(1.0).unwrap();
     assert!(mlx_bridge::pending_graph_nodes(&[&y]) >= 2);

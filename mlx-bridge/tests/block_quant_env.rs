@@ -11,7 +11,7 @@ const CHILD: &str = "MLXCEL_TEST_ISA_CHILD";
 /// One Q8_0 block: d = 1 (f16 0x3c00), codes 0..31, so x = ones gives 496.
 fn product() -> mlx_bridge::Result<f32> {
     let mut bytes = vec![0x00, 0x3c];
-    bytes.extend((0..32u8).map(|q| q));
+    bytes.extend(0..32u8);
     let w = BlockMatrix::from_gguf("env.q8", BlockFormat::Q8_0, &bytes, 1, 32)?;
     w.matmul_t(&Array::from_slice(&[1.0f32; 32], &[1, 32])?)?.item::<f32>()
 }
