@@ -2,7 +2,8 @@
 //! OpenBLAS sgemm.
 //!
 //!   cargo run --release -p mlx-bridge --example block_gemv_bench -- [--json PATH] [--isa avx2,avx512vnni]
-//!       [--formats Q4_0,Q6_K,...] [--threads 1,2] [--quick]
+//!       [--formats Q4_0,Q6_K,...] [--threads 1,2] [--quick] [--gemv-only | --gemm-only]
+//!   OPENBLAS_CORETYPE=Haswell ... --isa avx2 --gemm-only   # how an AVX2-only machine compares
 //!
 //! GEMV (M = 1): weight bytes streamed per second, as the format stores them, for the shapes of
 //! SmolLM2-135M and Gemma 3 270M, and that rate as a percentage of a STREAM-style copy
@@ -179,6 +180,8 @@ struct Args {
     formats: Vec<BlockFormat>,
     threads: Vec<usize>,
     quick: bool,
+    gemv: bool,
+    gemm: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -188,6 +191,8 @@ fn parse_args() -> Res<Args> {
         formats: all_formats(),
         threads: vec![1, 2],
         quick: false,
+        gemv: true,
+        gemm: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -212,6 +217,8 @@ fn parse_args() -> Res<Args> {
             }
             "--threads" => args.threads = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
             "--quick" => args.quick = true,
+            "--gemv-only" => args.gemm = false,
+            "--gemm-only" => args.gemv = false,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -246,7 +253,7 @@ fn main() -> Res<()> {
 
     let mut gemv = Vec::new();
     println!("\nGEMV M=1: GB/s of stored weight bytes (% of copy bandwidth), best of runs");
-    for &format in &args.formats {
+    for &format in args.formats.iter().filter(|_| args.gemv) {
         for &(rows, cols) in &GEMV_SHAPES {
             if cols % format.block_len() != 0 {
                 continue;
@@ -282,7 +289,7 @@ fn main() -> Res<()> {
     let threads = *args.threads.iter().max().unwrap_or(&2);
     block_quant::set_num_threads(threads)?;
     println!("\nGEMM M={GEMM_M}, {threads} threads: GFLOP/s vs fp32 sgemm through MLX");
-    for &(rows, cols) in &GEMM_SHAPES {
+    for &(rows, cols) in GEMM_SHAPES.iter().filter(|_| args.gemm) {
         let key = random::key(7)?;
         let x = random::normal(&[GEMM_M as i32, cols as i32], Dtype::F32, 0.0, 1.0, Some(&key))?;
         let wd = random::normal(&[rows as i32, cols as i32], Dtype::F32, 0.0, 0.05, Some(&key))?.t()?.contiguous()?;
