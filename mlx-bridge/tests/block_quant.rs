@@ -147,6 +147,23 @@ fn for_each_isa(mut f: impl FnMut(Isa)) {
 }
 
 #[test]
+fn formats_map_from_ggml_type_ids() {
+    // ggml.h: Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14.
+    let ids =
+        [(2, "Q4_0"), (3, "Q4_1"), (6, "Q5_0"), (7, "Q5_1"), (8, "Q8_0"), (12, "Q4_K"), (13, "Q5_K"), (14, "Q6_K")];
+    for (id, name) in ids {
+        assert_eq!(BlockFormat::from_ggml_type(id).map(BlockFormat::name), Some(name));
+    }
+    for id in [0, 1, 9, 10, 11, 15, 30] {
+        assert_eq!(BlockFormat::from_ggml_type(id), None, "type {id}");
+    }
+    for f in BlockFormat::GGUF {
+        assert_eq!(f.block_len() % 32, 0);
+        assert!(f.block_bytes() > f.block_len() / 2);
+    }
+}
+
+#[test]
 fn fixtures_cover_every_gguf_format_and_stay_small() {
     let cases = cases();
     for format in BlockFormat::GGUF {

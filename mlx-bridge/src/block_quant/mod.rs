@@ -113,6 +113,22 @@ impl BlockFormat {
         BlockFormat::Q6K,
     ];
 
+    /// The format of a GGUF tensor from its `ggml_type` id (`GGML_TYPE_Q4_0` = 2, ...), if it is
+    /// one of the block formats read here.
+    pub fn from_ggml_type(id: u32) -> Option<BlockFormat> {
+        Some(match id {
+            2 => BlockFormat::Q4_0,
+            3 => BlockFormat::Q4_1,
+            6 => BlockFormat::Q5_0,
+            7 => BlockFormat::Q5_1,
+            8 => BlockFormat::Q8_0,
+            12 => BlockFormat::Q4K,
+            13 => BlockFormat::Q5K,
+            14 => BlockFormat::Q6K,
+            _ => return None,
+        })
+    }
+
     /// The C++ `bq::Fmt` value.
     fn code(self) -> u8 {
         match self {
