@@ -295,6 +295,17 @@ fn thread_counts_give_identical_results() {
     let a = BlockMatrix::from_affine("threads.a", &q).unwrap();
     let case = cases().into_iter().find(|c| c.format == BlockFormat::Q6K && c.rows == 17).unwrap();
     let b = matrix(&case);
+    // Dequantizing 200 rows is shared out in chunks of 64 rows.
+    let values = bits(&mlx_values(&q));
+    for threads in [1, 2, 3] {
+        block_quant::set_num_threads(threads).unwrap();
+        assert!(bits(&a.dequantize().unwrap().to_vec().unwrap()) == values, "dequantize, {threads} threads");
+        let ids: Vec<i32> = (0..150).map(|i| (i * 37 % 200) as i32).collect();
+        let rows: Vec<u32> =
+            ids.iter().flat_map(|&r| values[r as usize * 256..(r as usize + 1) * 256].to_vec()).collect();
+        let got = a.gather_rows(&Array::from_slice(&ids, &[150]).unwrap()).unwrap();
+        assert!(bits(&got.to_vec().unwrap()) == rows, "gather_rows, {threads} threads");
+    }
     for_each_isa(|isa| {
         for m in [1, 9, 64] {
             let xa = Array::from_slice(&activations(m, 256, 3), &[m as i32, 256]).unwrap();

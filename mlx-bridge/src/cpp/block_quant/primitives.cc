@@ -185,6 +185,31 @@ class BlockMatmul : public mx::Primitive {
   std::vector<MatSpec> specs_;
 };
 
+struct RowsJob {
+  const MatView* w;
+  const std::int32_t* ids;
+  std::size_t n;
+  float* y;
+  std::size_t per;
+};
+
+void run_rows_chunk(void* p, int k) {
+  const auto& job = *static_cast<const RowsJob*>(p);
+  const std::size_t r0 = static_cast<std::size_t>(k) * job.per;
+  const std::size_t r1 = r0 + job.per < job.n ? r0 + job.per : job.n;
+  if (job.ids != nullptr) {
+    dequantize_rows(*job.w, job.ids + r0, r1 - r0, job.y + r0 * job.w->cols);
+  } else {
+    // Every row in order: rows r0.. are ids r0..
+    std::int32_t ids[64];
+    for (std::size_t i = r0; i < r1; i += 64) {
+      const std::size_t m = r1 - i < 64 ? r1 - i : 64;
+      for (std::size_t j = 0; j < m; ++j) ids[j] = static_cast<std::int32_t>(i + j);
+      dequantize_rows(*job.w, ids, m, job.y + i * job.w->cols);
+    }
+  }
+}
+
 // Rows of one matrix as floats: a gather by ids, or every row (dequantize) when there are none.
 class BlockRows : public mx::UnaryPrimitive {
  public:
@@ -206,7 +231,10 @@ class BlockRows : public mx::UnaryPrimitive {
             msg << "block matrix " << name << ": gather_rows id " << ids[i] << " is outside [0, " << w.rows << ")";
             throw std::out_of_range(msg.str());
           }
-      dequantize_rows(w, ids, n, y);
+      // A whole matrix (or a long prompt's embeddings) is shared out among the threads.
+      constexpr std::size_t kRowsPerChunk = 64;
+      RowsJob job{&w, ids, n, y, kRowsPerChunk};
+      Pool::instance().run(static_cast<int>((n + kRowsPerChunk - 1) / kRowsPerChunk), run_rows_chunk, &job);
     });
   }
 
