@@ -300,7 +300,7 @@ fn thread_counts_give_identical_results() {
     for threads in [1, 2, 3] {
         block_quant::set_num_threads(threads).unwrap();
         assert!(bits(&a.dequantize().unwrap().to_vec().unwrap()) == values, "dequantize, {threads} threads");
-        let ids: Vec<i32> = (0..150).map(|i| (i * 37 % 200) as i32).collect();
+        let ids: Vec<i32> = (0..150).map(|i| i * 37 % 200).collect();
         let rows: Vec<u32> =
             ids.iter().flat_map(|&r| values[r as usize * 256..(r as usize + 1) * 256].to_vec()).collect();
         let got = a.gather_rows(&Array::from_slice(&ids, &[150]).unwrap()).unwrap();
