@@ -34,17 +34,20 @@ fn relative_error(ours: &[f32], theirs: &[f32]) -> f32 {
     ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / largest
 }
 
-/// Median seconds of one evaluation of `f`'s result.
+/// Median seconds per call of `f`, from graphs of 20 independent calls evaluated together: one
+/// evaluation's own cost (tens of microseconds) would otherwise hide a kernel's.
 fn time(f: &dyn Fn() -> Result<Array, Failure>) -> Result<f64, Failure> {
-    for _ in 0..5 {
-        f()?.eval()?;
+    const CALLS: usize = 20;
+    let batch = || -> Result<Vec<Array>, Failure> { (0..CALLS).map(|_| f()).collect() };
+    for _ in 0..3 {
+        mlx_bridge::eval(&batch()?.iter().collect::<Vec<_>>())?;
     }
     let mut samples = Vec::new();
-    for _ in 0..50 {
-        let out = f()?;
+    for _ in 0..15 {
+        let outs = batch()?;
         let started = Instant::now();
-        out.eval()?;
-        samples.push(started.elapsed().as_secs_f64());
+        mlx_bridge::eval(&outs.iter().collect::<Vec<_>>())?;
+        samples.push(started.elapsed().as_secs_f64() / CALLS as f64);
     }
     samples.sort_by(f64::total_cmp);
     Ok(samples[samples.len() / 2])

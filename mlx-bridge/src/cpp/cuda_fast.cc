@@ -182,22 +182,23 @@ constexpr int kKeysPerPartition = 128;
 // ---- y = x W^T for one row, MLX affine 4/8-bit ----------------------------------------------
 
 // One warp per output row; each lane reads 16 bytes of codes at a time (32 4-bit or 16 8-bit
-// values), four loads in flight, against x staged in shared memory.
+// values), four loads in flight, and the matching x values straight from global memory (L1
+// serves the repeats): lanes' chunks are 64 bytes of x apart, which in shared memory would put
+// every lane on the same bank.
 constexpr const char* kGemv = R"(
-  extern __shared__ float xs[];
   const int K = x_shape[x_ndim - 1];
   const int N = w_shape[0];
-  for (int i = threadIdx.x; i < K; i += blockDim.x) xs[i] = static_cast<float>(x[i]);
-  __syncthreads();
   const int lane = threadIdx.x & 31;
   const int n = blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5);
   if (n >= N) return;
   constexpr int PER_CHUNK = 128 / BITS;
+  constexpr int X_VECTORS = PER_CHUNK / 8;
   const int words = K * BITS / 32;
   const int chunks = words / 4;
   const uint4* row = reinterpret_cast<const uint4*>(w + static_cast<long>(n) * words);
   const T* srow = scales + static_cast<long>(n) * (K / G);
   const T* brow = biases + static_cast<long>(n) * (K / G);
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
   float acc = 0.0f;
   for (int c0 = lane; c0 < chunks; c0 += 32 * 4) {
     uint4 raw[4];
@@ -208,18 +209,23 @@ constexpr const char* kGemv = R"(
     for (int u = 0; u < 4; ++u) {
       const int c = c0 + u * 32;
       if (c >= chunks) break;
-      const int e0 = c * PER_CHUNK;
+      float xf[PER_CHUNK];
+      for (int t = 0; t < X_VECTORS; ++t) {
+        const uint4 xr = __ldg(xv + c * X_VECTORS + t);
+        const T* xh = reinterpret_cast<const T*>(&xr);
+        for (int j = 0; j < 8; ++j) xf[t * 8 + j] = static_cast<float>(xh[j]);
+      }
       const unsigned int* q = reinterpret_cast<const unsigned int*>(&raw[u]);
       float dot = 0.0f, sum = 0.0f;
       for (int t = 0; t < 4; ++t) {
         const unsigned int word = q[t];
         for (int j = 0; j < 32 / BITS; ++j) {
-          const float xv = xs[e0 + t * (32 / BITS) + j];
-          dot += static_cast<float>((word >> (BITS * j)) & ((1u << BITS) - 1)) * xv;
-          sum += xv;
+          const float xj = xf[t * (32 / BITS) + j];
+          dot += static_cast<float>((word >> (BITS * j)) & ((1u << BITS) - 1)) * xj;
+          sum += xj;
         }
       }
-      const int g = e0 / G;
+      const int g = (c * PER_CHUNK) / G;
       acc += static_cast<float>(srow[g]) * dot + static_cast<float>(brow[g]) * sum;
     }
   }
@@ -281,17 +287,10 @@ std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w
   if (x.ndim() < 1 || w.ndim() != 2 || w.dtype() != mx::uint32 || !is_half(x.dtype())) return std::nullopt;
   if (scales.dtype() != x.dtype() || biases->dtype() != x.dtype()) return std::nullopt;
   const int K = x.shape(-1);
-  if (static_cast<std::size_t>(K) != x.size() || K % 128 != 0 || K > 16384) return std::nullopt;  // one row
+  if (static_cast<std::size_t>(K) != x.size() || K % 128 != 0) return std::nullopt;  // one row, whole chunks
   const int N = w.shape(0);
   if (w.shape(1) != K * bits / 32 || scales.shape(0) != N || scales.shape(1) != K / group_size) return std::nullopt;
-  // x sits in shared memory as float32: one kernel object per size class, since the dynamic
-  // shared memory is fixed when the kernel function is made (the compiled module is shared).
-  static auto make = [](int floats) {
-    return mx::fast::cuda_kernel("mlxcel_affine_gemv", {"x", "w", "scales", "biases"}, {"y"}, kGemv, "", true,
-                                 floats * 4);
-  };
-  static auto gemv_2k = make(2048), gemv_4k = make(4096), gemv_8k = make(8192), gemv_16k = make(16384);
-  auto& gemv = K <= 2048 ? gemv_2k : K <= 4096 ? gemv_4k : K <= 8192 ? gemv_8k : gemv_16k;
+  static auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv", {"x", "w", "scales", "biases"}, {"y"}, kGemv, "", true);
   auto out_shape = x.shape();
   out_shape.back() = N;
   constexpr int kWarps = 8;
