@@ -92,8 +92,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pretranspose_options: &[bool] = if args.bits > 0 { &[false] } else { &[false, true] };
     let mut models = Vec::new();
     for &pretranspose in pretranspose_options {
-        let options =
-            LoadOptions { dtype: args.dtype, decode_path: DecodePath::Fused, pretranspose, dequantize: false };
+        let options = LoadOptions {
+            dtype: args.dtype,
+            decode_path: DecodePath::Fused,
+            pretranspose,
+            dequantize: false,
+            k_quants: Default::default(),
+        };
         models.push((
             pretranspose,
             Gemma3n::from_arrays(config.clone(), weights.clone(), quantization.clone(), options)?,

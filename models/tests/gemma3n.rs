@@ -24,7 +24,7 @@ fn reference() -> Reference {
 }
 
 fn options(decode_path: DecodePath, pretranspose: bool) -> LoadOptions {
-    LoadOptions { dtype: Dtype::F32, decode_path, pretranspose, dequantize: false }
+    LoadOptions { dtype: Dtype::F32, decode_path, pretranspose, dequantize: false, k_quants: Default::default() }
 }
 
 fn load(dir: &Path, options: LoadOptions) -> Result<Gemma3n, ModelError> {

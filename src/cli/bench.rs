@@ -166,12 +166,7 @@ impl Subject {
                 let bytes = weights.values().map(Array::nbytes).sum::<usize>() as u64;
                 let params = logical_params(&weights, quantize);
                 let quantization = quantize.map(|default| QuantizationConfig { default, overrides: HashMap::new() });
-                let options = mlxcel_models::gemma3n::LoadOptions {
-                    dtype: plan.compute_dtype,
-                    decode_path: plan.decode_path,
-                    pretranspose: plan.pretranspose,
-                    dequantize: plan.dequantize,
-                };
+                let options = mlxcel_models::LoadOptions::from_plan(plan, k_quants);
                 let model = Gemma3n::from_arrays(config, weights, quantization, options)?;
                 Ok((LoadedModel::new(Box::new(model), "gemma3n"), params, bytes))
             }
