@@ -29,10 +29,15 @@ pub enum Error {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Generate(#[from] GenerateError),
-    #[error("hardware detection: {0}")]
+    #[error(transparent)]
     Hardware(#[from] hardware::HardwareError),
     #[error(transparent)]
     Plan(#[from] hardware::PlanError),
+    #[error(
+        "{}: the tokenizer's vocabulary needs {tokenizer_ids} embedding rows but the model has {model_rows}; the tokenizer does not belong to this model",
+        path.display()
+    )]
+    VocabularyMismatch { path: PathBuf, tokenizer_ids: usize, model_rows: usize },
     #[error("{} has no chat template (tokenizer_config.json or chat_template.jinja); use a plain prompt", .0.display())]
     NoChatTemplate(PathBuf),
 }
@@ -150,6 +155,13 @@ impl Model {
                 (tokenizer, template, eos)
             }
         };
+        // A tokenizer smaller than the embedding is common (vocabularies padded for speed); a
+        // larger one makes ids the model cannot embed.
+        let tokenizer_ids = tokenizer.id_bound();
+        if tokenizer_ids > model.vocab_size() {
+            let model_rows = model.vocab_size();
+            return Err(Error::VocabularyMismatch { path: path.to_path_buf(), tokenizer_ids, model_rows });
+        }
         let template = template_source
             .map(|template| {
                 let special = SpecialTokens {
@@ -205,10 +217,18 @@ impl Model {
     }
 
     pub fn chat_stream(&self, messages: &[Message], options: &GenerateOptions) -> Result<TextStream<'_>> {
-        let prompt = self.render_chat(messages)?;
+        self.stream_ids(&self.chat_ids(messages)?, options)
+    }
+
+    /// The token ids of the prompt the chat template makes of `messages`.
+    pub fn chat_ids(&self, messages: &[Message]) -> Result<Vec<u32>> {
         // The rendered template already carries BOS where the model wants it.
-        let ids = self.tokenizer.encode(&prompt, false)?;
-        self.stream_ids(&ids, options)
+        Ok(self.tokenizer.encode(&self.render_chat(messages)?, false)?)
+    }
+
+    /// The most positions the model supports: prompt and reply together.
+    pub fn context_length(&self) -> usize {
+        self.model.context_length()
     }
 
     /// The prompt text the chat template makes of `messages`.

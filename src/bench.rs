@@ -39,11 +39,11 @@ impl Test {
         }
     }
 
-    /// Positions the test needs in the cache.
-    pub fn positions(&self) -> usize {
+    /// Positions the test needs in the cache (`None`: more than a `usize` holds).
+    pub fn positions(&self) -> Option<usize> {
         match *self {
-            Test::Prompt { tokens, depth } => depth + tokens,
-            Test::Generate { tokens, depth } => depth + 1 + tokens,
+            Test::Prompt { tokens, depth } => depth.checked_add(tokens),
+            Test::Generate { tokens, depth } => depth.checked_add(1)?.checked_add(tokens),
         }
     }
 }
@@ -102,16 +102,17 @@ pub struct BenchSettings {
 pub fn measure(model: &LoadedModel, test: Test, settings: BenchSettings) -> Result<Measurement, GenerateError> {
     let vocab = model.vocab_size() as i64;
     let context = model.context_length();
-    if test.positions() > context {
-        return Err(GenerateError::PromptTooLong { prompt: test.positions(), context });
-    }
+    let positions = test
+        .positions()
+        .filter(|&positions| positions <= context)
+        .ok_or_else(|| GenerateError::BeyondContext { what: test.name(), context })?;
     let mut rates = Vec::with_capacity(settings.repetitions);
     let mut ttfts = Vec::new();
     memory::reset_peak();
     for run in 0..settings.warmup + settings.repetitions {
         // Fresh ids per run: a repeated prompt could hit caches that real prompts never do.
         let key = random::key(settings.seed.wrapping_add(run as u64))?;
-        let ids = random::randint(0, vocab, &[1, test.positions() as i32], Dtype::I32, Some(&key))?;
+        let ids = random::randint(0, vocab, &[1, positions as i32], Dtype::I32, Some(&key))?;
         ids.eval()?;
         let mut caches = model.make_caches();
         prefill(model, &ids, 0, test.depth(), settings.prefill_chunk, &mut caches)?;
@@ -226,6 +227,12 @@ pub fn decode_breakdown(
     steps: usize,
     settings: BenchSettings,
 ) -> Result<DecodeBreakdown, GenerateError> {
+    if depth >= model.context_length() {
+        return Err(GenerateError::BeyondContext {
+            what: format!("a decode step at depth {depth}"),
+            context: model.context_length(),
+        });
+    }
     let key = random::key(settings.seed)?;
     let ids = random::randint(0, model.vocab_size() as i64, &[1, depth as i32 + 1], Dtype::I32, Some(&key))?;
     let mut caches = model.make_caches();
@@ -269,7 +276,9 @@ mod tests {
     fn test_names_follow_llama_bench() {
         assert_eq!(Test::Prompt { tokens: 512, depth: 0 }.name(), "pp512");
         assert_eq!(Test::Generate { tokens: 128, depth: 4096 }.name(), "tg128@d4096");
-        assert_eq!(Test::Generate { tokens: 128, depth: 10 }.positions(), 139);
+        assert_eq!(Test::Generate { tokens: 128, depth: 10 }.positions(), Some(139));
+        assert_eq!(Test::Prompt { tokens: 1, depth: usize::MAX }.positions(), None);
+        assert_eq!(Test::Generate { tokens: 0, depth: usize::MAX }.positions(), None);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use mlx_bridge::{Array, Dtype, memory};
+use mlxcel_models::ModelError;
 use mlxcel_models::layers::KvCache;
 use serde::Serialize;
 use thiserror::Error;
@@ -18,10 +19,13 @@ pub enum GenerateError {
     PromptTooLong { prompt: usize, context: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
+    /// A benchmark test that needs more positions than the model has.
+    #[error("{what} needs more positions than the model's context of {context}")]
+    BeyondContext { what: String, context: usize },
     #[error(transparent)]
     Sampling(#[from] SamplingError),
     #[error(transparent)]
-    Model(#[from] mlxcel_models::ModelError),
+    Model(#[from] ModelError),
     #[error(transparent)]
     Mlx(#[from] mlx_bridge::Error),
 }
@@ -61,14 +65,25 @@ pub struct SampledToken {
     pub logprob: Option<f32>,
 }
 
+/// A sampled token on its way: computed by the `async_eval` that scheduled it.
+struct Scheduled {
+    token: Array,
+    logprob: Option<Array>,
+    /// Whether the logits it was drawn from held a NaN or an infinity. Greedy decoding of NaN
+    /// logits picks id 0 (often EOS), which would end generation silently with no text.
+    non_finite: Array,
+    /// The position whose logits these were.
+    position: usize,
+}
+
 /// Produces tokens one at a time from a prompt; an iterator of [`SampledToken`].
 pub struct TokenGenerator<'m> {
     model: &'m LoadedModel,
     caches: Vec<KvCache>,
     sampler: Sampler,
     history: Vec<u32>,
-    /// The next token, scheduled but perhaps not computed yet, and its log-probability.
-    pending: Option<(Array, Option<Array>)>,
+    /// The next token, scheduled but perhaps not computed yet.
+    pending: Option<Scheduled>,
     remaining: usize,
     want_logprobs: bool,
     context: usize,
@@ -94,6 +109,7 @@ impl<'m> TokenGenerator<'m> {
         if prompt.len() >= context {
             return Err(GenerateError::PromptTooLong { prompt: prompt.len(), context });
         }
+        model.causal_lm().check_token_ids(prompt)?;
         let sampler = Sampler::new(params, model.vocab_size())?;
         memory::reset_peak();
         let started = Instant::now();
@@ -119,7 +135,7 @@ impl<'m> TokenGenerator<'m> {
         }
         if generator.remaining > 0 {
             let logits = model.forward_last(&ids(last)?, &mut generator.caches)?;
-            generator.pending = Some(generator.schedule(&logits)?);
+            generator.pending = Some(generator.schedule(&logits, prompt.len() - 1)?);
         }
         Ok(generator)
     }
@@ -129,8 +145,8 @@ impl<'m> TokenGenerator<'m> {
         &self.stats
     }
 
-    /// Samples from `logits` `[1, 1, vocab]` and starts computing it.
-    fn schedule(&mut self, logits: &Array) -> Result<(Array, Option<Array>), GenerateError> {
+    /// Samples from `logits` `[1, 1, vocab]`, the logits at `position`, and starts computing it.
+    fn schedule(&mut self, logits: &Array, position: usize) -> Result<Scheduled, GenerateError> {
         let logits = logits.reshape(&[1, -1])?.astype(Dtype::F32)?;
         let token = self.sampler.sample(&logits, &self.history)?;
         let logprob = if self.want_logprobs {
@@ -139,28 +155,34 @@ impl<'m> TokenGenerator<'m> {
         } else {
             None
         };
-        let mut arrays = vec![&token];
+        let non_finite = mlxcel_models::non_finite(&logits, &[-1])?;
+        let mut arrays = vec![&token, &non_finite];
         arrays.extend(logprob.as_ref());
         mlx_bridge::async_eval(&arrays)?;
-        Ok((token, logprob))
+        Ok(Scheduled { token, logprob, non_finite, position })
     }
 
     fn step(&mut self) -> Result<Option<SampledToken>, GenerateError> {
-        let Some((token, logprob)) = self.pending.take() else { return Ok(None) };
+        let Some(Scheduled { token, logprob, non_finite, position }) = self.pending.take() else { return Ok(None) };
         self.remaining -= 1;
         let penalties_need_history = self.sampler.params().uses_penalties();
         let room = self.remaining > 0 && self.history.len() + 1 < self.context;
         // Build the next step on the still-lazy token unless penalties must see its value first.
         if room && !penalties_need_history {
             let logits = self.model.forward_last(&token.astype(Dtype::I32)?.reshape(&[1, 1])?, &mut self.caches)?;
-            self.pending = Some(self.schedule(&logits)?);
+            self.pending = Some(self.schedule(&logits, self.history.len())?);
         }
         let id = token.item::<u32>()?;
+        // Computed with the token: reading it waits for nothing more.
+        if non_finite.item::<bool>()? {
+            self.pending = None;
+            return Err(ModelError::NonFiniteLogits { position }.into());
+        }
         let logprob = logprob.map(|l| l.item::<f32>()).transpose()?;
         self.history.push(id);
         if room && penalties_need_history {
             let logits = self.model.forward_last(&ids(&[id])?, &mut self.caches)?;
-            self.pending = Some(self.schedule(&logits)?);
+            self.pending = Some(self.schedule(&logits, self.history.len() - 1)?);
         }
         let now = Instant::now();
         let first = *self.first_token_at.get_or_insert_with(|| {

@@ -138,6 +138,7 @@ impl HubOptions {
             progress: self.progress,
             cache_root: self.mlxcel_cache.clone(),
             pip: self.pip.clone(),
+            verify: false,
         }
     }
 }

@@ -7,6 +7,8 @@ use std::io::Write;
 fn main() {
     let code = match cli::run() {
         Ok(()) => 0,
+        // `mlxcel generate | head`: the reader took what it wanted.
+        Err(error) if cli::is_broken_pipe(&error) => 0,
         Err(error) => {
             // `{:#}` keeps anyhow's context chain on one line ("outer: inner"), so scripts can grep it.
             eprintln!("mlxcel: error: {error:#}");

@@ -12,6 +12,10 @@ pub enum SamplingError {
     OutOfRange { name: &'static str, value: String, expected: &'static str },
     #[error("logit bias for token {token}: the vocabulary has {vocab} tokens")]
     BiasToken { token: u32, vocab: usize },
+    #[error(
+        "logit bias {value:?} for token {token} is out of range: a bias must lie in [-100, 100], as in OpenAI's API"
+    )]
+    BiasValue { token: u32, value: f32 },
     #[error(transparent)]
     Mlx(#[from] mlx_bridge::Error),
 }
@@ -89,6 +93,13 @@ impl SamplingParams {
         }
         if let Some(&token) = self.logit_bias.keys().find(|&&t| t as usize >= vocab) {
             return Err(SamplingError::BiasToken { token, vocab });
+        }
+        // Larger biases overflow float32 once divided by a temperature below 1, and the biased
+        // token's logit becomes infinite (never drawn) instead of certain.
+        if let Some((&token, &value)) =
+            self.logit_bias.iter().find(|(_, value)| !(value.is_finite() && (-100.0..=100.0).contains(*value)))
+        {
+            return Err(SamplingError::BiasValue { token, value });
         }
         Ok(())
     }
@@ -291,5 +302,14 @@ mod tests {
         }
         let bias = SamplingParams { logit_bias: HashMap::from([(10, 1.0)]), ..Default::default() };
         assert!(matches!(bias.validate(10), Err(SamplingError::BiasToken { token: 10, vocab: 10 })));
+        for value in [3e38, -100.5, f32::NAN, f32::INFINITY] {
+            let bias = SamplingParams { logit_bias: HashMap::from([(2, value)]), ..Default::default() };
+            let message = bias.validate(10).unwrap_err().to_string();
+            assert!(message.contains("[-100, 100]") && message.contains("token 2"), "{message}");
+        }
+        for value in [-100.0, 0.0, 100.0] {
+            let bias = SamplingParams { logit_bias: HashMap::from([(2, value)]), ..Default::default() };
+            assert!(bias.validate(10).is_ok(), "{value}");
+        }
     }
 }

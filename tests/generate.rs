@@ -1,7 +1,9 @@
 //! End to end on the tiny Gemma 3n fixture with a real (tiny, trained) byte-level BPE tokenizer:
 //! the Rust API and `mlxcel generate`.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output};
 
 use mlxcel::api::{Event, GenerateOptions, Model, plan_for};
@@ -9,20 +11,9 @@ use mlxcel::generate::FinishReason;
 use mlxcel::sampling::SamplingParams;
 use mlxcel::{LoadOptions, Message};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
 /// The fp32 test model with the tiny tokenizer beside it, in a fresh folder.
 fn model_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for file in ["config.json", "generation_config.json", "model.safetensors"] {
-        std::fs::copy(fixtures().join("gemma3n-tiny/fp32").join(file), dir.path().join(file)).unwrap();
-    }
-    for file in ["tokenizer.json", "tokenizer_config.json"] {
-        std::fs::copy(fixtures().join("tokenizer-tiny").join(file), dir.path().join(file)).unwrap();
-    }
-    dir
+    common::model_dir("gemma3n-tiny")
 }
 
 fn load(dir: &Path) -> Model {
@@ -229,5 +220,45 @@ fn bad_input_fails_with_one_line_and_no_panic() {
         assert!(stderr.contains(needle), "{args:?}: expected {needle:?} in {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
         assert!(stderr.trim().lines().count() <= 3, "{args:?}: not a short error: {stderr}");
+    }
+}
+
+#[test]
+fn ids_past_the_embedding_are_rejected_not_read() {
+    let dir = model_dir();
+    let model = load(dir.path());
+    // Just past the end, far past it, and past i32 (which would wrap to a negative index).
+    for bad in [512, 1_000_000, u32::MAX] {
+        let error = model.stream_ids(&[2, bad], &greedy(2)).err().expect("an out-of-range id must fail");
+        let message = error.to_string();
+        assert!(message.contains(&format!("token id {bad} is outside the vocabulary of 512")), "{message}");
+    }
+}
+
+#[test]
+fn a_tokenizer_larger_than_the_embedding_is_a_load_error() {
+    let dir = model_dir();
+    let path = dir.path().join("tokenizer.json");
+    let mut tokenizer: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    tokenizer["model"]["vocab"]["Z"] = 1_000_000.into();
+    std::fs::write(&path, tokenizer.to_string()).unwrap();
+    let error = Model::load_dir(dir.path(), plan_for(&LoadOptions::default()).unwrap()).err().unwrap();
+    let message = error.to_string();
+    assert!(message.contains("1000001") && message.contains("512"), "names both sizes: {message}");
+}
+
+#[test]
+fn nan_weights_fail_generation_instead_of_answering_nothing() {
+    let dir = model_dir();
+    // Every float of the final norm becomes NaN: each logit is NaN, and greedy would pick id 0.
+    common::make_nan(dir.path(), "model.norm.weight");
+    let model = load(dir.path());
+    for sampling in [
+        SamplingParams::default(),
+        SamplingParams { temperature: 0.7, seed: Some(1), ..Default::default() },
+        SamplingParams { repetition_penalty: 1.3, ..Default::default() },
+    ] {
+        let error = model.generate("Hello there", &GenerateOptions { sampling, ..greedy(4) }).err().unwrap();
+        assert!(error.to_string().contains("NaN or infinite logits"), "{error}");
     }
 }

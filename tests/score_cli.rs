@@ -111,21 +111,22 @@ fn bad_input_fails_with_one_line_and_nonzero_exit() {
     let fp32 = fixture("fp32");
     let fp32 = fp32.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
-        (vec!["-m", "/nonexistent/model", "--ids", "1"], "does not exist"),
-        (vec!["-m", no_config.to_str().unwrap(), "--ids", "1"], "no config.json"),
-        (vec!["-m", unsupported.to_str().unwrap(), "--ids", "1"], "supported: gemma3n"),
-        (vec!["-m", broken.to_str().unwrap(), "--ids", "1"], "invalid JSON"),
-        (vec!["-m", corrupt.to_str().unwrap(), "--ids", "1"], "model.safetensors"),
+        (vec!["-m", "/nonexistent/model", "--ids", "1,2"], "does not exist"),
+        (vec!["-m", no_config.to_str().unwrap(), "--ids", "1,2"], "no config.json"),
+        (vec!["-m", unsupported.to_str().unwrap(), "--ids", "1,2"], "supported: gemma3n"),
+        (vec!["-m", broken.to_str().unwrap(), "--ids", "1,2"], "invalid JSON"),
+        (vec!["-m", corrupt.to_str().unwrap(), "--ids", "1,2"], "model.safetensors"),
         (vec!["-m", fp32, "--ids", "1,512"], "outside the vocabulary"),
         (vec!["-m", fp32, "--ids", "1", "--prefill-chunk", "0"], "prefill-chunk"),
         (vec!["-m", fp32, "--ids", "1", "--decode-path", "sideways"], "decode-path"),
         (vec!["-m", fp32, "--ids", "x,y"], "--ids"),
         (vec!["-m", fp32, "--ids", "1"], "nothing to output"),
+        (vec!["-m", fp32, "--ids", "1", "--json"], "nothing to score"),
     ];
     for (args, needle) in cases {
         let mut full = vec!["score"];
         full.extend(&args);
-        if !args.contains(&"--prefill-chunk") && needle != "nothing to output" {
+        if !args.contains(&"--prefill-chunk") && !args.contains(&"--json") && needle != "nothing to output" {
             full.push("--json");
         }
         let result = mlxcel(&full);

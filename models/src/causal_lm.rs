@@ -36,18 +36,14 @@ pub trait CausalLm {
 
     /// Rejects ids the model cannot embed and prompts longer than the context.
     fn check_ids(&self, ids: &[i32]) -> Result<()> {
-        if ids.is_empty() {
-            return Err(ModelError::Input("no token ids".into()));
-        }
-        let context = self.context_length();
-        if ids.len() > context {
-            return Err(ModelError::Input(format!("{} tokens exceed the context of {context}", ids.len())));
-        }
-        let vocab = self.vocab_size();
-        if let Some(bad) = ids.iter().find(|&&id| id < 0 || id as usize >= vocab) {
-            return Err(ModelError::Input(format!("token id {bad} is outside the vocabulary of {vocab}")));
-        }
-        Ok(())
+        check_id_range(ids.iter().map(|&id| i64::from(id)), ids.len(), self.vocab_size(), self.context_length())
+    }
+
+    /// [`CausalLm::check_ids`] for ids as a tokenizer gives them. An id past the embedding would
+    /// read outside its rows (the gather is unchecked on the device), so every path that feeds
+    /// the model ids from outside goes through one of the two.
+    fn check_token_ids(&self, ids: &[u32]) -> Result<()> {
+        check_id_range(ids.iter().map(|&id| i64::from(id)), ids.len(), self.vocab_size(), self.context_length())
     }
 
     /// A teacher-forced pass over `ids` from empty caches, `chunk` tokens per forward call
@@ -60,15 +56,41 @@ pub trait CausalLm {
         }
         let mut caches = self.make_caches();
         let mut pieces = Vec::with_capacity(ids.len().div_ceil(chunk));
-        for piece in ids.chunks(chunk) {
+        for (index, piece) in ids.chunks(chunk).enumerate() {
             let input = Array::from_slice(piece, &[1, piece.len() as i32])?;
             let logits = self.forward(&input, &mut caches)?.squeeze(&[0])?.astype(Dtype::F32)?;
-            // Evaluate per chunk so the graph (and the chunk's activations) stay bounded.
-            logits.eval()?;
+            // Evaluate per chunk so the graph (and the chunk's activations) stay bounded; the
+            // finiteness of each row is computed in the same evaluation.
+            let bad_rows = non_finite(&logits, &[-1])?;
+            mlx_bridge::eval(&[&logits, &bad_rows])?;
+            if let Some(row) = bad_rows.to_vec::<bool>()?.iter().position(|&bad| bad) {
+                return Err(ModelError::NonFiniteLogits { position: index * chunk + row });
+            }
             pieces.push(logits);
         }
         Ok(mlx_bridge::concatenate(&pieces.iter().collect::<Vec<_>>(), 0)?)
     }
+}
+
+/// Whether `logits` holds a NaN or an infinity along `axes` (boolean, lazy): evaluated together
+/// with the logits it costs no extra synchronisation.
+pub fn non_finite(logits: &Array, axes: &[i32]) -> Result<Array> {
+    Ok(logits.isnan()?.logical_or(&logits.isinf()?)?.any(axes, false)?)
+}
+
+fn check_id_range(ids: impl Iterator<Item = i64>, count: usize, vocab: usize, context: usize) -> Result<()> {
+    if count == 0 {
+        return Err(ModelError::Input("no token ids".into()));
+    }
+    if count > context {
+        return Err(ModelError::Input(format!("{count} tokens exceed the context of {context}")));
+    }
+    for id in ids {
+        if id < 0 || id as u64 >= vocab as u64 {
+            return Err(ModelError::Input(format!("token id {id} is outside the vocabulary of {vocab}")));
+        }
+    }
+    Ok(())
 }
 
 /// `[B, L]` ids and the expected number of caches, or an input error.

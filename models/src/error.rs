@@ -7,8 +7,8 @@ use thiserror::Error;
 pub enum ModelError {
     #[error(transparent)]
     Mlx(#[from] mlx_bridge::Error),
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("{}: invalid config: {message}", path.display())]
     Config { path: PathBuf, message: String },
     #[error("unsupported model_type {found:?}; supported: {supported}")]
@@ -21,6 +21,13 @@ pub enum ModelError {
     Weights(String),
     #[error("input: {0}")]
     Input(String),
+    /// NaN or infinite logits: the model computes garbage, so no token or score from it means
+    /// anything.
+    #[error(
+        "the model produced NaN or infinite logits at position {position}: its weights are likely corrupt or \
+         mis-converted, or its config yields NaN (check rms_norm_eps and the RoPE bases)"
+    )]
+    NonFiniteLogits { position: usize },
 }
 
 pub type Result<T> = std::result::Result<T, ModelError>;

@@ -11,9 +11,10 @@ pub mod gguf;
 pub mod hardware;
 pub mod layers;
 pub mod load;
+mod validate;
 pub mod weights;
 
-pub use causal_lm::{CausalLm, Logits};
+pub use causal_lm::{CausalLm, Logits, non_finite};
 pub use error::{ModelError, Result};
 pub use families::{gemma3, gemma3n, llama};
 pub use load::LoadOptions;

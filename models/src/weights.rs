@@ -234,7 +234,7 @@ pub fn shard_paths(dir: &Path) -> Result<Vec<PathBuf>> {
     let index_path = dir.join("model.safetensors.index.json");
     if index_path.is_file() {
         let text =
-            fs::read_to_string(&index_path).map_err(|source| ModelError::Io { path: index_path.clone(), source })?;
+            fs::read_to_string(&index_path).map_err(|error| ModelError::Io { path: index_path.clone(), error })?;
         let index: Value =
             serde_json::from_str(&text).map_err(|e| ModelError::Weights(format!("{}: {e}", index_path.display())))?;
         let map = index
@@ -248,7 +248,7 @@ pub fn shard_paths(dir: &Path) -> Result<Vec<PathBuf>> {
         }
         return Ok(paths);
     }
-    let entries = fs::read_dir(dir).map_err(|source| ModelError::Io { path: dir.to_path_buf(), source })?;
+    let entries = fs::read_dir(dir).map_err(|error| ModelError::Io { path: dir.to_path_buf(), error })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|path| path.extension().is_some_and(|ext| ext == "safetensors"))

@@ -1,6 +1,6 @@
 //! The GGUF container parser against the `gguf` Python package's reading of a file it wrote
 //! (`tests/fixtures/gguf/gen_gguf.py`), and against malformed input: every truncation and random
-//! corruption must be an error, never a panic.
+//! corruption of the header must be an error, and random tensor data must convert, never panic.
 
 use std::path::{Path, PathBuf};
 
@@ -71,18 +71,22 @@ fn every_truncation_that_loses_data_is_an_error() {
     }
 }
 
+/// A deterministic stream of pseudo-random numbers (xorshift64).
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 #[test]
 fn random_corruption_never_panics() {
     let original = std::fs::read(fixture().join("tiny.gguf")).unwrap();
     // Corrupt only the part the parser reads (before the data section).
     let header_len = parse_header(&original).unwrap().data_offset;
-    let mut state = 0x9E37_79B9_7F4A_7C15u64;
-    let mut next = || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15u64);
     for _ in 0..20_000 {
         let mut bytes = original.clone();
         for _ in 0..(next() % 4 + 1) {
@@ -91,6 +95,35 @@ fn random_corruption_never_panics() {
         }
         // Errors are fine; panics, hangs and huge allocations are not.
         let _ = parse_header(&bytes);
+    }
+}
+
+#[test]
+fn random_tensor_data_never_panics_in_any_type() {
+    // The header stays intact; every tensor's bytes (F32, F16, BF16, Q4_0..Q8_0, Q4_K..Q6_K) may
+    // be garbage, including NaN and infinite scales: converting them must not panic or read out
+    // of bounds, whatever values come out.
+    let original = std::fs::read(fixture().join("tiny.gguf")).unwrap();
+    let header = parse_header(&original).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut next = xorshift(0xD1B5_4A32_D192_ED03u64);
+    for round in 0..200 {
+        let mut bytes = original.clone();
+        let data = header.data_offset as usize..original.len();
+        for _ in 0..(next() % 32 + 1) {
+            let at = data.start + (next() % data.len() as u64) as usize;
+            bytes[at] = next() as u8;
+        }
+        let path = dir.path().join(format!("{round}.gguf"));
+        std::fs::write(&path, &bytes).unwrap();
+        let file = GgufFile::open(&path).unwrap();
+        for info in &file.header().tensors {
+            let values = match file.load_tensor(info).unwrap() {
+                GgufTensor::Dense(array) => array.to_vec::<f32>().unwrap(),
+                GgufTensor::Quantized(q) => q.dequantize().unwrap().to_vec::<f32>().unwrap(),
+            };
+            assert_eq!(values.len() as u64, info.elements(), "{}", info.name);
+        }
     }
 }
 

@@ -128,12 +128,8 @@ pub enum TemplateError {
     /// Rendering failed otherwise (an undefined attribute, a type error, ...).
     #[error("chat template rendering failed: {0}")]
     Render(String),
-    #[error("cannot read chat template {}: {source}", .path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("cannot read chat template {}: {error}", .path.display())]
+    Io { path: PathBuf, error: io::Error },
     /// A template file exists but does not hold a template.
     #[error("invalid chat template file {}: {reason}", .path.display())]
     InvalidFile { path: PathBuf, reason: String },
@@ -330,6 +326,6 @@ fn read_if_present(path: &Path) -> Result<Option<String>, TemplateError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(TemplateError::Io { path: path.to_path_buf(), source }),
+        Err(error) => Err(TemplateError::Io { path: path.to_path_buf(), error }),
     }
 }

@@ -31,7 +31,7 @@ pub struct BenchArgs {
     #[arg(long)]
     random: Option<String>,
     /// With --random: quantize the weights (MLX affine, group 64, as mlx-lm's converter).
-    #[arg(long, value_parser = clap::value_parser!(i32).range(2..=8), requires = "random")]
+    #[arg(long, value_parser = clap::value_parser!(i32).range(2..=8))]
     bits: Option<i32>,
     /// Prompt lengths to test (pp), comma-separated; 0 skips prompt tests.
     #[arg(short = 'p', long = "n-prompt", value_delimiter = ',', default_value = "512")]
@@ -194,6 +194,11 @@ fn logical_params(weights: &HashMap<String, Array>, quantize: Option<QuantSpec>)
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    // clap's `requires` would do, but it lets `--bits` through beside `-m` (which conflicts with
+    // --random), where it would be silently ignored.
+    if args.bits.is_some() && args.random.is_none() {
+        bail!("--bits quantizes the random weights of --random; a checkpoint (-m) keeps its own");
+    }
     let tests = tests(args)?;
     let profile = hardware::detect().context("hardware detection failed")?;
     let base = LoadOptions {
@@ -294,6 +299,9 @@ fn tests(args: &BenchArgs) -> anyhow::Result<Vec<Test>> {
     }
     if tests.is_empty() {
         bail!("no tests: every -p and -n value is 0");
+    }
+    if let Some(test) = tests.iter().find(|test| test.positions().is_none()) {
+        bail!("{} needs more positions than any model has (-d plus -p or -n overflows)", test.name());
     }
     Ok(tests)
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod detect;
+mod env_source;
 mod fetch;
 mod generate;
 mod inspect;
@@ -12,7 +13,9 @@ mod sampling_args;
 mod score;
 mod table;
 
-use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(name = "mlxcel", version, about = "LLM inference on MLX, with code paths chosen per hardware class")]
@@ -51,22 +54,39 @@ fn init_logging(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        // Colour codes only for a terminal: a log file or a CI capture gets plain text.
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
 }
 
-/// Writes to stdout; a reader that went away (`| head`) ends the output quietly, not with a panic.
+/// Writes to stdout. A reader that went away (`| head`) makes this an error like any other;
+/// `main` ends the program quietly on it ([`is_broken_pipe`]), for every command alike.
 fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use anyhow::Context;
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
-    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
+    stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()).context("writing to stdout")
+}
+
+/// Whether `error` comes from writing to a pipe whose reader has gone: the output was not
+/// wanted any more, which is not a failure.
+pub fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 pub fn run() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Cli::try_parse_from(&args).unwrap_or_else(|error| {
+        let mut command = Cli::command();
+        command.build();
+        env_source::name_env_source(error, &command, &args).exit()
+    });
     init_logging(cli.verbose);
     match cli.command {
         Command::Detect(args) => detect::run(&args),
@@ -81,8 +101,6 @@ pub fn run() -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     use super::*;
 
     #[test]

@@ -60,26 +60,33 @@ impl PlanArgs {
     }
 }
 
+// clap already says "invalid value 'X' for '--flag'"; these add only what is expected.
+
 pub(super) fn parse_decode_path(value: &str) -> Result<DecodePath, String> {
-    value.parse::<DecodePath>().map_err(|e| e.to_string())
+    value.parse::<DecodePath>().map_err(expected)
 }
 
 pub(super) fn parse_switch(value: &str) -> Result<bool, String> {
-    hardware::parse_switch(value).map_err(|e| e.to_string())
+    hardware::parse_switch(value).map_err(expected)
 }
 
 pub(super) fn parse_dtype(value: &str) -> Result<Dtype, String> {
-    hardware::parse_compute_dtype(value).map_err(|e| e.to_string())
+    hardware::parse_compute_dtype(value).map_err(expected)
 }
 
+/// One validation for every command that takes --prefill-chunk (generate, run, score, bench).
 pub(super) fn parse_chunk(value: &str) -> Result<u32, String> {
-    hardware::parse_prefill_chunk(value).map_err(|e| e.to_string())
+    hardware::parse_prefill_chunk(value).map_err(expected)
 }
 
 pub(super) fn parse_threads(value: &str) -> Result<u32, String> {
-    hardware::parse_threads(value).map_err(|e| e.to_string())
+    hardware::parse_threads(value).map_err(expected)
+}
+
+fn expected(error: hardware::InvalidValue) -> String {
+    format!("expected {}", error.accepted)
 }
 
 pub(super) fn parse_k_quants(value: &str) -> Result<KQuants, String> {
-    KQuants::parse(value).ok_or_else(|| format!("invalid value {value:?}: expected dequantize, q8 or q4"))
+    KQuants::parse(value).ok_or_else(|| "expected dequantize, q8 or q4".to_string())
 }

@@ -61,6 +61,10 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
     if args.logits_out.is_none() && !args.json {
         bail!("nothing to output: give --logits-out FILE.npy and/or --json");
     }
+    if args.json && args.ids.len() < 2 {
+        // One id has no next token to predict: the perplexity would be a meaningless 1.0.
+        bail!("nothing to score: perplexity needs at least 2 token ids (--ids gave {})", args.ids.len());
+    }
     let plan = args.plan.plan()?;
     let source = ModelSource::locate(&args.model)?;
     let model = LoadedModel::load(&source, &plan, args.plan.gguf_k_quants)?;
@@ -93,7 +97,15 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
             })
             .collect();
         let total: f64 = positions.iter().filter_map(|p| p.next_token_logprob).map(f64::from).sum();
-        let scored = positions.len().saturating_sub(1).max(1);
+        let scored = positions.len() - 1;
+        let perplexity = (-total / scored as f64).exp();
+        // JSON has no infinity: serde would print null, which reads as "no value" rather than
+        // "no probability at all".
+        if !perplexity.is_finite() {
+            bail!(
+                "the perplexity overflows (total log-probability {total:e} over {scored} tokens): the model gives these ids next to no probability, and its weights are likely corrupt"
+            );
+        }
         let report = Report {
             model: args.model.display().to_string(),
             architecture: model.architecture(),
@@ -104,7 +116,7 @@ pub fn run(args: &ScoreArgs) -> anyhow::Result<()> {
             tokens: shape[0],
             vocab,
             total_logprob: total,
-            perplexity: (-total / scored as f64).exp(),
+            perplexity,
             positions,
         };
         super::print_stdout(&(serde_json::to_string_pretty(&report)? + "\n"))?;

@@ -29,10 +29,17 @@ pub enum LoadError {
     Unsupported { path: PathBuf, found: String },
     #[error("{}: unsupported GGUF architecture {found:?}; supported: {}", path.display(), families::gguf_architectures().join(", "))]
     UnsupportedGguf { path: PathBuf, found: String },
-    #[error("{}: {source}", path.display())]
-    Gguf { path: PathBuf, source: mlxcel_models::gguf::GgufError },
-    #[error("{}: {source}", path.display())]
-    Model { path: PathBuf, source: mlxcel_models::ModelError },
+    #[error("{}", located(path, error))]
+    Gguf { path: PathBuf, error: mlxcel_models::gguf::GgufError },
+    #[error("{}", located(path, error))]
+    Model { path: PathBuf, error: mlxcel_models::ModelError },
+}
+
+/// `error` at `path`, the path said once: an error that names its own file (a config.json inside
+/// the folder, the GGUF itself) is not prefixed with it again.
+fn located(path: &Path, error: &dyn std::fmt::Display) -> String {
+    let (path, message) = (path.display().to_string(), error.to_string());
+    if message.contains(&path) { message } else { format!("{path}: {message}") }
 }
 
 /// Where a model's files are.
@@ -113,7 +120,12 @@ impl CheckpointConfig {
             .map_err(|e| LoadError::BadConfig { path: path.clone(), message: e.to_string() })?;
         let root: Value = serde_json::from_str(&text)
             .map_err(|e| LoadError::BadConfig { path: path.clone(), message: format!("invalid JSON: {e}") })?;
-        let model_type = root.get("model_type").and_then(Value::as_str).unwrap_or("").to_string();
+        // A model_type that is not a string is shown as the JSON it is.
+        let model_type = match root.get("model_type") {
+            Some(Value::String(name)) => name.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
         Ok(CheckpointConfig { path, root, model_type })
     }
 
@@ -123,7 +135,7 @@ impl CheckpointConfig {
 }
 
 pub(crate) fn open_gguf(path: &Path) -> Result<GgufFile, LoadError> {
-    GgufFile::open(path).map_err(|source| LoadError::Gguf { path: path.to_path_buf(), source })
+    GgufFile::open(path).map_err(|error| LoadError::Gguf { path: path.to_path_buf(), error })
 }
 
 /// `general.architecture` of a GGUF file.
@@ -153,7 +165,7 @@ impl LoadedModel {
         };
         let options = LoadOptions::from_plan(plan, k_quants);
         let model = (family.load)(dir, &checkpoint.root, options)
-            .map_err(|source| LoadError::Model { path: dir.to_path_buf(), source })?;
+            .map_err(|error| LoadError::Model { path: dir.to_path_buf(), error })?;
         Ok(LoadedModel { model, architecture: family.name, gguf_header: None })
     }
 
@@ -165,7 +177,7 @@ impl LoadedModel {
             _ => return Err(LoadError::UnsupportedGguf { path: path.to_path_buf(), found: architecture }),
         };
         let model = load(&file, LoadOptions::from_plan(plan, k_quants))
-            .map_err(|source| LoadError::Model { path: path.to_path_buf(), source })?;
+            .map_err(|error| LoadError::Model { path: path.to_path_buf(), error })?;
         Ok(LoadedModel { model, architecture: family.name, gguf_header: Some(file.header().clone()) })
     }
 

@@ -61,7 +61,7 @@ impl ModelSummary {
 
     fn read_gguf(path: &Path) -> Result<Self, LoadError> {
         let file = open_gguf(path)?;
-        let model_error = |source| LoadError::Model { path: path.to_path_buf(), source };
+        let model_error = |error| LoadError::Model { path: path.to_path_buf(), error };
         let architecture = gguf_architecture(&file);
         let parse = families::by_gguf_architecture(&architecture).and_then(|family| family.gguf_config);
         let Some(parse) = parse else {
@@ -100,12 +100,12 @@ impl ModelSummary {
         let mut summary = Self::new(dir, checkpoint.model_type.clone(), "safetensors", config);
         summary.quantization = quantization.clone();
         let files = mlxcel_models::weights::shard_paths(dir)
-            .map_err(|source| LoadError::Model { path: dir.to_path_buf(), source })?;
+            .map_err(|error| LoadError::Model { path: dir.to_path_buf(), error })?;
         for file in &files {
             summary.weight_file_bytes += std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
             let weights_error = |e: mlx_bridge::Error| LoadError::Model {
                 path: file.clone(),
-                source: mlxcel_models::ModelError::Weights(e.to_string()),
+                error: mlxcel_models::ModelError::Weights(e.to_string()),
             };
             let tensors = mlx_bridge::io::SafeTensors::load(file).map_err(weights_error)?;
             let names = tensors.names();

@@ -203,9 +203,7 @@ fn post_processor(
         "pair": sequence("A", 0).into_iter().chain(sequence("B", 1)).collect::<Vec<_>>(),
         "special_tokens": special_tokens,
     });
-    serde_json::from_value(description)
-        .map(Some)
-        .map_err(|error| TokenizerError::GgufTokenizer { source: error.into() })
+    serde_json::from_value(description).map(Some).map_err(|error| TokenizerError::GgufTokenizer { error: error.into() })
 }
 
 /// Typed access to the GGUF metadata: an absent key is `Ok(None)`, a key of the wrong type an

@@ -27,20 +27,20 @@ pub const TOKENIZER_CONFIG_FILE: &str = "tokenizer_config.json";
 pub enum TokenizerError {
     #[error("{} not found: the model folder {} has no tokenizer", path.display(), dir.display())]
     MissingTokenizer { dir: PathBuf, path: PathBuf },
-    #[error("cannot read {}: {source}", path.display())]
-    Read { path: PathBuf, source: io::Error },
-    #[error("{} is not a valid tokenizer file: {source}", path.display())]
-    InvalidTokenizer { path: PathBuf, source: tokenizers::Error },
-    #[error("{} is not valid JSON: {source}", path.display())]
-    InvalidJson { path: PathBuf, source: serde_json::Error },
+    #[error("cannot read {}: {error}", path.display())]
+    Read { path: PathBuf, error: io::Error },
+    #[error("{} is not a valid tokenizer file: {error}", path.display())]
+    InvalidTokenizer { path: PathBuf, error: tokenizers::Error },
+    #[error("{} is not valid JSON: {error}", path.display())]
+    InvalidJson { path: PathBuf, error: serde_json::Error },
     /// A config field of the wrong shape (`path` is the file, or a description where the config
     /// did not come from a file).
     #[error("{}: {field}: {message}", path.display())]
     InvalidField { path: PathBuf, field: String, message: String },
-    #[error("encoding failed: {source}")]
-    Encode { source: tokenizers::Error },
-    #[error("decoding failed: {source}")]
-    Decode { source: tokenizers::Error },
+    #[error("encoding failed: {error}")]
+    Encode { error: tokenizers::Error },
+    #[error("decoding failed: {error}")]
+    Decode { error: tokenizers::Error },
     /// `tokenizer.ggml.model` names a kind of tokenizer [`Tokenizer::from_gguf`] cannot build.
     #[error("GGUF tokenizer model {model:?} is not supported (gpt2 and llama are)")]
     UnsupportedGgufModel { model: String },
@@ -51,8 +51,8 @@ pub enum TokenizerError {
     #[error("GGUF metadata {key}: {message}")]
     InvalidGgufKey { key: &'static str, message: String },
     /// The `tokenizers` crate refused a part built from the GGUF metadata.
-    #[error("cannot build the tokenizer from GGUF metadata: {source}")]
-    GgufTokenizer { source: tokenizers::Error },
+    #[error("cannot build the tokenizer from GGUF metadata: {error}")]
+    GgufTokenizer { error: tokenizers::Error },
 }
 
 /// The named special tokens of a tokenizer, as `tokenizer_config.json` spells them.
@@ -96,10 +96,10 @@ impl Tokenizer {
             Err(error) if error.kind() == io::ErrorKind::NotFound => {
                 return Err(TokenizerError::MissingTokenizer { dir: dir.to_path_buf(), path });
             }
-            Err(source) => return Err(TokenizerError::Read { path, source }),
+            Err(error) => return Err(TokenizerError::Read { path, error }),
         };
         let inner = tokenizers::Tokenizer::from_bytes(&bytes)
-            .map_err(|source| TokenizerError::InvalidTokenizer { path: path.clone(), source })?;
+            .map_err(|error| TokenizerError::InvalidTokenizer { path: path.clone(), error })?;
         let tokenizer = Self::from_tokenizers(inner);
         let config_path = dir.join(TOKENIZER_CONFIG_FILE);
         match read_json(&config_path)? {
@@ -177,8 +177,7 @@ impl Tokenizer {
 
     /// `add_special_tokens`: put in what the post-processor adds (BOS for most models).
     pub fn encode(&self, text: &str, add_special_tokens: bool) -> Result<Vec<u32>, TokenizerError> {
-        let encoding =
-            self.inner.encode(text, add_special_tokens).map_err(|source| TokenizerError::Encode { source })?;
+        let encoding = self.inner.encode(text, add_special_tokens).map_err(|error| TokenizerError::Encode { error })?;
         Ok(encoding.get_ids().to_vec())
     }
 
@@ -186,7 +185,7 @@ impl Tokenizer {
     /// `clean_up_tokenization_spaces` is not applied: transformers 5 skips it for BPE models,
     /// and the WordPiece decoder of the `tokenizers` crate does its own.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String, TokenizerError> {
-        self.inner.decode(ids, skip_special_tokens).map_err(|source| TokenizerError::Decode { source })
+        self.inner.decode(ids, skip_special_tokens).map_err(|error| TokenizerError::Decode { error })
     }
 
     /// A decoder for text produced one token at a time.
@@ -197,6 +196,12 @@ impl Tokenizer {
     /// Number of ids, added tokens included (transformers' `len(tokenizer)`).
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// One past the highest id the tokenizer can produce, added tokens included: the embedding
+    /// rows a model needs for it (more than [`Tokenizer::vocab_size`] when the ids have gaps).
+    pub fn id_bound(&self) -> usize {
+        self.inner.get_vocab(true).into_values().max().map_or(0, |id| id as usize + 1)
     }
 
     pub fn token_to_id(&self, token: &str) -> Option<u32> {
@@ -267,11 +272,11 @@ pub(crate) fn read_json(path: &Path) -> Result<Option<Value>, TokenizerError> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(TokenizerError::Read { path: path.to_path_buf(), source }),
+        Err(error) => return Err(TokenizerError::Read { path: path.to_path_buf(), error }),
     };
     serde_json::from_slice(&bytes)
         .map(Some)
-        .map_err(|source| TokenizerError::InvalidJson { path: path.to_path_buf(), source })
+        .map_err(|error| TokenizerError::InvalidJson { path: path.to_path_buf(), error })
 }
 
 pub(crate) fn invalid_field(path: &Path, field: &str, message: &str) -> TokenizerError {

@@ -8,6 +8,7 @@ use super::{DecoderSpec, Ffn, LayerSpec};
 use crate::config::{GgufMeta, sliding_layers};
 use crate::error::Result;
 use crate::layers::{Activation, RopeConfig, RopeScaling};
+use crate::validate::from_json;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Base {
@@ -56,7 +57,7 @@ fn default_act() -> String {
 impl Base {
     /// Parses the shared fields and the RoPE (`default_theta` when the config names no base).
     pub fn from_json(root: &Value, default_theta: f64) -> std::result::Result<Base, String> {
-        let mut base: Base = serde_json::from_value(root.clone()).map_err(|e| e.to_string())?;
+        let mut base: Base = from_json(root)?;
         base.rope = Some(RopeConfig::from_hf(root, base.head_dim(), base.max_position_embeddings, default_theta)?);
         Ok(base)
     }

@@ -18,6 +18,7 @@ use crate::causal_lm::{CausalLm, Logits, check_step, select_positions};
 use crate::config::{Dimensions, ModelConfig};
 use crate::error::Result;
 use crate::layers::{Activation, Attention, Embedding, GatedMlp, KvCache, Linear, RmsNorm, RopeConfig, SparseMoe};
+use crate::validate::positive_finite;
 
 /// What each layer's feed-forward block is.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +100,15 @@ impl DecoderSpec {
             ("head_dim", self.head_dim),
         ])?;
         crate::config::check_heads(self.heads, self.kv_heads)?;
+        crate::config::check_positive(&[("max_position_embeddings", self.max_position_embeddings)])?;
+        positive_finite("rms_norm_eps", self.rms_norm_eps)?;
+        positive_finite("the attention scale", self.attention_scale)?;
+        if let Some(cap) = self.final_softcap {
+            positive_finite("final_logit_softcapping", cap)?;
+        }
+        if let Some(cap) = self.attention_softcap {
+            positive_finite("attn_logit_softcapping", cap)?;
+        }
         for layer in &self.layers {
             match layer.ffn {
                 Ffn::Dense { intermediate } => crate::config::check_positive(&[("intermediate_size", intermediate)])?,

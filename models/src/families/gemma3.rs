@@ -16,6 +16,7 @@ use crate::error::Result;
 use crate::gguf::{GgufFile, GgufTensor};
 use crate::layers::{Activation, RopeConfig, RopeScaling};
 pub use crate::load::LoadOptions;
+use crate::validate::positive_finite;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LayerKind {
@@ -25,80 +26,53 @@ pub enum LayerKind {
 
 /// transformers' `Gemma3TextConfig` fields, as saved (defaults as transformers has them).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
 struct RawConfig {
-    #[serde(default = "defaults::vocab_size")]
     vocab_size: i32,
-    #[serde(default = "defaults::hidden_size")]
     hidden_size: i32,
-    #[serde(default = "defaults::intermediate_size")]
     intermediate_size: i32,
-    #[serde(default = "defaults::num_hidden_layers")]
     num_hidden_layers: i32,
-    #[serde(default = "defaults::num_attention_heads")]
     num_attention_heads: i32,
-    #[serde(default = "defaults::num_key_value_heads")]
     num_key_value_heads: i32,
-    #[serde(default = "defaults::head_dim")]
     head_dim: i32,
-    #[serde(default = "defaults::rms_norm_eps")]
     rms_norm_eps: f32,
-    #[serde(default = "defaults::query_pre_attn_scalar")]
     query_pre_attn_scalar: f32,
-    #[serde(default = "defaults::sliding_window")]
     sliding_window: i32,
-    #[serde(default)]
     layer_types: Option<Vec<String>>,
-    #[serde(default, alias = "_sliding_window_pattern")]
+    #[serde(alias = "_sliding_window_pattern")]
     sliding_window_pattern: Option<usize>,
-    #[serde(default = "defaults::max_position_embeddings")]
     max_position_embeddings: i32,
-    #[serde(default)]
     final_logit_softcapping: Option<f32>,
-    #[serde(default)]
     attn_logit_softcapping: Option<f32>,
-    #[serde(default)]
     rope_theta: Option<f32>,
-    #[serde(default)]
     rope_local_base_freq: Option<f32>,
-    #[serde(default)]
     rope_parameters: Option<Value>,
-    #[serde(default)]
     rope_scaling: Option<Value>,
 }
 
-mod defaults {
-    pub fn vocab_size() -> i32 {
-        262_208
-    }
-    pub fn hidden_size() -> i32 {
-        2304
-    }
-    pub fn intermediate_size() -> i32 {
-        9216
-    }
-    pub fn num_hidden_layers() -> i32 {
-        26
-    }
-    pub fn num_attention_heads() -> i32 {
-        8
-    }
-    pub fn num_key_value_heads() -> i32 {
-        4
-    }
-    pub fn head_dim() -> i32 {
-        256
-    }
-    pub fn rms_norm_eps() -> f32 {
-        1e-6
-    }
-    pub fn query_pre_attn_scalar() -> f32 {
-        256.0
-    }
-    pub fn sliding_window() -> i32 {
-        4096
-    }
-    pub fn max_position_embeddings() -> i32 {
-        131_072
+impl Default for RawConfig {
+    fn default() -> Self {
+        RawConfig {
+            vocab_size: 262_208,
+            hidden_size: 2304,
+            intermediate_size: 9216,
+            num_hidden_layers: 26,
+            num_attention_heads: 8,
+            num_key_value_heads: 4,
+            head_dim: 256,
+            rms_norm_eps: 1e-6,
+            query_pre_attn_scalar: 256.0,
+            sliding_window: 4096,
+            layer_types: None,
+            sliding_window_pattern: None,
+            max_position_embeddings: 131_072,
+            final_logit_softcapping: None,
+            attn_logit_softcapping: None,
+            rope_theta: None,
+            rope_local_base_freq: None,
+            rope_parameters: None,
+            rope_scaling: None,
+        }
     }
 }
 
@@ -136,7 +110,7 @@ impl Family for Config {
     /// From config.json; a multimodal `gemma3` save keeps the text model under `text_config`.
     fn from_json(root: &Value) -> std::result::Result<Config, String> {
         let text = text_config(root);
-        let raw: RawConfig = serde_json::from_value(text.clone()).map_err(|e| e.to_string())?;
+        let raw: RawConfig = crate::validate::from_json(text)?;
         let layers = raw.num_hidden_layers.max(0) as usize;
         let pattern = raw.sliding_window_pattern.unwrap_or(6);
         let sliding = sliding_layers(raw.layer_types.as_deref(), layers, |i| (i + 1) % pattern != 0)?;
@@ -147,6 +121,7 @@ impl Family for Config {
         let (hd, max) = (raw.head_dim, raw.max_position_embeddings);
         let full_theta = raw.rope_theta.unwrap_or(1_000_000.0) as f64;
         let sliding_theta = raw.rope_local_base_freq.unwrap_or(10_000.0) as f64;
+        positive_finite("rope_local_base_freq", sliding_theta as f32)?;
         let entry = |kind: &str, theta: f64, legacy: Option<&Value>| {
             let entry = per_kind.and_then(|p| p.get(kind)).or(legacy).filter(|e| e.is_object());
             let theta = entry.and_then(|e| e.get("rope_theta")).and_then(Value::as_f64).unwrap_or(theta);
@@ -211,9 +186,7 @@ impl Family for Config {
 
     fn spec(&self) -> std::result::Result<DecoderSpec, String> {
         check_positive(&[("sliding_window", self.sliding_window)])?;
-        if self.query_pre_attn_scalar <= 0.0 {
-            return Err("query_pre_attn_scalar must be positive".into());
-        }
+        positive_finite("query_pre_attn_scalar", self.query_pre_attn_scalar)?;
         let layers = self.layer_kinds.iter().map(|kind| match kind {
             LayerKind::Full => (self.rope_full.clone(), None),
             LayerKind::Sliding => (self.rope_sliding.clone(), Some(self.sliding_window)),
@@ -297,6 +270,14 @@ mod tests {
             (json!({"num_key_value_heads": 3}), "num_key_value_heads"),
             (json!({"rope_scaling": {"rope_type": "yarn"}}), "yarn"),
             (json!({"hidden_size": "wide"}), "invalid type"),
+            // Values that make NaN by construction; 1e39 overflows float32 to infinity.
+            (json!({"rms_norm_eps": 0.0}), "rms_norm_eps"),
+            (json!({"rms_norm_eps": 1e39}), "rms_norm_eps"),
+            (json!({"rope_theta": -1.0}), "rope_theta"),
+            (json!({"rope_local_base_freq": 0}), "rope_local_base_freq"),
+            (json!({"rope_scaling": {"rope_type": "linear", "factor": 0.0}}), "RoPE scale"),
+            (json!({"query_pre_attn_scalar": 1e39}), "query_pre_attn_scalar"),
+            (json!({"final_logit_softcapping": 0.0}), "final_logit_softcapping"),
         ] {
             let message = Config::from_json(&config).unwrap_err();
             assert!(message.contains(needle), "{message}");

@@ -86,7 +86,7 @@ impl Config {
 
 impl Family for Config {
     fn from_json(root: &Value) -> std::result::Result<Config, String> {
-        let mut config: Config = serde_json::from_value(root.clone()).map_err(|e| e.to_string())?;
+        let mut config: Config = crate::validate::from_json(root)?;
         if config.attention_bias || config.mlp_bias {
             return Err("attention_bias / mlp_bias are not supported".into());
         }
@@ -183,6 +183,20 @@ mod tests {
         let mut bad = base.clone();
         bad["rope_scaling"] = serde_json::json!({"rope_type": "yarn", "factor": 4.0});
         assert!(Config::from_json(&bad).unwrap_err().contains("yarn"));
+        for (field, value, needle) in [
+            ("rms_norm_eps", serde_json::json!(0.0), "rms_norm_eps"),
+            ("rms_norm_eps", serde_json::json!(-1e-5), "rms_norm_eps"),
+            ("rope_theta", serde_json::json!(0.0), "rope_theta"),
+            // 1e39 overflows float32 to infinity.
+            ("rope_theta", serde_json::json!(1e39), "rope_theta"),
+            ("rope_parameters", serde_json::json!({"rope_type": "default", "rope_theta": -5.0}), "rope_theta"),
+            ("rope_scaling", serde_json::json!({"rope_type": "linear", "factor": 0.0}), "factor"),
+        ] {
+            let mut bad = base.clone();
+            bad[field] = value;
+            let message = Config::from_json(&bad).unwrap_err();
+            assert!(message.contains(needle) && message.contains("positive finite"), "{field}: {message}");
+        }
         let mut bad = base;
         bad.as_object_mut().unwrap().remove("hidden_size");
         assert!(Config::from_json(&bad).unwrap_err().contains("hidden_size"));

@@ -23,7 +23,7 @@ pub struct Config {
 
 impl Family for Config {
     fn from_json(root: &Value) -> std::result::Result<Config, String> {
-        let mut config: Config = serde_json::from_value(root.clone()).map_err(|e| e.to_string())?;
+        let mut config: Config = crate::validate::from_json(root)?;
         config.base = Base::from_json(root, THETA)?;
         config.spec()?;
         Ok(config)

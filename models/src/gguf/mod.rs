@@ -26,8 +26,8 @@ const MAX_ARRAY_DEPTH: usize = 4;
 
 #[derive(Debug, Error)]
 pub enum GgufError {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: std::io::Error },
     #[error("not a GGUF file (magic {0:?})")]
     BadMagic([u8; 4]),
     #[error("GGUF version {0} is not supported (2 and 3 are)")]
@@ -67,30 +67,40 @@ pub enum GgmlType {
     Other(u32),
 }
 
+/// ggml's type ids for the named types.
+const TYPE_IDS: [(u32, GgmlType); 20] = [
+    (0, GgmlType::F32),
+    (1, GgmlType::F16),
+    (2, GgmlType::Q4_0),
+    (3, GgmlType::Q4_1),
+    (6, GgmlType::Q5_0),
+    (7, GgmlType::Q5_1),
+    (8, GgmlType::Q8_0),
+    (9, GgmlType::Q8_1),
+    (10, GgmlType::Q2K),
+    (11, GgmlType::Q3K),
+    (12, GgmlType::Q4K),
+    (13, GgmlType::Q5K),
+    (14, GgmlType::Q6K),
+    (15, GgmlType::Q8K),
+    (24, GgmlType::I8),
+    (25, GgmlType::I16),
+    (26, GgmlType::I32),
+    (27, GgmlType::I64),
+    (28, GgmlType::F64),
+    (30, GgmlType::BF16),
+];
+
 impl GgmlType {
     pub fn from_id(id: u32) -> GgmlType {
-        match id {
-            0 => GgmlType::F32,
-            1 => GgmlType::F16,
-            2 => GgmlType::Q4_0,
-            3 => GgmlType::Q4_1,
-            6 => GgmlType::Q5_0,
-            7 => GgmlType::Q5_1,
-            8 => GgmlType::Q8_0,
-            9 => GgmlType::Q8_1,
-            10 => GgmlType::Q2K,
-            11 => GgmlType::Q3K,
-            12 => GgmlType::Q4K,
-            13 => GgmlType::Q5K,
-            14 => GgmlType::Q6K,
-            15 => GgmlType::Q8K,
-            24 => GgmlType::I8,
-            25 => GgmlType::I16,
-            26 => GgmlType::I32,
-            27 => GgmlType::I64,
-            28 => GgmlType::F64,
-            30 => GgmlType::BF16,
-            other => GgmlType::Other(other),
+        TYPE_IDS.iter().find(|(known, _)| *known == id).map_or(GgmlType::Other(id), |&(_, kind)| kind)
+    }
+
+    /// The type's id in the file (the inverse of [`GgmlType::from_id`]).
+    pub fn id(self) -> u32 {
+        match self {
+            GgmlType::Other(id) => id,
+            named => TYPE_IDS.iter().find(|(_, kind)| *kind == named).map(|&(id, _)| id).expect("named types have ids"),
         }
     }
 
@@ -229,7 +239,7 @@ pub struct GgufFile {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<GgufFile> {
-        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let io = |error| GgufError::Io { path: path.to_path_buf(), error };
         let file = File::open(path).map_err(io)?;
         // SAFETY: the map is read-only; a file truncated while mapped would fault, which is the
         // same contract every mmap-based model loader accepts.

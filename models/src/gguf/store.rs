@@ -48,6 +48,7 @@ pub fn weight_store(
     k_quants: KQuants,
     dtype: Dtype,
 ) -> Result<WeightStore> {
+    check_block_tensors(file, rename)?;
     let mut arrays = HashMap::new();
     let mut specs: HashMap<String, Option<QuantSpec>> = HashMap::new();
     for info in &file.header().tensors {
@@ -86,6 +87,27 @@ pub fn weight_store(
     let quantization =
         specs.values().flatten().next().copied().map(|default| QuantizationConfig { default, overrides: specs });
     Ok(WeightStore::from_arrays(arrays, quantization, dtype))
+}
+
+/// Every `blk.N.*` tensor must lie in a block the metadata declares and be one the model uses: a
+/// `block_count` below the tensors' layers would load a shallower model than the file holds, the
+/// deeper blocks silently unused.
+fn check_block_tensors(file: &GgufFile, rename: Rename<'_>) -> Result<()> {
+    let architecture = file.header().get("general.architecture").and_then(|v| v.as_str()).unwrap_or("");
+    let key = format!("{architecture}.block_count");
+    let blocks = metadata_int(file, &key)?;
+    let invalid = |message: String| ModelError::Config { path: file.path().to_path_buf(), message };
+    for info in &file.header().tensors {
+        let Some(block) = info.name.strip_prefix("blk.").and_then(|rest| rest.split_once('.')) else { continue };
+        let index: i64 = block.0.parse().map_err(|_| invalid(format!("tensor {} has no block number", info.name)))?;
+        if let Some(blocks) = blocks.filter(|&blocks| index >= blocks) {
+            return Err(invalid(format!("tensor {} belongs to block {index}, but {key} is {blocks}", info.name)));
+        }
+        if rename(&info.name).is_none() {
+            return Err(invalid(format!("tensor {} is not one the {architecture} model uses", info.name)));
+        }
+    }
+    Ok(())
 }
 
 /// Undoes llama.cpp's Q/K row permutation for `llama`-architecture files: its converter

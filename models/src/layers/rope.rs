@@ -7,6 +7,7 @@ use mlx_bridge::{Array, fast};
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::validate::positive_finite;
 
 /// How the base frequencies are rescaled for a longer context.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,8 +94,14 @@ impl RopeConfig {
         if dims % 2 != 0 || dims <= 0 {
             return Err(format!("{dims} rotated features per head (head_dim {head_dim} x {partial}) must be even"));
         }
+        // Float32 is what the kernels compute in: a base past its range is as bad as zero.
+        positive_finite("rope_theta", theta as f32)?;
         let kind = entry.get("rope_type").or_else(|| entry.get("type")).and_then(Value::as_str).unwrap_or("default");
-        let need = |key: &str| field(key).ok_or_else(|| format!("{kind} RoPE scaling needs {key}"));
+        let need = |key: &str| {
+            let value = field(key).ok_or_else(|| format!("{kind} RoPE scaling needs {key}"))?;
+            let name = if key == "factor" { "RoPE scale factor".to_string() } else { key.to_string() };
+            positive_finite(&name, value as f32).map(|_| value)
+        };
         let scaling = match kind {
             "default" => RopeScaling::Default,
             "linear" => RopeScaling::Linear { factor: need("factor")? },

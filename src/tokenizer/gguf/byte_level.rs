@@ -92,7 +92,7 @@ impl PreTokenizer {
             ])),
             WordSplit::Regex(regex) => {
                 let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
-                    .map_err(|source| TokenizerError::GgufTokenizer { source })?;
+                    .map_err(|error| TokenizerError::GgufTokenizer { error })?;
                 PreTokenizerWrapper::Sequence(Sequence::new(vec![PreTokenizerWrapper::Split(split), byte_level(false)]))
             }
         })
@@ -110,7 +110,7 @@ pub(super) fn build(meta: &Metadata<'_>, vocab: &Vocabulary<'_>) -> Result<Built
         .vocab_and_merges(map, merges)
         .ignore_merges(pre.ignore_merges)
         .build()
-        .map_err(|source| TokenizerError::GgufTokenizer { source })?;
+        .map_err(|error| TokenizerError::GgufTokenizer { error })?;
     let mut tokenizer = tokenizers::Tokenizer::new(model);
     tokenizer.with_pre_tokenizer(Some(pre.build()?));
     tokenizer.with_decoder(Some(ByteLevel::default()));

@@ -49,14 +49,14 @@ pub(super) fn build(meta: &Metadata<'_>, vocab: &Vocabulary<'_>, unk: Option<u32
     if let Some(unk) = unk {
         model = model.unk_token(spelled[unk as usize].clone());
     }
-    let model = model.build().map_err(|source| TokenizerError::GgufTokenizer { source })?;
+    let model = model.build().map_err(|error| TokenizerError::GgufTokenizer { error })?;
 
     // llama.cpp prepends a space to each text fragment when add_space_prefix holds, which it
     // does for SentencePiece unless the file says otherwise; Gemma's files say otherwise, and
     // transformers never prepends for Gemma.
     let prefix = meta.bool(ADD_SPACE_PREFIX)?.unwrap_or(!gemma);
     let replace =
-        |from: &str, to: &str| Replace::new(from, to).map_err(|source| TokenizerError::GgufTokenizer { source });
+        |from: &str, to: &str| Replace::new(from, to).map_err(|error| TokenizerError::GgufTokenizer { error });
     let mut normalizers = Vec::new();
     if prefix {
         normalizers.push(NormalizerWrapper::Prepend(Prepend::new(SPACE.to_string())));

@@ -5,6 +5,8 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::validate::{from_json, positive_finite};
+
 /// `intermediate_size` / `activation_sparsity_pattern`: one value for every layer, or a list.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
@@ -193,7 +195,7 @@ impl Config {
             None if model_type == "gemma3n_text" || model_type.is_empty() => root,
             None => return Err(format!("model_type {model_type:?} has no text_config")),
         };
-        let raw: RawConfig = serde_json::from_value(text.clone()).map_err(|e| e.to_string())?;
+        let raw: RawConfig = from_json(text)?;
         raw.resolve()
     }
 
@@ -252,6 +254,7 @@ impl RawConfig {
             ("hidden_size_per_layer_input", self.hidden_size_per_layer_input),
             ("altup_num_inputs", self.altup_num_inputs),
             ("laurel_rank", self.laurel_rank),
+            ("max_position_embeddings", self.max_position_embeddings),
         ];
         if let Some((name, value)) = positive.iter().find(|(_, v)| *v <= 0) {
             return Err(format!("{name} must be positive, got {value}"));
@@ -312,6 +315,12 @@ impl RawConfig {
         }
         let kv_sources = kv_sources(&layer_kinds, self.num_kv_shared_layers as usize)?;
         let (rope_theta_full, rope_theta_sliding) = self.rope_thetas()?;
+        positive_finite("rms_norm_eps", self.rms_norm_eps)?;
+        positive_finite("rope_theta", rope_theta_full)?;
+        positive_finite("rope_local_base_freq", rope_theta_sliding)?;
+        if let Some(cap) = self.final_logit_softcapping {
+            positive_finite("final_logit_softcapping", cap)?;
+        }
         Ok(Config {
             vocab_size: self.vocab_size,
             hidden_size: self.hidden_size,
@@ -434,6 +443,10 @@ mod tests {
             ),
             (json!({"rope_parameters": {"full_attention": {"rope_type": "yarn"}}}), "yarn"),
             (json!({"model_type": "gemma3n"}), "text_config"),
+            (json!({"rms_norm_eps": -1e-6}), "rms_norm_eps"),
+            (json!({"rope_theta": 0.0}), "rope_theta"),
+            (json!({"rope_parameters": {"sliding_attention": {"rope_theta": 1e39}}}), "rope_local_base_freq"),
+            (json!({"final_logit_softcapping": -30.0}), "final_logit_softcapping"),
         ];
         for (config, needle) in cases {
             let err = Config::from_json(&config).unwrap_err();
