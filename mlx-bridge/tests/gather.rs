@@ -43,7 +43,7 @@ fn gather_qmm_matches_gather_mm_on_the_dequantized_matrices() {
     let (w, _) = array(&[EXPERTS as i32, OUT as i32, IN as i32], 4);
     let q = quantize(&w, QuantSpec::affine(32, 4).unwrap()).unwrap();
     let chosen = [2, 1, 0, 3];
-    let indices = Array::from_slice(&chosen, &[tokens, k as i32]).unwrap();
+    let indices = Array::from_slice(&chosen, &[tokens, k]).unwrap();
     let got = q.gather_matmul(&x, None, Some(&indices), true, false).unwrap();
     let dense = q.dequantize().unwrap();
     let want = gather_mm(&x, &dense.swapaxes(-1, -2).unwrap(), None, Some(&indices), false).unwrap();
