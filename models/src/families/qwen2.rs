@@ -3,6 +3,7 @@
 //! `max_window_layers` on when `use_sliding_window` is set. GGUF: `general.architecture = qwen2`,
 //! biases as `attn_{q,k,v}.bias`, no Q/K permutation.
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::config::GgufMeta;
@@ -12,16 +13,15 @@ use crate::gguf::GgufFile;
 
 const THETA: f64 = 1_000_000.0;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct Config {
+    #[serde(flatten)]
     pub base: Base,
 }
 
 impl Family for Config {
     fn from_json(root: &Value) -> std::result::Result<Config, String> {
-        let config = Config { base: Base::from_json(root, THETA)? };
-        config.spec()?;
-        Ok(config)
+        Base::parse(root, THETA, |c: &mut Config| &mut c.base)
     }
 
     fn from_gguf(file: &GgufFile) -> Result<Config> {

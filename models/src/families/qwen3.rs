@@ -23,10 +23,7 @@ pub struct Config {
 
 impl Family for Config {
     fn from_json(root: &Value) -> std::result::Result<Config, String> {
-        let mut config: Config = crate::validate::from_json(root)?;
-        config.base = Base::from_json(root, THETA)?;
-        config.spec()?;
-        Ok(config)
+        Base::parse(root, THETA, |c: &mut Config| &mut c.base)
     }
 
     fn from_gguf(file: &GgufFile) -> Result<Config> {

@@ -42,13 +42,13 @@ impl Config {
 
 impl Family for Config {
     fn from_json(root: &Value) -> std::result::Result<Config, String> {
-        let mut config: Config = crate::validate::from_json(root)?;
-        config.base = Base::from_json(root, THETA)?;
-        if let Some(flags) = config.no_rope_layers.as_ref().filter(|f| f.len() != config.base.layers()) {
-            return Err(format!("no_rope_layers has {} entries for {} layers", flags.len(), config.base.layers()));
+        let config: Config = Base::parse(root, THETA, |c: &mut Config| &mut c.base)?;
+        match config.no_rope_layers.as_ref().filter(|f| f.len() != config.base.layers()) {
+            Some(flags) => {
+                Err(format!("no_rope_layers has {} entries for {} layers", flags.len(), config.base.layers()))
+            }
+            None => Ok(config),
         }
-        config.spec()?;
-        Ok(config)
     }
 
     fn from_gguf(file: &GgufFile) -> Result<Config> {
