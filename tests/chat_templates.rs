@@ -134,7 +134,7 @@ fn golden_cases_cover_the_required_templates_and_conversations() {
     }
     assert!(golden.cases.iter().any(|case| case.template == "gemma3n" && case.error.is_some()));
     for thinking in ["on", "off"] {
-        let name = format!("qwen3/thinking_history/gen/thinking_{thinking}");
+        let name = format!("qwen3/thinking_history/thinking_{thinking}/gen");
         assert!(golden.cases.iter().any(|case| case.name == name), "missing golden case {name}");
     }
 }

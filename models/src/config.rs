@@ -141,3 +141,34 @@ impl<'a> GgufMeta<'a> {
         result.map_err(|message| self.error(message))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checks_name_the_field() {
+        assert!(check_positive(&[("a", 1), ("b", 0)]).unwrap_err().starts_with("b must be positive"));
+        assert!(check_heads(6, 4).unwrap_err().contains("not a multiple"));
+        assert!(check_heads(8, 0).unwrap_err().contains("num_key_value_heads"));
+        assert!(check_heads(8, 2).is_ok());
+    }
+
+    #[test]
+    fn layer_types_or_the_family_default() {
+        let types = ["full_attention", "sliding_attention"].map(String::from);
+        assert_eq!(sliding_layers(Some(&types), 2, |_| true).unwrap(), [false, true]);
+        assert_eq!(sliding_layers(None, 3, |i| i == 2).unwrap(), [false, false, true]);
+        assert!(sliding_layers(Some(&types), 3, |_| true).unwrap_err().contains("2 entries for 3 layers"));
+        let bad = ["chunked_attention".to_string()];
+        assert!(sliding_layers(Some(&bad), 1, |_| true).unwrap_err().contains("chunked_attention"));
+    }
+
+    #[test]
+    fn text_config_of_multimodal_saves() {
+        let nested = serde_json::json!({"text_config": {"hidden_size": 8}});
+        assert_eq!(text_config(&nested)["hidden_size"], 8);
+        let flat = serde_json::json!({"hidden_size": 4});
+        assert_eq!(text_config(&flat)["hidden_size"], 4);
+    }
+}

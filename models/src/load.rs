@@ -2,7 +2,7 @@
 //! family's layers out of a [`WeightStore`] under those options: pre-transposition, the split of
 //! fused checkpoint tensors, biases, norms and expert stacks.
 
-use mlx_bridge::quant::{QuantMode, QuantSpec, Quantized};
+use mlx_bridge::quant::{QuantSpec, Quantized};
 use mlx_bridge::{Array, Dtype};
 
 use crate::error::{ModelError, Result};
@@ -161,5 +161,78 @@ fn infer_spec(weight: &Array, scales: &Array, in_dim: i32, affine: bool) -> Opti
     if groups <= 0 || in_dim % groups != 0 || (packed * 32) % in_dim != 0 || !affine {
         return None;
     }
-    Some(QuantSpec { group_size: in_dim / groups, bits: packed * 32 / in_dim, mode: QuantMode::Affine })
+    // Only layouts MLX's kernels take: a wrong `in_dim` gives an unsupported group or width.
+    QuantSpec::affine(in_dim / groups, packed * 32 / in_dim).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use mlx_bridge::quant::quantize;
+
+    use super::*;
+
+    fn options(pretranspose: bool) -> LoadOptions {
+        LoadOptions {
+            dtype: Dtype::F32,
+            decode_path: DecodePath::Fused,
+            pretranspose,
+            dequantize: false,
+            k_quants: KQuants::Dequantize,
+        }
+    }
+
+    /// A fused `[12, 64]` tensor split into rows 0..4, 4..8, 8..12 computes what each block does.
+    #[test]
+    fn fused_checkpoint_tensors_split_into_their_parts() {
+        let data: Vec<f32> = (0..12 * 64).map(|i| ((i * 7 % 19) as f32 - 9.0) / 10.0).collect();
+        let whole = Array::from_slice(&data, &[12, 64]).unwrap();
+        let x = Array::from_slice(&data[..64], &[1, 64]).unwrap();
+        let full = x.matmul(&whole.t().unwrap()).unwrap().to_vec::<f32>().unwrap();
+        let spec = QuantSpec::affine(32, 8).unwrap();
+        let q = quantize(&whole, spec).unwrap();
+        let quantized = HashMap::from([
+            ("qkv.weight".to_string(), q.weight.clone()),
+            ("qkv.scales".to_string(), q.scales.clone()),
+            ("qkv.biases".to_string(), q.biases.clone().unwrap()),
+        ]);
+        let config = QuantizationConfig { default: spec, overrides: HashMap::new() };
+        let reference = Linear::Quantized(q).forward(&x).unwrap().to_vec::<f32>().unwrap();
+        for (arrays, quantization, want) in [
+            (HashMap::from([("qkv.weight".to_string(), whole.clone())]), None, &full),
+            (quantized, Some(config), &reference),
+        ] {
+            for pretranspose in [false, true] {
+                let store = WeightStore::from_arrays(arrays.clone(), quantization.clone(), Dtype::F32);
+                let parts =
+                    Loader::new(&store, options(pretranspose), None).split_linear("qkv", &[4, 4, 4], 64).unwrap();
+                let got: Vec<f32> = Linear::forward_many(&parts.iter().collect::<Vec<_>>(), &x)
+                    .unwrap()
+                    .iter()
+                    .flat_map(|y| y.to_vec::<f32>().unwrap())
+                    .collect();
+                let worst = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(worst < 1e-5, "pretranspose {pretranspose}: {worst}");
+            }
+        }
+    }
+
+    #[test]
+    fn quantized_expert_stacks_read_their_spec_from_the_layout() {
+        let data: Vec<f32> = (0..2 * 4 * 64).map(|i| ((i * 5 % 23) as f32 - 11.0) / 12.0).collect();
+        let w = Array::from_slice(&data, &[2, 4, 64]).unwrap();
+        let q = quantize(&w, QuantSpec::affine(32, 4).unwrap()).unwrap();
+        let arrays = HashMap::from([
+            ("e.weight".to_string(), q.weight.clone()),
+            ("e.scales".to_string(), q.scales.clone()),
+            ("e.biases".to_string(), q.biases.clone().unwrap()),
+        ]);
+        let store = WeightStore::from_arrays(arrays, None, Dtype::F32);
+        match Loader::new(&store, options(false), None).experts("e", 2, 4, 64).unwrap() {
+            Experts::Quantized(got) => assert_eq!((got.spec.group_size, got.spec.bits), (32, 4)),
+            other => panic!("expected quantized experts, got {other:?}"),
+        }
+        assert!(Loader::new(&store, options(false), None).experts("e", 2, 4, 32).is_err());
+    }
 }
