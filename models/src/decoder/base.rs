@@ -161,8 +161,10 @@ impl Base {
         default_theta: f64,
         base: impl FnOnce(&mut C) -> &mut Base,
     ) -> std::result::Result<C, String> {
+        // The shared fields first: serde loses the field path inside a flattened struct.
+        let shared = Base::from_json(root, default_theta)?;
         let mut config: C = from_json(root)?;
-        *base(&mut config) = Base::from_json(root, default_theta)?;
+        *base(&mut config) = shared;
         config.spec()?;
         Ok(config)
     }

@@ -110,6 +110,10 @@ impl DecoderSpec {
             positive_finite("attn_logit_softcapping", cap)?;
         }
         for layer in &self.layers {
+            // GGUF metadata reaches here unchecked; float32 is what the kernels compute in.
+            if let Some(rope) = &layer.rope {
+                positive_finite("rope_theta", rope.theta as f32)?;
+            }
             match layer.ffn {
                 Ffn::Dense { intermediate } => crate::config::check_positive(&[("intermediate_size", intermediate)])?,
                 Ffn::Moe { experts, top_k, intermediate, .. } => {

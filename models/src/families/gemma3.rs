@@ -121,16 +121,16 @@ impl Family for Config {
         let (hd, max) = (raw.head_dim, raw.max_position_embeddings);
         let full_theta = raw.rope_theta.unwrap_or(1_000_000.0) as f64;
         let sliding_theta = raw.rope_local_base_freq.unwrap_or(10_000.0) as f64;
-        positive_finite("rope_local_base_freq", sliding_theta as f32)?;
-        let entry = |kind: &str, theta: f64, legacy: Option<&Value>| {
+        let entry = |kind: &str, name: &str, theta: f64, legacy: Option<&Value>| {
             let entry = per_kind.and_then(|p| p.get(kind)).or(legacy).filter(|e| e.is_object());
             let theta = entry.and_then(|e| e.get("rope_theta")).and_then(Value::as_f64).unwrap_or(theta);
+            positive_finite(name, theta as f32)?;
             RopeConfig::from_entry(entry, text, theta, hd, max)
         };
         let legacy = if per_kind.is_none() { raw.rope_scaling.as_ref() } else { None };
         let config = Config {
-            rope_full: entry("full_attention", full_theta, legacy)?,
-            rope_sliding: entry("sliding_attention", sliding_theta, None)?,
+            rope_full: entry("full_attention", "rope_theta", full_theta, legacy)?,
+            rope_sliding: entry("sliding_attention", "rope_local_base_freq", sliding_theta, None)?,
             vocab_size: raw.vocab_size,
             hidden_size: raw.hidden_size,
             intermediate_size: raw.intermediate_size,

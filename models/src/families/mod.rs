@@ -43,8 +43,6 @@ pub struct Family {
 }
 
 pub static FAMILIES: &[Family] = &[
-    row::<llama::Config>("llama", &["llama", "mistral"], "llama"),
-    row::<gemma3::Config>("gemma3", &["gemma3_text", "gemma3"], "gemma3"),
     Family {
         name: "gemma3n",
         model_types: &["gemma3n", "gemma3n_text"],
@@ -54,6 +52,8 @@ pub static FAMILIES: &[Family] = &[
         load: |dir, root, options| Ok(Box::new(gemma3n::Gemma3n::load(dir, root, options)?)),
         load_gguf: None,
     },
+    row::<gemma3::Config>("gemma3", &["gemma3", "gemma3_text"], "gemma3"),
+    row::<llama::Config>("llama", &["llama", "mistral"], "llama"),
     row::<qwen2::Config>("qwen2", &["qwen2"], "qwen2"),
     row::<qwen3::Config>("qwen3", &["qwen3"], "qwen3"),
     row::<qwen3_moe::Config>("qwen3_moe", &["qwen3_moe"], "qwen3moe"),
