@@ -20,6 +20,28 @@ const ENV_VARS: &[&str] =
 const CPP_SOURCES: &[&str] =
     &["src/cpp/array.cc", "src/cpp/ops.cc", "src/cpp/nn.cc", "src/cpp/system.cc", "src/cpp/cpu_fast.cc"];
 
+/// The block-quantized kernels' glue (primitives, pool, ISA choice), built with the bridge.
+const BQ_BRIDGE_SOURCES: &[&str] = &[
+    "src/cpp/block_quant/bridge.cc",
+    "src/cpp/block_quant/primitives.cc",
+    "src/cpp/block_quant/pool.cc",
+    "src/cpp/block_quant/isa.cc",
+];
+
+/// Code whose float rounding must match the formats' own dequantizers: no contraction into fma.
+const BQ_EXACT_SOURCES: &[&str] = &["src/cpp/block_quant/pack.cc", "src/cpp/block_quant/kernels_scalar.cc"];
+
+/// One translation unit per instruction set, each compiled with only its own -m flags and chosen
+/// at run time (`__builtin_cpu_supports`), so the library still runs on CPUs without them.
+const BQ_X86_KERNELS: &[(&str, &[&str])] = &[
+    ("avx2", &["-mavx2", "-mfma", "-mf16c"]),
+    ("avxvnni", &["-mavx2", "-mfma", "-mf16c", "-mavxvnni"]),
+    (
+        "avx512vnni",
+        &["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni"],
+    ),
+];
+
 fn main() {
     for var in ENV_VARS {
         println!("cargo:rerun-if-env-changed={var}");
@@ -54,8 +76,9 @@ fn main() {
 
     let include = prefix.join("include");
     let lib = prefix.join("lib");
-    cxx_build::bridge("src/ffi.rs")
+    cxx_build::bridges(["src/ffi.rs", "src/block_quant/ffi.rs"])
         .files(CPP_SOURCES)
+        .files(BQ_BRIDGE_SOURCES)
         .include(&include)
         .include("src/cpp")
         .std("c++20")
@@ -63,6 +86,8 @@ fn main() {
         .flag_if_supported("-Wno-deprecated-declarations")
         .opt_level(2)
         .compile("mlxcel_bridge");
+    // Compiled after the bridge so the linker meets the bridge's references first.
+    build_block_quant_kernels(&include);
 
     println!("cargo:rustc-link-search=native={}", lib.display());
     println!("cargo:rustc-link-lib=dylib=mlx");
@@ -98,6 +123,39 @@ fn main() {
     println!("cargo:rustc-env=MLXCEL_BUILD_BLAS={blas}");
     println!("cargo:rustc-env=MLXCEL_BUILD_MLX_PREFIX={}", prefix.display());
     println!("cargo:rustc-env=MLXCEL_BUILD_MLX_PACKAGE={package}");
+}
+
+fn build_block_quant_kernels(include: &Path) {
+    let kernel_build = || {
+        let mut build = cc::Build::new();
+        build.cpp(true).std("c++20").opt_level(3).flag("-ffp-contract=off").include("src/cpp/block_quant");
+        build
+    };
+    kernel_build()
+        .files(BQ_EXACT_SOURCES)
+        .include(include)
+        .flag_if_supported("-Wno-unused-parameter")
+        .flag_if_supported("-Wno-deprecated-declarations")
+        .compile("mlxcel_bq_base");
+    match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
+        Ok("x86_64") => {
+            for (isa, flags) in BQ_X86_KERNELS {
+                let mut build = kernel_build();
+                for flag in *flags {
+                    build.flag(flag);
+                }
+                build.file(format!("src/cpp/block_quant/kernels_{isa}.cc")).compile(&format!("mlxcel_bq_{isa}"));
+            }
+        }
+        Ok("aarch64") => {
+            // The dot-product instructions are checked for at run time (HWCAP_ASIMDDP).
+            kernel_build()
+                .flag("-march=armv8.2-a+dotprod")
+                .file("src/cpp/block_quant/kernels_neon.cc")
+                .compile("mlxcel_bq_neon");
+        }
+        _ => {}
+    }
 }
 
 fn wheel_package(target_os: &str, cuda: bool) -> &'static str {

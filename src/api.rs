@@ -1,6 +1,5 @@
 //! The Rust API: `Model::load("gemma-3n")?.generate("Hello", &GenerateOptions::default())?`.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,7 +14,8 @@ use crate::generate::{FinishReason, GenerateError, GenerationStats, TokenGenerat
 use crate::hub::{self, HubError, HubOptions, ModelSpec};
 use crate::model::{LoadError, LoadedModel, ModelSource};
 use crate::sampling::SamplingParams;
-use crate::tokenizer::{self, StreamDecoder, Tokenizer, TokenizerError};
+use crate::text_events::TextAssembler;
+use crate::tokenizer::{self, Tokenizer, TokenizerError};
 
 #[derive(Debug, Error)]
 pub enum Error {
@@ -94,6 +94,8 @@ pub enum Event {
         id: u32,
         text: String,
         logprob: Option<f32>,
+        /// The most likely tokens at this step and their log-probabilities (when asked for).
+        top_logprobs: Vec<(u32, f32)>,
     },
     /// Text completed without a new token: what was held back, flushed when generation ends.
     Flush {
@@ -179,6 +181,11 @@ impl Model {
         &self.plan
     }
 
+    /// The model behind the text interface (the server drives it through the generation core).
+    pub fn loaded_model(&self) -> &LoadedModel {
+        &self.model
+    }
+
     pub fn tokenizer(&self) -> &Tokenizer {
         &self.tokenizer
     }
@@ -249,11 +256,7 @@ impl Model {
         )?;
         Ok(TextStream {
             tokens,
-            decoder: self.tokenizer.stream_decoder(true),
-            eos: &self.eos,
-            stop: options.stop.iter().filter(|s| !s.is_empty()).cloned().collect(),
-            held: String::new(),
-            outbox: VecDeque::new(),
+            text: TextAssembler::new(&self.tokenizer, &self.eos, &options.stop),
             finished: false,
             cancel: None,
         })
@@ -277,7 +280,7 @@ fn collect(stream: TextStream<'_>) -> Result<Generation> {
     };
     for event in stream {
         match event? {
-            Event::Token { id, text, logprob } => {
+            Event::Token { id, text, logprob, .. } => {
                 generation.text.push_str(&text);
                 generation.token_ids.push(id);
                 if let Some(logprob) = logprob {
@@ -298,11 +301,7 @@ fn collect(stream: TextStream<'_>) -> Result<Generation> {
 /// holds back text that might be the start of a stop string.
 pub struct TextStream<'m> {
     tokens: TokenGenerator<'m>,
-    decoder: StreamDecoder<'m>,
-    eos: &'m [u32],
-    stop: Vec<String>,
-    held: String,
-    outbox: VecDeque<Event>,
+    text: TextAssembler<'m>,
     finished: bool,
     cancel: Option<Arc<AtomicBool>>,
 }
@@ -314,54 +313,24 @@ impl TextStream<'_> {
         self
     }
 
-    fn finish(&mut self, reason: FinishReason, flush: bool) -> Result<()> {
-        if flush {
-            let mut rest = std::mem::take(&mut self.held);
-            if let Some(tail) = self.decoder.finish()? {
-                rest.push_str(&tail);
-            }
-            if !rest.is_empty() {
-                self.outbox.push_back(Event::Flush { text: rest });
-            }
-        }
-        self.outbox.push_back(Event::Done { finish_reason: reason, stats: self.tokens.stats().clone() });
+    fn finish(&mut self, reason: FinishReason) -> Result<()> {
+        self.text.end(reason)?;
+        self.text.done(self.tokens.stats().clone());
         self.finished = true;
         Ok(())
     }
 
     fn advance(&mut self) -> Result<()> {
         if self.cancel.as_ref().is_some_and(|flag| flag.load(Ordering::Relaxed)) {
-            return self.finish(FinishReason::Cancelled, true);
+            return self.finish(FinishReason::Cancelled);
         }
         let Some(token) = self.tokens.next().transpose()? else {
-            return self.finish(FinishReason::Length, true);
+            return self.finish(FinishReason::Length);
         };
-        if self.eos.contains(&token.id) {
-            return self.finish(FinishReason::Eos, true);
+        if let Some(reason) = self.text.push(token)? {
+            return self.finish(reason);
         }
-        if let Some(text) = self.decoder.push(token.id)? {
-            self.held.push_str(&text);
-        }
-        if let Some(at) = self.stop.iter().filter_map(|s| self.held.find(s.as_str())).min() {
-            let text = self.held[..at].to_string();
-            self.held.clear();
-            self.outbox.push_back(Event::Token { id: token.id, text, logprob: token.logprob });
-            return self.finish(FinishReason::Stop, false);
-        }
-        let keep = self.stop_prefix_len();
-        let text = self.held[..self.held.len() - keep].to_string();
-        self.held.drain(..self.held.len() - keep);
-        self.outbox.push_back(Event::Token { id: token.id, text, logprob: token.logprob });
         Ok(())
-    }
-
-    /// Length of the longest suffix of the held text that begins some stop string.
-    fn stop_prefix_len(&self) -> usize {
-        let held = &self.held;
-        held.char_indices()
-            .map(|(i, _)| &held[i..])
-            .find(|suffix| self.stop.iter().any(|s| s.starts_with(suffix)))
-            .map_or(0, str::len)
     }
 }
 
@@ -369,12 +338,17 @@ impl Iterator for TextStream<'_> {
     type Item = Result<Event>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        while self.outbox.is_empty() && !self.finished {
+        loop {
+            if let Some(event) = self.text.pop() {
+                return Some(Ok(event));
+            }
+            if self.finished {
+                return None;
+            }
             if let Err(error) = self.advance() {
                 self.finished = true;
                 return Some(Err(error));
             }
         }
-        self.outbox.pop_front().map(Ok)
     }
 }

@@ -4,17 +4,20 @@
 //! unrecorded, then `repetitions` times; the report carries mean ± standard deviation, time to
 //! first token for prompt tests, and the peak memory MLX saw.
 //!
-//! Decode is the generation loop's pipelined greedy step (step n+1 built and scheduled before
-//! token n is read back), so `tg` measures what `generate` delivers, minus sampling filters.
+//! Prefill and decode are the generation core's ([`crate::pipeline`]) with greedy choice (step
+//! n+1 built and scheduled before token n is read back), so `tg` measures what `generate`
+//! delivers, minus sampling filters.
 
 use std::time::Instant;
 
 use mlx_bridge::{Array, Dtype, memory, random};
 use mlxcel_models::layers::KvCache;
+use mlxcel_models::{Logits, Prefill};
 use serde::Serialize;
 
 use crate::generate::GenerateError;
 use crate::model::LoadedModel;
+use crate::pipeline::{Greedy, Pipeline};
 
 /// One test: `pp` or `tg`, at a context depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,24 +115,29 @@ pub fn measure(model: &LoadedModel, test: Test, settings: BenchSettings) -> Resu
     for run in 0..settings.warmup + settings.repetitions {
         // Fresh ids per run: a repeated prompt could hit caches that real prompts never do.
         let key = random::key(settings.seed.wrapping_add(run as u64))?;
-        let ids = random::randint(0, vocab, &[1, positions as i32], Dtype::I32, Some(&key))?;
-        ids.eval()?;
+        let ids = random_ids(vocab, positions, &key)?;
+        let depth = test.depth();
         let mut caches = model.make_caches();
-        prefill(model, &ids, 0, test.depth(), settings.prefill_chunk, &mut caches)?;
+        prefill(model, &ids[..depth], settings.prefill_chunk, &mut caches)?;
         let (rate, ttft) = match test {
-            Test::Prompt { tokens, depth } => {
+            Test::Prompt { tokens, .. } => {
                 let started = Instant::now();
-                let logits = prefill(model, &ids, depth, depth + tokens, settings.prefill_chunk, &mut caches)?;
-                logits.argmax(-1, false)?.eval()?;
+                if let Some(logits) = prefill(model, &ids[depth..depth + tokens], settings.prefill_chunk, &mut caches)?
+                {
+                    logits.argmax(-1, false)?.eval()?;
+                }
                 let seconds = started.elapsed().as_secs_f64();
                 (tokens as f64 / seconds, Some(seconds * 1e3))
             }
-            Test::Generate { tokens, depth } => {
-                let logits = prefill(model, &ids, depth, depth + 1, settings.prefill_chunk, &mut caches)?;
-                let first = logits.argmax(-1, false)?;
-                first.eval()?;
+            Test::Generate { tokens, .. } => {
+                // The generation core with greedy choice: one more token than timed steps, the
+                // first coming from the prefill.
+                let mut pipeline =
+                    Pipeline::new(model, &ids[..=depth], caches, depth, Greedy, tokens + 1, settings.prefill_chunk)?;
+                pipeline.prefill_all()?;
+                pipeline.wait()?;
                 let started = Instant::now();
-                decode(model, first, tokens, &mut caches)?;
+                while pipeline.next_token()?.is_some() {}
                 (tokens as f64 / started.elapsed().as_secs_f64(), None)
             }
         };
@@ -155,50 +163,27 @@ pub fn measure(model: &LoadedModel, test: Test, settings: BenchSettings) -> Resu
     })
 }
 
-/// Feeds `ids[start..end]` in chunks, evaluating each chunk (as generation's prefill does);
-/// returns the last position's logits.
-fn prefill(
-    model: &LoadedModel,
-    ids: &Array,
-    start: usize,
-    end: usize,
-    chunk: usize,
-    caches: &mut [KvCache],
-) -> Result<Array, GenerateError> {
-    let mut logits = None;
-    let mut at = start;
-    while at < end {
-        let stop = (at + chunk.max(1)).min(end);
-        let piece = ids.slice_axis(1, at as i32, stop as i32)?;
-        let out = model.forward_last(&piece, caches)?;
-        out.eval()?;
-        logits = Some(out);
-        at = stop;
-    }
-    Ok(logits.unwrap_or(Array::scalar(0.0f32)))
+/// `count` random token ids below `vocab`.
+fn random_ids(vocab: i64, count: usize, key: &Array) -> Result<Vec<u32>, GenerateError> {
+    let ids = random::randint(0, vocab, &[count as i32], Dtype::I32, Some(key))?;
+    Ok(ids.to_vec::<i32>()?.into_iter().map(|id| id as u32).collect())
 }
 
-/// `tokens` greedy steps from `first`, pipelined: each step is scheduled before the previous
-/// token is read back.
-fn decode(model: &LoadedModel, first: Array, tokens: usize, caches: &mut [KvCache]) -> Result<(), GenerateError> {
-    let step = |token: &Array, caches: &mut [KvCache]| -> Result<Array, GenerateError> {
-        let logits = model.forward_last(&token.astype(Dtype::I32)?.reshape(&[1, 1])?, caches)?;
-        Ok(logits.argmax(-1, false)?)
-    };
-    let mut pending = step(&first, caches)?;
-    mlx_bridge::async_eval(&[&pending])?;
-    for i in 0..tokens {
-        let current = pending;
-        pending = if i + 1 < tokens {
-            let next = step(&current, caches)?;
-            mlx_bridge::async_eval(&[&next])?;
-            next
-        } else {
-            current.clone()
-        };
-        current.item::<u32>()?;
+/// Feeds `tokens` through the generation core's chunked prefill, evaluating each chunk; returns
+/// the last position's logits.
+fn prefill(
+    model: &LoadedModel,
+    tokens: &[u32],
+    chunk: usize,
+    caches: &mut [KvCache],
+) -> Result<Option<Array>, GenerateError> {
+    let mut prefill = Prefill::new(tokens, chunk.max(1), Logits::Last)?;
+    let mut logits = None;
+    while let Some(step) = prefill.step(model.causal_lm(), caches)? {
+        step.logits.eval()?;
+        logits = Some(step.logits);
     }
-    Ok(())
+    Ok(logits)
 }
 
 /// Where one decode step's time goes, measured without pipelining: building the graph on the
@@ -234,9 +219,9 @@ pub fn decode_breakdown(
         });
     }
     let key = random::key(settings.seed)?;
-    let ids = random::randint(0, model.vocab_size() as i64, &[1, depth as i32 + 1], Dtype::I32, Some(&key))?;
+    let ids = random_ids(model.vocab_size() as i64, depth + 1, &key)?;
     let mut caches = model.make_caches();
-    let logits = prefill(model, &ids, 0, depth + 1, settings.prefill_chunk, &mut caches)?;
+    let logits = prefill(model, &ids, settings.prefill_chunk, &mut caches)?.ok_or(GenerateError::EmptyPrompt)?;
     let mut token = logits.argmax(-1, false)?;
     token.eval()?;
     let (mut build, mut eval, mut step, mut nodes, mut ops) = (Vec::new(), Vec::new(), Vec::new(), 0, Vec::new());

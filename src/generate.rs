@@ -1,16 +1,17 @@
-//! The token-level generation loop: chunked prefill, then decode steps pipelined like mlx-lm's
-//! (step n+1 is built and scheduled with `async_eval` before token n is read back, so graph
-//! building overlaps the device work).
+//! Token-level generation with the sampler: the generation core ([`crate::pipeline`]) plus
+//! timings, and the errors and finish reasons every caller shares.
 
 use std::time::{Duration, Instant};
 
-use mlx_bridge::{Array, Dtype, memory};
+use mlx_bridge::memory;
 use mlxcel_models::ModelError;
 use mlxcel_models::layers::KvCache;
 use serde::Serialize;
 use thiserror::Error;
 
 use crate::model::LoadedModel;
+pub use crate::pipeline::SampledToken;
+use crate::pipeline::{LogprobRequest, Pipeline, Sampled};
 use crate::sampling::{Sampler, SamplingError, SamplingParams};
 
 #[derive(Debug, Error)]
@@ -19,6 +20,8 @@ pub enum GenerateError {
     PromptTooLong { prompt: usize, context: usize },
     #[error("the prompt is empty")]
     EmptyPrompt,
+    #[error("the reused caches do not all hold the {reused} reused prompt tokens")]
+    CacheMismatch { reused: usize },
     /// A benchmark test that needs more positions than the model has.
     #[error("{what} needs more positions than the model's context of {context}")]
     BeyondContext { what: String, context: usize },
@@ -57,39 +60,21 @@ pub struct GenerationStats {
     pub peak_memory_bytes: usize,
 }
 
-/// One generated token.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SampledToken {
-    pub id: u32,
-    /// Log-probability under the model's distribution (before sampling filters), when asked for.
-    pub logprob: Option<f32>,
-}
-
-/// A sampled token on its way: computed by the `async_eval` that scheduled it.
-struct Scheduled {
-    token: Array,
-    logprob: Option<Array>,
-    /// Whether the logits it was drawn from held a NaN or an infinity. Greedy decoding of NaN
-    /// logits picks id 0 (often EOS), which would end generation silently with no text.
-    non_finite: Array,
-    /// The position whose logits these were.
-    position: usize,
-}
-
-/// Produces tokens one at a time from a prompt; an iterator of [`SampledToken`].
+/// Produces tokens one at a time from a prompt; an iterator of [`SampledToken`]. The sampler's
+/// face of the generation core ([`Pipeline`]), with timings.
 pub struct TokenGenerator<'m> {
-    model: &'m LoadedModel,
-    caches: Vec<KvCache>,
-    sampler: Sampler,
-    history: Vec<u32>,
-    /// The next token, scheduled but perhaps not computed yet.
-    pending: Option<Scheduled>,
-    remaining: usize,
-    want_logprobs: bool,
-    context: usize,
+    pipeline: Pipeline<'m, Sampled>,
     stats: GenerationStats,
     started: Instant,
     first_token_at: Option<Instant>,
+}
+
+/// Where generation starts: the prompt and, on a prefix-cache hit, caches that already hold its
+/// first `reused` tokens.
+pub struct Start<'p> {
+    pub prompt: &'p [u32],
+    pub caches: Option<Vec<KvCache>>,
+    pub reused: usize,
 }
 
 impl<'m> TokenGenerator<'m> {
@@ -102,42 +87,57 @@ impl<'m> TokenGenerator<'m> {
         prefill_chunk: usize,
         want_logprobs: bool,
     ) -> Result<Self, GenerateError> {
-        let context = model.context_length();
-        if prompt.is_empty() {
-            return Err(GenerateError::EmptyPrompt);
-        }
-        if prompt.len() >= context {
-            return Err(GenerateError::PromptTooLong { prompt: prompt.len(), context });
-        }
-        model.causal_lm().check_token_ids(prompt)?;
+        let logprobs = if want_logprobs { LogprobRequest::Chosen { top: 0 } } else { LogprobRequest::None };
+        let start = Start { prompt, caches: None, reused: 0 };
+        let mut generator = Self::start(model, start, params, max_tokens, prefill_chunk, logprobs)?;
+        generator.pipeline.prefill_all()?;
+        Ok(generator)
+    }
+
+    /// A generator that has not run yet: [`TokenGenerator::prefill_step`] feeds the prompt one
+    /// chunk at a time (a server interleaves them with other sequences' steps), and the first
+    /// [`Iterator::next`] feeds whatever is left.
+    pub fn start(
+        model: &'m LoadedModel,
+        start: Start<'_>,
+        params: SamplingParams,
+        max_tokens: usize,
+        prefill_chunk: usize,
+        logprobs: LogprobRequest,
+    ) -> Result<Self, GenerateError> {
         let sampler = Sampler::new(params, model.vocab_size())?;
+        let (caches, reused) = match start.caches {
+            Some(caches) => (caches, start.reused),
+            None => (model.make_caches(), 0),
+        };
         memory::reset_peak();
         let started = Instant::now();
-        let mut generator = TokenGenerator {
-            model,
-            caches: model.make_caches(),
-            sampler,
-            history: prompt.to_vec(),
-            pending: None,
-            remaining: max_tokens.min(context - prompt.len()),
-            want_logprobs,
-            context,
-            stats: GenerationStats { prompt_tokens: prompt.len(), ..Default::default() },
+        let choice = Sampled { sampler, logprobs };
+        let pipeline = Pipeline::new(model, start.prompt, caches, reused, choice, max_tokens, prefill_chunk)?;
+        Ok(TokenGenerator {
+            pipeline,
+            stats: GenerationStats { prompt_tokens: start.prompt.len(), ..Default::default() },
             started,
             first_token_at: None,
-        };
-        let chunk = prefill_chunk.max(1);
-        let (head, last) = prompt.split_at(prompt.len() - prompt.len().min(chunk));
-        for piece in head.chunks(chunk) {
-            // Only the caches matter here: evaluating the last position's logits computes them.
-            let logits = model.forward_last(&ids(piece)?, &mut generator.caches)?;
-            logits.eval()?;
-        }
-        if generator.remaining > 0 {
-            let logits = model.forward_last(&ids(last)?, &mut generator.caches)?;
-            generator.pending = Some(generator.schedule(&logits, prompt.len() - 1)?);
-        }
-        Ok(generator)
+        })
+    }
+
+    /// Feeds one prefill chunk; returns whether the prompt is done.
+    pub fn prefill_step(&mut self) -> Result<bool, GenerateError> {
+        self.pipeline.prefill_step()
+    }
+
+    pub fn prefilling(&self) -> bool {
+        self.pipeline.prefilling()
+    }
+
+    /// The generation core underneath (its caches and history, for a prefix cache).
+    pub fn pipeline(&self) -> &Pipeline<'m, Sampled> {
+        &self.pipeline
+    }
+
+    pub fn into_pipeline(self) -> Pipeline<'m, Sampled> {
+        self.pipeline
     }
 
     /// The statistics so far (complete once the iterator is exhausted).
@@ -145,45 +145,8 @@ impl<'m> TokenGenerator<'m> {
         &self.stats
     }
 
-    /// Samples from `logits` `[1, 1, vocab]`, the logits at `position`, and starts computing it.
-    fn schedule(&mut self, logits: &Array, position: usize) -> Result<Scheduled, GenerateError> {
-        let logits = logits.reshape(&[1, -1])?.astype(Dtype::F32)?;
-        let token = self.sampler.sample(&logits, &self.history)?;
-        let logprob = if self.want_logprobs {
-            let logprobs = logits.sub(&logits.logsumexp(&[-1], true)?)?;
-            Some(logprobs.take_along_axis(&token.astype(Dtype::I32)?.reshape(&[1, 1])?, -1)?.reshape(&[1])?)
-        } else {
-            None
-        };
-        let non_finite = mlxcel_models::non_finite(&logits, &[-1])?;
-        let mut arrays = vec![&token, &non_finite];
-        arrays.extend(logprob.as_ref());
-        mlx_bridge::async_eval(&arrays)?;
-        Ok(Scheduled { token, logprob, non_finite, position })
-    }
-
     fn step(&mut self) -> Result<Option<SampledToken>, GenerateError> {
-        let Some(Scheduled { token, logprob, non_finite, position }) = self.pending.take() else { return Ok(None) };
-        self.remaining -= 1;
-        let penalties_need_history = self.sampler.params().uses_penalties();
-        let room = self.remaining > 0 && self.history.len() + 1 < self.context;
-        // Build the next step on the still-lazy token unless penalties must see its value first.
-        if room && !penalties_need_history {
-            let logits = self.model.forward_last(&token.astype(Dtype::I32)?.reshape(&[1, 1])?, &mut self.caches)?;
-            self.pending = Some(self.schedule(&logits, self.history.len())?);
-        }
-        let id = token.item::<u32>()?;
-        // Computed with the token: reading it waits for nothing more.
-        if non_finite.item::<bool>()? {
-            self.pending = None;
-            return Err(ModelError::NonFiniteLogits { position }.into());
-        }
-        let logprob = logprob.map(|l| l.item::<f32>()).transpose()?;
-        self.history.push(id);
-        if room && penalties_need_history {
-            let logits = self.model.forward_last(&ids(&[id])?, &mut self.caches)?;
-            self.pending = Some(self.schedule(&logits, self.history.len() - 1)?);
-        }
+        let Some(token) = self.pipeline.next_token()? else { return Ok(None) };
         let now = Instant::now();
         let first = *self.first_token_at.get_or_insert_with(|| {
             self.stats.prompt_seconds = (now - self.started).as_secs_f64();
@@ -192,7 +155,7 @@ impl<'m> TokenGenerator<'m> {
         self.stats.generated_tokens += 1;
         self.stats.generation_seconds = (now - first).as_secs_f64();
         self.finish_stats();
-        Ok(Some(SampledToken { id, logprob }))
+        Ok(Some(token))
     }
 
     fn finish_stats(&mut self) {
@@ -216,9 +179,4 @@ impl Iterator for TokenGenerator<'_> {
     fn next(&mut self) -> Option<Self::Item> {
         self.step().transpose()
     }
-}
-
-fn ids(tokens: &[u32]) -> Result<Array, mlx_bridge::Error> {
-    let tokens: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-    Array::from_slice(&tokens, &[1, tokens.len() as i32])
 }

@@ -11,8 +11,11 @@ pub mod generate;
 pub mod hub;
 pub mod model;
 pub mod npy;
+pub mod pipeline;
 pub mod registry;
 pub mod sampling;
+pub mod server;
+pub mod text_events;
 pub mod tokenizer;
 
 pub use api::{Event, GenerateOptions, Generation, LoadOptions, Model};

@@ -10,6 +10,7 @@
 //! blocks compiled in C++ with `mx::compile`.
 
 mod array;
+pub mod block_quant;
 pub mod device;
 mod error;
 pub mod fast;

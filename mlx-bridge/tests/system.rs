@@ -100,6 +100,8 @@ fn devices_streams_and_version() {
 
 #[test]
 fn pending_graph_nodes_counts_the_operations_left_to_run() {
+    // Memory statistics are process-wide: allocating here while another test measures them breaks it.
+    let _serial = exclusive();
     let a = Array::from_slice(&[1.0f32, 2.0], &[2]).unwrap();
     let b = Array::from_slice(&[3.0f32, 4.0], &[2]).unwrap();
     mlx_bridge::eval(&[&a, &b]).unwrap();

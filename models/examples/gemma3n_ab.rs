@@ -17,6 +17,7 @@ use mlxcel_models::CausalLm;
 use mlxcel_models::gemma3n::{Gemma3n, LoadOptions, random as shapes};
 use mlxcel_models::hardware::DecodePath;
 use mlxcel_models::weights::QuantizationConfig;
+use mlxcel_models::weights::QuantizedWeights;
 
 struct Args {
     shape: String,
@@ -96,7 +97,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             dtype: args.dtype,
             decode_path: DecodePath::Fused,
             pretranspose,
-            dequantize: false,
+            quantized: QuantizedWeights::Mlx,
             k_quants: Default::default(),
         };
         models.push((

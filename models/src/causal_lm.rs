@@ -51,24 +51,68 @@ pub trait CausalLm {
     /// float32.
     fn teacher_forced_logits(&self, ids: &[i32], chunk: usize) -> Result<Array> {
         self.check_ids(ids)?;
-        if chunk == 0 {
-            return Err(ModelError::Input("the prefill chunk must be at least 1".into()));
-        }
         let mut caches = self.make_caches();
+        let tokens: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
+        let mut prefill = Prefill::new(&tokens, chunk, Logits::All)?;
         let mut pieces = Vec::with_capacity(ids.len().div_ceil(chunk));
-        for (index, piece) in ids.chunks(chunk).enumerate() {
-            let input = Array::from_slice(piece, &[1, piece.len() as i32])?;
-            let logits = self.forward(&input, &mut caches)?.squeeze(&[0])?.astype(Dtype::F32)?;
+        let mut position = 0;
+        while let Some(step) = prefill.step(self, &mut caches)? {
+            let logits = step.logits.squeeze(&[0])?.astype(Dtype::F32)?;
             // Evaluate per chunk so the graph (and the chunk's activations) stay bounded; the
             // finiteness of each row is computed in the same evaluation.
             let bad_rows = non_finite(&logits, &[-1])?;
             mlx_bridge::eval(&[&logits, &bad_rows])?;
             if let Some(row) = bad_rows.to_vec::<bool>()?.iter().position(|&bad| bad) {
-                return Err(ModelError::NonFiniteLogits { position: index * chunk + row });
+                return Err(ModelError::NonFiniteLogits { position: position + row });
             }
+            position += logits.dim(0)? as usize;
             pieces.push(logits);
         }
         Ok(mlx_bridge::concatenate(&pieces.iter().collect::<Vec<_>>(), 0)?)
+    }
+}
+
+/// The one chunked prefill: feeds a prompt `chunk` tokens per forward call, one call per
+/// [`Prefill::step`], so a caller can interleave other work (a server's decode steps) between
+/// chunks. Generation, scoring and benchmarks all prefill through it.
+#[derive(Debug, Clone)]
+pub struct Prefill {
+    tokens: Vec<i32>,
+    chunk: usize,
+    at: usize,
+    which: Logits,
+}
+
+/// One chunk's forward pass: its logits (lazy) and whether it was the prompt's last chunk.
+pub struct PrefillStep {
+    pub logits: Array,
+    pub last: bool,
+}
+
+impl Prefill {
+    pub fn new(tokens: &[u32], chunk: usize, which: Logits) -> Result<Prefill> {
+        if chunk == 0 {
+            return Err(ModelError::Input("the prefill chunk must be at least 1".into()));
+        }
+        Ok(Prefill { tokens: tokens.iter().map(|&t| t as i32).collect(), chunk, at: 0, which })
+    }
+
+    /// Tokens not yet fed.
+    pub fn remaining(&self) -> usize {
+        self.tokens.len() - self.at
+    }
+
+    /// Feeds the next chunk through `model`, or `None` once the prompt is in the caches.
+    pub fn step<M: CausalLm + ?Sized>(&mut self, model: &M, caches: &mut [KvCache]) -> Result<Option<PrefillStep>> {
+        if self.at == self.tokens.len() {
+            return Ok(None);
+        }
+        let end = (self.at + self.chunk).min(self.tokens.len());
+        let piece = &self.tokens[self.at..end];
+        let input = Array::from_slice(piece, &[1, piece.len() as i32])?;
+        let logits = model.forward_logits(&input, caches, self.which)?;
+        self.at = end;
+        Ok(Some(PrefillStep { logits, last: end == self.tokens.len() }))
     }
 }
 

@@ -128,7 +128,7 @@ impl<'a> GgufMeta<'a> {
                 let values = array.astype(mlx_bridge::Dtype::F32)?.to_vec::<f32>()?;
                 Ok(Some(values.into_iter().map(f64::from).collect()))
             }
-            gguf::GgufTensor::Quantized(_) => Err(self.error(format!("tensor {name} is quantized"))),
+            _ => Err(self.error(format!("tensor {name} is quantized"))),
         }
     }
 

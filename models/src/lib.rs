@@ -14,7 +14,7 @@ pub mod load;
 mod validate;
 pub mod weights;
 
-pub use causal_lm::{CausalLm, Logits, non_finite};
+pub use causal_lm::{CausalLm, Logits, Prefill, PrefillStep, non_finite};
 pub use error::{ModelError, Result};
 pub use families::{gemma3, gemma3n, llama};
 pub use load::LoadOptions;

@@ -9,7 +9,7 @@ use crate::error::{ModelError, Result};
 use crate::gguf::KQuants;
 use crate::hardware::DecodePath;
 use crate::layers::{Embedding, Experts, Linear, RmsNorm};
-use crate::weights::{QuantizationConfig, WeightStore};
+use crate::weights::{QuantizationConfig, QuantizedWeights, WeightStore};
 
 /// How the weights are held and which decode path runs; the same for every family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,8 +20,8 @@ pub struct LoadOptions {
     pub decode_path: DecodePath,
     /// Dense projection and LM-head weights stored `[in, out]`, contiguous.
     pub pretranspose: bool,
-    /// Unpack quantized layers to dense weights at load.
-    pub dequantize: bool,
+    /// How quantized layers are held: dense, MLX's layout, or block formats for the CPU kernels.
+    pub quantized: QuantizedWeights,
     /// What GGUF K-quant tensors become.
     pub k_quants: KQuants,
 }
@@ -33,7 +33,7 @@ impl LoadOptions {
             dtype: plan.compute_dtype,
             decode_path: plan.decode_path,
             pretranspose: plan.pretranspose,
-            dequantize: plan.dequantize,
+            quantized: QuantizedWeights::for_plan(plan),
             k_quants,
         }
     }
@@ -147,7 +147,8 @@ impl<'a> Loader<'a> {
             biases: if has_biases { Some(self.store.tensor(&biases_name, &[experts, out_dim, groups])?) } else { None },
             spec,
         };
-        if self.options.dequantize {
+        // Expert stacks have no block-format kernel: under `Blocks` they run as MLX's.
+        if self.options.quantized == QuantizedWeights::Dense {
             return Experts::dense(q.dequantize()?.astype(self.options.dtype)?);
         }
         mlx_bridge::eval(&[&q.weight, &q.scales])?;
@@ -178,7 +179,7 @@ mod tests {
             dtype: Dtype::F32,
             decode_path: DecodePath::Fused,
             pretranspose,
-            dequantize: false,
+            quantized: QuantizedWeights::Mlx,
             k_quants: KQuants::Dequantize,
         }
     }

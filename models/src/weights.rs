@@ -7,13 +7,43 @@ use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use mlx_bridge::block_quant::BlockMatrix;
 use mlx_bridge::io::SafeTensors;
 use mlx_bridge::quant::{QuantMode, QuantSpec, Quantized};
 use mlx_bridge::{Array, Dtype};
 use serde_json::Value;
 
 use crate::error::{ModelError, Result};
+use crate::hardware::{ExecutionPlan, HardwareClass};
 use crate::layers::{Embedding, Linear};
+
+/// How a checkpoint's quantized weights are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum QuantizedWeights {
+    /// In MLX's affine layout, run by MLX's quantized matmul (GGUF types that map exactly; see
+    /// `gguf::KQuants` for the rest).
+    #[default]
+    Mlx,
+    /// Unpacked to dense compute-dtype weights at load.
+    Dense,
+    /// In their own block format (GGUF Q8_0..Q6_K, MLX affine 4/8-bit), run by mlxcel's CPU
+    /// kernels (`mlx_bridge::block_quant`).
+    Blocks,
+}
+
+impl QuantizedWeights {
+    /// What `plan` asks for: `dequantize` first; then the CPU kernels, which exist for the CPU
+    /// class only; else MLX's layout.
+    pub fn for_plan(plan: &ExecutionPlan) -> Self {
+        if plan.dequantize {
+            QuantizedWeights::Dense
+        } else if plan.cpu_kernels && matches!(plan.hardware_class, HardwareClass::Cpu { .. }) {
+            QuantizedWeights::Blocks
+        } else {
+            QuantizedWeights::Mlx
+        }
+    }
+}
 
 /// Maps a checkpoint tensor name to the model's own name, or drops it (`None`).
 pub type Rename<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -72,6 +102,9 @@ enum Source {
     File(usize, String),
     /// Already in memory (random weights for benchmarks, converted checkpoints).
     Memory(Array),
+    /// A `[rows, cols]` matrix kept in its block format (GGUF tensors under
+    /// [`QuantizedWeights::Blocks`]).
+    Blocks(BlockMatrix),
 }
 
 /// The tensors of a checkpoint, by normalised name.
@@ -80,8 +113,8 @@ pub struct WeightStore {
     index: HashMap<String, Source>,
     quantization: Option<QuantizationConfig>,
     dtype: Dtype,
-    /// Unpack quantized layers to dense compute-dtype weights at load (see [`WeightStore::dequantized`]).
-    dequantize: bool,
+    /// How quantized layers are held (see [`WeightStore::quantized_as`]).
+    quantized: QuantizedWeights,
 }
 
 impl WeightStore {
@@ -108,19 +141,33 @@ impl WeightStore {
             }
             files.push(file);
         }
-        Ok(WeightStore { files, index, quantization, dtype, dequantize: false })
+        Ok(WeightStore { files, index, quantization, dtype, quantized: QuantizedWeights::default() })
     }
 
     /// Tensors already in memory, by the model's own names.
     pub fn from_arrays(arrays: HashMap<String, Array>, quantization: Option<QuantizationConfig>, dtype: Dtype) -> Self {
         let index = arrays.into_iter().map(|(name, array)| (name, Source::Memory(array))).collect();
-        WeightStore { files: Vec::new(), index, quantization, dtype, dequantize: false }
+        WeightStore { files: Vec::new(), index, quantization, dtype, quantized: QuantizedWeights::default() }
     }
 
-    /// Loads quantized layers as dense weights in the compute dtype: a backend whose quantized
-    /// matmul is slower than its dense one (MLX 0.32's CPU backend) trades memory for speed.
-    pub fn dequantized(mut self, dequantize: bool) -> Self {
-        self.dequantize = dequantize;
+    /// Tensors in memory plus matrices kept in their block format, by the model's own names.
+    pub(crate) fn from_arrays_and_blocks(
+        arrays: HashMap<String, Array>,
+        blocks: HashMap<String, BlockMatrix>,
+        quantization: Option<QuantizationConfig>,
+        dtype: Dtype,
+    ) -> Self {
+        let mut store = Self::from_arrays(arrays, quantization, dtype);
+        store.index.extend(blocks.into_iter().map(|(name, matrix)| (name, Source::Blocks(matrix))));
+        store.quantized = QuantizedWeights::Blocks;
+        store
+    }
+
+    /// How quantized layers are to be held: dense weights in the compute dtype trade memory for
+    /// speed where the backend's quantized matmul is slower than its dense one; block formats run
+    /// on mlxcel's CPU kernels.
+    pub fn quantized_as(mut self, quantized: QuantizedWeights) -> Self {
+        self.quantized = quantized;
         self
     }
 
@@ -136,13 +183,27 @@ impl WeightStore {
         self.index.keys().map(String::as_str).collect()
     }
 
-    /// The tensor as stored (lazy).
+    /// The tensor as stored (lazy); a block matrix comes out dequantized to float32.
     pub fn raw(&self, name: &str) -> Result<Array> {
         match self.index.get(name) {
             Some(Source::File(file, original)) => Ok(self.files[*file].get(original)?),
             Some(Source::Memory(array)) => Ok(array.clone()),
+            Some(Source::Blocks(matrix)) => Ok(matrix.dequantize()?),
             None => Err(ModelError::MissingTensor { name: name.to_string() }),
         }
+    }
+
+    /// `name` as a block matrix of `[rows, cols]`, if it is one.
+    fn blocks(&self, name: &str, rows: i32, cols: i32) -> Result<Option<BlockMatrix>> {
+        let Some(Source::Blocks(matrix)) = self.index.get(name) else { return Ok(None) };
+        if (matrix.rows(), matrix.cols()) != (rows as usize, cols as usize) {
+            return Err(ModelError::TensorShape {
+                name: name.to_string(),
+                expected: vec![rows, cols],
+                actual: vec![matrix.rows() as i32, matrix.cols() as i32],
+            });
+        }
+        Ok(Some(matrix.clone()))
     }
 
     /// A float tensor of exactly `shape`, in the compute dtype.
@@ -166,21 +227,41 @@ impl WeightStore {
         Ok(array)
     }
 
-    /// A `[out, in]` linear layer `prefix.weight`, quantized when `prefix.scales` exists.
+    /// A `[out, in]` linear layer `prefix.weight`, quantized when `prefix.scales` exists or the
+    /// weight is a block matrix.
     pub fn linear(&self, prefix: &str, out_dim: i32, in_dim: i32) -> Result<Linear> {
+        let name = format!("{prefix}.weight");
+        if let Some(matrix) = self.blocks(&name, out_dim, in_dim)? {
+            return Ok(Linear::Block(matrix));
+        }
         match self.quantized(prefix, out_dim, in_dim)? {
-            Some(q) if self.dequantize => Linear::dense(q.dequantize()?.astype(self.dtype)?),
-            Some(q) => Ok(Linear::Quantized(q)),
-            None => Linear::dense(self.tensor(&format!("{prefix}.weight"), &[out_dim, in_dim])?),
+            Some(q) => match self.quantized {
+                QuantizedWeights::Dense => Linear::dense(q.dequantize()?.astype(self.dtype)?),
+                QuantizedWeights::Blocks if block_format_fits(&q) => {
+                    Ok(Linear::Block(BlockMatrix::from_affine(prefix, &q)?))
+                }
+                _ => Ok(Linear::Quantized(q)),
+            },
+            None => Linear::dense(self.tensor(&name, &[out_dim, in_dim])?),
         }
     }
 
-    /// A `[vocab, dim]` embedding table `prefix.weight`, quantized when `prefix.scales` exists.
+    /// A `[vocab, dim]` embedding table `prefix.weight`, quantized when `prefix.scales` exists or
+    /// the table is a block matrix.
     pub fn embedding(&self, prefix: &str, vocab: i32, dim: i32) -> Result<Embedding> {
+        let name = format!("{prefix}.weight");
+        if let Some(matrix) = self.blocks(&name, vocab, dim)? {
+            return Ok(Embedding::Block(matrix));
+        }
         match self.quantized(prefix, vocab, dim)? {
-            Some(q) if self.dequantize => Embedding::dense(q.dequantize()?.astype(self.dtype)?),
-            Some(q) => Ok(Embedding::Quantized(q)),
-            None => Embedding::dense(self.tensor(&format!("{prefix}.weight"), &[vocab, dim])?),
+            Some(q) => match self.quantized {
+                QuantizedWeights::Dense => Embedding::dense(q.dequantize()?.astype(self.dtype)?),
+                QuantizedWeights::Blocks if block_format_fits(&q) => {
+                    Ok(Embedding::Block(BlockMatrix::from_affine(prefix, &q)?))
+                }
+                _ => Ok(Embedding::Quantized(q)),
+            },
+            None => Embedding::dense(self.tensor(&name, &[vocab, dim])?),
         }
     }
 
@@ -218,6 +299,12 @@ impl WeightStore {
         };
         Ok(Some(Quantized { weight, scales, biases, spec }))
     }
+}
+
+/// Whether mlxcel's CPU kernels take this MLX-quantized matrix (affine 4 or 8 bits, groups of 32
+/// or 64, as mlx-lm's converter writes); others stay with MLX's quantized matmul.
+fn block_format_fits(q: &Quantized) -> bool {
+    q.spec.mode == QuantMode::Affine && matches!(q.spec.bits, 4 | 8) && matches!(q.spec.group_size, 32 | 64)
 }
 
 /// A tensor name with the text model's prefix removed, whichever layout saved it: HF multimodal

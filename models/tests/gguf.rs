@@ -121,6 +121,7 @@ fn random_tensor_data_never_panics_in_any_type() {
             let values = match file.load_tensor(info).unwrap() {
                 GgufTensor::Dense(array) => array.to_vec::<f32>().unwrap(),
                 GgufTensor::Quantized(q) => q.dequantize().unwrap().to_vec::<f32>().unwrap(),
+                GgufTensor::Blocks(_) => unreachable!("load_tensor converts every tensor"),
             };
             assert_eq!(values.len() as u64, info.elements(), "{}", info.name);
         }
@@ -152,6 +153,17 @@ fn hostile_counts_and_sizes_are_rejected_before_allocating() {
 
 #[test]
 fn float_and_exactly_mapped_quantized_tensors_match_the_reference_dequantization() {
+    check_against_reference(false);
+}
+
+#[test]
+fn k_quants_kept_as_exact_affine_groups_match_the_reference_dequantization() {
+    check_against_reference(true);
+}
+
+/// Every fixture tensor against the `gguf` package's dequantization; `k_quants_as_affine` loads
+/// Q4_K and Q5_K as MLX affine groups (which must then be quantized, not decoded).
+fn check_against_reference(k_quants_as_affine: bool) {
     let expected: Json =
         serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap()).unwrap();
     let file = GgufFile::open(&fixture().join("tiny.gguf")).unwrap();
@@ -160,7 +172,14 @@ fn float_and_exactly_mapped_quantized_tensors_match_the_reference_dequantization
         let info = file.header().tensor(name).unwrap();
         let values = e["values"].as_array().unwrap();
         let want: Vec<f32> = values.iter().map(|v| v.as_f64().unwrap() as f32).collect();
-        let got = match file.load_tensor(info).unwrap() {
+        let loaded = if k_quants_as_affine { file.load_tensor_exact(info) } else { file.load_tensor(info) };
+        let loaded = loaded.unwrap();
+        if k_quants_as_affine && matches!(info.ggml_type, GgmlType::Q4K | GgmlType::Q5K) {
+            let GgufTensor::Quantized(q) = &loaded else { panic!("{name} was decoded, not kept quantized") };
+            let bits = if info.ggml_type == GgmlType::Q4K { 4 } else { 5 };
+            assert_eq!((q.spec.group_size, q.spec.bits), (32, bits), "{name}");
+        }
+        let got = match loaded {
             GgufTensor::Dense(array) => array.to_vec::<f32>().unwrap(),
             GgufTensor::Quantized(q) => {
                 assert_eq!((q.spec.group_size, q.weight.dtype()), (32, mlx_bridge::Dtype::U32), "{name}");
@@ -174,6 +193,7 @@ fn float_and_exactly_mapped_quantized_tensors_match_the_reference_dequantization
                 }
                 q.dequantize().unwrap().to_vec::<f32>().unwrap()
             }
+            GgufTensor::Blocks(_) => unreachable!("load_tensor converts every tensor"),
         };
         assert_eq!(got.len(), want.len(), "{name}");
         if matches!(info.ggml_type, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) {

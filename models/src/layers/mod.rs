@@ -4,6 +4,7 @@
 
 mod activation;
 mod attention;
+mod batch_cache;
 mod cache;
 mod embedding;
 mod linear;
@@ -14,6 +15,7 @@ mod rope;
 
 pub use activation::gelu_tanh;
 pub use attention::{Attention, KvProjection, Projection};
+pub use batch_cache::BatchKvCache;
 pub use cache::{AttentionInputs, AttentionMask, CACHE_STEP, KvCache};
 pub use embedding::Embedding;
 pub use linear::Linear;

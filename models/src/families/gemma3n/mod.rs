@@ -119,7 +119,7 @@ impl Gemma3n {
         let quantization = QuantizationConfig::from_config(root_config, &rename)
             .map_err(|message| ModelError::Config { path: config_path, message })?;
         let store =
-            WeightStore::open(dir, &rename, quantization.clone(), options.dtype)?.dequantized(options.dequantize);
+            WeightStore::open(dir, &rename, quantization.clone(), options.dtype)?.quantized_as(options.quantized);
         Self::from_store(config, &Loader::new(&store, options, quantization.as_ref()))
     }
 
@@ -131,7 +131,7 @@ impl Gemma3n {
         options: LoadOptions,
     ) -> Result<Self> {
         let store =
-            WeightStore::from_arrays(arrays, quantization.clone(), options.dtype).dequantized(options.dequantize);
+            WeightStore::from_arrays(arrays, quantization.clone(), options.dtype).quantized_as(options.quantized);
         Self::from_store(config, &Loader::new(&store, options, quantization.as_ref()))
     }
 

@@ -1,0 +1,63 @@
+#!/usr/bin/env python3
+"""Renders benchmarks/serving.py's JSON (one file per model) as docs/benchmarks/serving-cpu.md.
+
+    python3 benchmarks/serving_page.py docs/benchmarks/serving-cpu/*.json > docs/benchmarks/serving-cpu.md
+"""
+import json
+import sys
+
+
+def fmt(value, digits=1):
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def render(records):
+    lines = ["# Serving on the CPU: mlxcel serve against llama.cpp's server", ""]
+    first = records[0]
+    lines += [
+        f"Machine: {first['machine']['cpu']}, {first['machine']['cores']} cores, {first['machine']['os']} "
+        f"(load average {first['machine']['load_average']:.2f} at the start). MLX {first['mlx_version']}, "
+        f"mlxcel commit {first['commit']}, llama.cpp {first['engines'].get('llama.cpp') or '—'}.",
+        "",
+        f"Command: `{first['command']}`; the page: `python3 benchmarks/serving_page.py FILES.json`.",
+        "",
+        "Each level: C concurrent clients, each sending streaming /v1/completions requests one after another "
+        f"({first['settings']['requests']} per client, ~{first['settings']['prompt_tokens']}-word prompts, "
+        f"exactly {first['settings']['max_tokens']} generated tokens, EOS biased away), the same GGUF, prompts "
+        "and client for both servers; each server runs C slots. Aggregate tokens/s = generated tokens / wall "
+        "time; TTFT from sending the request to its first streamed text.",
+        "",
+        "| model | engine | concurrency | requests | aggregate tok/s | vs own c=1 | vs llama.cpp | TTFT p50 ms | TTFT p99 ms |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for record in records:
+        results = record["results"]
+        for r in results:
+            own = next((x for x in results if x["engine"] == r["engine"] and x["concurrency"] == 1), None)
+            peer = next((x for x in results if x["engine"] == "llama.cpp" and x["concurrency"] == r["concurrency"]), None)
+            vs_own = r["tokens_per_second"] / own["tokens_per_second"] if own else None
+            vs_peer = r["tokens_per_second"] / peer["tokens_per_second"] if peer and r["engine"] != "llama.cpp" else None
+            lines.append(
+                f"| {r['model']} | {r['engine']} | {r['concurrency']} | {r['requests']} | {fmt(r['tokens_per_second'])} "
+                f"| {fmt(vs_own, 2)}x | {fmt(vs_peer, 2) + 'x' if vs_peer else '—'} | {fmt(r['ttft_p50_ms'], 0)} "
+                f"| {fmt(r['ttft_p99_ms'], 0)} |")
+    lines += ["", "## Second turn with and without the prefix cache", "",
+              f"A ~{first['settings']['history_tokens']}-word history, answered, then re-sent with a new question; "
+              "the second request's TTFT.", "",
+              "| model | engine | prefix cache | second-turn TTFT ms |", "| --- | --- | --- | ---: |"]
+    for record in records:
+        for p in record["prefix_cache"]:
+            lines.append(f"| {p['model']} | {p['engine']} | {'on' if p['prefix_cache'] else 'off'} "
+                         f"| {fmt(p['second_turn_ttft_ms'], 0)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    records = [json.load(open(path)) for path in sys.argv[1:]]
+    if not records:
+        raise SystemExit("usage: serving_page.py RESULTS.json...")
+    sys.stdout.write(render(records))
+
+
+if __name__ == "__main__":
+    main()

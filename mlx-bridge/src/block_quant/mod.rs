@@ -1,0 +1,329 @@
+//! Block-quantized matrices that stay quantized on the CPU: GGUF Q8_0, Q4_0, Q4_1, Q5_0, Q5_1,
+//! Q4_K, Q5_K, Q6_K and MLX affine 4/8-bit (group 32/64), with our own GEMV/GEMM kernels as MLX
+//! custom primitives (lazy, on the CPU stream).
+//!
+//! A [`BlockMatrix`] is repacked once at load into an interleaved layout (16 rows side by side,
+//! codes in bit planes; see `src/cpp/block_quant/layout.h`) of the same size as the stored bytes
+//! (K-quants: their 6-bit scales widened to bytes, +2.8% for Q4_K). The weights' values are
+//! exactly the format's: nothing is rounded a second time.
+//!
+//! `y = x W^T` quantizes each activation row once per call to int8 per block of 32 (f32 scale
+//! plus the blocks' sums for offsets and mins) and runs integer dot products (AVX-512 VNNI,
+//! AVX-VNNI, AVX2, NEON or the portable scalar path, chosen at run time), applying the weight
+//! and activation scales per block in float. The error against the exact product is the
+//! activation rounding: at most `sum_b |w|_1,b * d_b / 2` per output, with `d_b` the block's
+//! activation scale, plus float accumulation.
+
+mod ffi;
+
+use crate::Dtype;
+use crate::array::{Array, from_list, to_list, wrap};
+use crate::error::{Error, Result, mlx};
+use crate::quant::{QuantMode, Quantized};
+use ffi::bridge::{self as bq, BlockSpec};
+
+/// How a matrix's blocks are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockFormat {
+    Q8_0,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q4K,
+    Q5K,
+    Q6K,
+    /// MLX affine quantization: `w = scale * q + bias` per group along each row.
+    Affine {
+        bits: u8,
+        group: u16,
+    },
+}
+
+impl BlockFormat {
+    /// Values per block (GGUF) or per group (affine).
+    pub fn block_len(self) -> usize {
+        match self {
+            BlockFormat::Q4K | BlockFormat::Q5K | BlockFormat::Q6K => 256,
+            BlockFormat::Affine { group, .. } => group as usize,
+            _ => 32,
+        }
+    }
+
+    /// Bytes of one block as ggml stores it; for affine, the packed codes of one group (the
+    /// scales and biases are separate arrays).
+    pub fn block_bytes(self) -> usize {
+        match self {
+            BlockFormat::Q8_0 => 34,
+            BlockFormat::Q4_0 => 18,
+            BlockFormat::Q4_1 => 20,
+            BlockFormat::Q5_0 => 22,
+            BlockFormat::Q5_1 => 24,
+            BlockFormat::Q4K => 144,
+            BlockFormat::Q5K => 176,
+            BlockFormat::Q6K => 210,
+            BlockFormat::Affine { bits, group } => group as usize * bits as usize / 8,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockFormat::Q8_0 => "Q8_0",
+            BlockFormat::Q4_0 => "Q4_0",
+            BlockFormat::Q4_1 => "Q4_1",
+            BlockFormat::Q5_0 => "Q5_0",
+            BlockFormat::Q5_1 => "Q5_1",
+            BlockFormat::Q4K => "Q4_K",
+            BlockFormat::Q5K => "Q5_K",
+            BlockFormat::Q6K => "Q6_K",
+            BlockFormat::Affine { bits: 4, group: 32 } => "affine4-g32",
+            BlockFormat::Affine { bits: 4, group: 64 } => "affine4-g64",
+            BlockFormat::Affine { bits: 8, group: 32 } => "affine8-g32",
+            BlockFormat::Affine { bits: 8, group: 64 } => "affine8-g64",
+            BlockFormat::Affine { .. } => "affine (unsupported bits/group)",
+        }
+    }
+
+    /// Every GGUF format this module reads.
+    pub const GGUF: [BlockFormat; 8] = [
+        BlockFormat::Q8_0,
+        BlockFormat::Q4_0,
+        BlockFormat::Q4_1,
+        BlockFormat::Q5_0,
+        BlockFormat::Q5_1,
+        BlockFormat::Q4K,
+        BlockFormat::Q5K,
+        BlockFormat::Q6K,
+    ];
+
+    /// The C++ `bq::Fmt` value.
+    fn code(self) -> u8 {
+        match self {
+            BlockFormat::Q8_0 => 0,
+            BlockFormat::Q4_0 => 1,
+            BlockFormat::Q4_1 => 2,
+            BlockFormat::Q5_0 => 3,
+            BlockFormat::Q5_1 => 4,
+            BlockFormat::Q4K => 5,
+            BlockFormat::Q5K => 6,
+            BlockFormat::Q6K => 7,
+            BlockFormat::Affine { bits: 4, .. } => 8,
+            BlockFormat::Affine { .. } => 9,
+        }
+    }
+}
+
+impl std::fmt::Display for BlockFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A quantized matrix `[rows, cols]` in its repacked block layout, held in one MLX-allocated
+/// uint8 array (so MLX's memory accounting sees it). Cloning shares the buffer.
+#[derive(Clone)]
+pub struct BlockMatrix {
+    packed: Array,
+    spec: BlockSpec,
+    format: BlockFormat,
+}
+
+impl std::fmt::Debug for BlockMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlockMatrix({} {}x{} {})", self.spec.name, self.spec.rows, self.spec.cols, self.format)
+    }
+}
+
+const OP: &str = "block_quant";
+
+fn param_type(dtype: Dtype) -> Option<u8> {
+    match dtype {
+        Dtype::F16 => Some(0),
+        Dtype::BF16 => Some(1),
+        Dtype::F32 => Some(2),
+        _ => None,
+    }
+}
+
+impl BlockMatrix {
+    /// A GGUF tensor's bytes exactly as stored (`rows` rows of `cols` values, ggml's row-major
+    /// order: GGUF dims reversed). `name` is used in error messages.
+    pub fn from_gguf(name: &str, format: BlockFormat, bytes: &[u8], rows: usize, cols: usize) -> Result<Self> {
+        if let BlockFormat::Affine { .. } = format {
+            return Err(Error::invalid(
+                OP,
+                format!("block matrix {name}: affine matrices come from MLX arrays (from_affine), not GGUF bytes"),
+            ));
+        }
+        let spec = BlockSpec {
+            name: name.to_string(),
+            fmt: format.code(),
+            ptype: 0,
+            group: format.block_len() as u16,
+            rows,
+            cols,
+        };
+        let packed = wrap(OP, bq::bq_pack_gguf(&spec, bytes))?;
+        Ok(BlockMatrix { packed, spec, format })
+    }
+
+    /// An MLX affine-quantized matrix (`quant::quantize` with mode affine, 4 or 8 bits, group 32
+    /// or 64). Scales and biases keep their dtype (f16, bf16 or f32).
+    pub fn from_affine(name: &str, q: &Quantized) -> Result<Self> {
+        let bad = |why: String| Error::invalid(OP, format!("block matrix {name}: {why}"));
+        if q.spec.mode != QuantMode::Affine {
+            return Err(bad(format!("{:?} quantization is not supported, only affine", q.spec.mode)));
+        }
+        if !matches!(q.spec.bits, 4 | 8) || !matches!(q.spec.group_size, 32 | 64) {
+            return Err(bad(format!(
+                "affine {} bits with group {} is not supported (4 or 8 bits, group 32 or 64)",
+                q.spec.bits, q.spec.group_size
+            )));
+        }
+        let biases = q.biases.as_ref().ok_or_else(|| bad("affine quantization without biases".into()))?;
+        let shape = q.weight.shape();
+        if shape.len() != 2 {
+            return Err(bad(format!("weight must be 2-D, got shape {shape:?}")));
+        }
+        let ptype = param_type(q.scales.dtype())
+            .ok_or_else(|| bad(format!("scales must be f16, bf16 or f32, not {}", q.scales.dtype())))?;
+        let format = BlockFormat::Affine { bits: q.spec.bits as u8, group: q.spec.group_size as u16 };
+        let cols = shape[1] as usize * 32 / q.spec.bits as usize;
+        let spec = BlockSpec {
+            name: name.to_string(),
+            fmt: format.code(),
+            ptype,
+            group: format.block_len() as u16,
+            rows: shape[0] as usize,
+            cols,
+        };
+        let packed = wrap(OP, bq::bq_pack_affine(&spec, &q.weight.inner, &q.scales.inner, &biases.inner))?;
+        Ok(BlockMatrix { packed, spec, format })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    pub fn rows(&self) -> usize {
+        self.spec.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.spec.cols
+    }
+
+    pub fn format(&self) -> BlockFormat {
+        self.format
+    }
+
+    /// Bytes of the packed buffer (codes and parameters, rows padded to a multiple of 16).
+    pub fn nbytes(&self) -> usize {
+        self.packed.nbytes()
+    }
+
+    /// `x W^T`: `x` `[..., cols]` (f32, f16 or bf16) to `[..., rows]` float32, lazily.
+    pub fn matmul_t(&self, x: &Array) -> Result<Array> {
+        let mut out = matmul_t_many(&[self], x)?;
+        out.pop().ok_or_else(|| Error::invalid(OP, "matmul_t returned nothing"))
+    }
+
+    /// Rows `ids` (int32, any shape) as float32 `[ids..., cols]`, reading only those rows. An
+    /// id outside `[0, rows)` makes the evaluation fail.
+    pub fn gather_rows(&self, ids: &Array) -> Result<Array> {
+        let ids = match ids.dtype() {
+            Dtype::I32 => ids.clone(),
+            Dtype::I8 | Dtype::I16 | Dtype::I64 | Dtype::U8 | Dtype::U16 | Dtype::U32 | Dtype::U64 => {
+                ids.astype(Dtype::I32)?
+            }
+            other => {
+                return Err(Error::invalid(
+                    OP,
+                    format!("block matrix {}: gather_rows needs integer ids, got {other}", self.spec.name),
+                ));
+            }
+        };
+        wrap(OP, bq::bq_gather_rows(&self.spec, &self.packed.inner, &ids.inner))
+    }
+
+    /// The whole matrix as float32 `[rows, cols]`, lazily.
+    pub fn dequantize(&self) -> Result<Array> {
+        wrap(OP, bq::bq_dequantize(&self.spec, &self.packed.inner))
+    }
+
+    /// The packed buffer (one uint8 array), e.g. to evaluate it or count it.
+    pub fn packed(&self) -> &Array {
+        &self.packed
+    }
+}
+
+/// `x W_i^T` for every matrix as one primitive: `x` is quantized once and the thread pool woken
+/// once (Q/K/V, gate/up). Formats may differ; every matrix must have `x`'s column count.
+pub fn matmul_t_many(mats: &[&BlockMatrix], x: &Array) -> Result<Vec<Array>> {
+    let specs: Vec<BlockSpec> = mats.iter().map(|m| m.spec.clone()).collect();
+    let packed = to_list(&mats.iter().map(|m| &m.packed).collect::<Vec<_>>());
+    let list = mlx(OP, bq::bq_matmul_many(&specs, &packed, &x.inner))?;
+    from_list(OP, &list)
+}
+
+/// Sets the kernels' thread count (the caller included); `n` >= 1. The default is the number of
+/// CPUs this process may use (or `MLXCEL_THREADS`).
+pub fn set_num_threads(n: usize) -> Result<()> {
+    mlx(OP, bq::bq_set_num_threads(n))
+}
+
+pub fn num_threads() -> usize {
+    bq::bq_num_threads()
+}
+
+/// The instruction sets the kernels are compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Isa {
+    Scalar,
+    Avx2,
+    AvxVnni,
+    Avx512Vnni,
+    Neon,
+}
+
+impl Isa {
+    pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Neon];
+
+    fn code(self) -> u8 {
+        match self {
+            Isa::Scalar => 0,
+            Isa::Avx2 => 1,
+            Isa::AvxVnni => 2,
+            Isa::Avx512Vnni => 3,
+            Isa::Neon => 4,
+        }
+    }
+
+    /// The name `MLXCEL_CPU_ISA` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx2 => "avx2",
+            Isa::AvxVnni => "avxvnni",
+            Isa::Avx512Vnni => "avx512vnni",
+            Isa::Neon => "neon",
+        }
+    }
+}
+
+/// The path in use: `MLXCEL_CPU_ISA` if set, else the best this CPU runs, unless [`set_isa`]
+/// chose another. (A bad `MLXCEL_CPU_ISA` makes every matmul return an error until `set_isa`.)
+pub fn isa() -> Isa {
+    let code = bq::bq_isa();
+    Isa::ALL.into_iter().find(|i| i.code() == code).unwrap_or(Isa::Scalar)
+}
+
+/// The paths this CPU and build can run, scalar first.
+pub fn supported_isas() -> Vec<Isa> {
+    Isa::ALL.into_iter().filter(|i| bq::bq_isa_supported(i.code())).collect()
+}
+
+/// Forces a path process-wide (tests compare each against scalar); an error if unsupported.
+pub fn set_isa(isa: Isa) -> Result<()> {
+    mlx(OP, bq::bq_set_isa(isa.code()))
+}

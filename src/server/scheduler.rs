@@ -1,0 +1,411 @@
+//! Continuous scheduling on the engine thread, llama.cpp's slots in spirit: up to `--parallel`
+//! sequences run at once; each step gives every decoding sequence one token and spends at most one
+//! prefill chunk's worth of tokens on prompts, so a new prompt is fed in chunks between the
+//! running streams' steps instead of stalling them. Finished, failed and cancelled sequences
+//! (a closed event channel: the client went away) leave between steps, and waiting requests take
+//! their slots.
+//!
+//! Each sequence runs its own forward passes through the generation core, pipelined as
+//! `generate`'s are: while one sequence's token is read back, the steps scheduled for the others
+//! are already computing.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc as tokio_mpsc;
+
+use super::engine::{
+    Command, EngineConfig, Prompt, Request, SequenceEvent, Shared, TokenInfo, fail_command, panic_message,
+};
+use super::error::ApiError;
+use super::prefix_cache::PrefixCache;
+use crate::api::{Event, Model};
+use crate::generate::{FinishReason, Start, TokenGenerator};
+use crate::text_events::TextAssembler;
+
+/// How often an idle engine looks at the shutdown flag.
+const IDLE_POLL: Duration = Duration::from_millis(50);
+
+/// A prompt containing this marker panics the engine mid-sequence when `MLXCEL_FAULT_INJECTION=1`:
+/// how the tests check that a panic fails only its own request.
+const FAULT_MARKER: &str = "mlxcel-fault-injection:panic";
+
+struct Sequence<'m> {
+    tokens: TokenGenerator<'m>,
+    text: TextAssembler<'m>,
+    events: tokio_mpsc::UnboundedSender<SequenceEvent>,
+    prompt_tokens: usize,
+    cached_tokens: usize,
+    generated: usize,
+    arrived: Instant,
+    last_token: Option<Instant>,
+    inject_fault: bool,
+}
+
+enum Outcome {
+    Running,
+    Finished(FinishReason),
+    Failed(ApiError),
+}
+
+pub(super) struct Scheduler<'m> {
+    model: &'m Model,
+    shared: &'m Shared,
+    parallel: usize,
+    context: usize,
+    prefill_chunk: usize,
+    waiting: VecDeque<Request>,
+    running: Vec<Sequence<'m>>,
+    prefix: PrefixCache,
+    fault_injection: bool,
+}
+
+impl<'m> Scheduler<'m> {
+    pub(super) fn new(model: &'m Model, config: &EngineConfig, context: usize, shared: &'m Shared) -> Self {
+        Scheduler {
+            model,
+            shared,
+            parallel: config.parallel.max(1),
+            context,
+            prefill_chunk: model.plan().prefill_chunk.max(1) as usize,
+            waiting: VecDeque::new(),
+            running: Vec::new(),
+            prefix: PrefixCache::new(config.cache_ram),
+            fault_injection: std::env::var("MLXCEL_FAULT_INJECTION").is_ok_and(|v| v == "1"),
+        }
+    }
+
+    /// Serves until shutdown (or until every handler is gone).
+    pub(super) fn run(&mut self, commands: &mpsc::Receiver<Command>) {
+        loop {
+            if self.running.is_empty() && self.waiting.is_empty() {
+                if self.shared.shutting_down() {
+                    return;
+                }
+                match commands.recv_timeout(IDLE_POLL) {
+                    Ok(command) => self.handle(command),
+                    Err(RecvTimeoutError::Timeout) => continue,
+                    Err(RecvTimeoutError::Disconnected) => return,
+                }
+            }
+            while let Ok(command) = commands.try_recv() {
+                self.handle(command);
+            }
+            if self.shared.shutting_down() {
+                self.fail_all(ApiError::unavailable("the server is shutting down"));
+                continue;
+            }
+            self.admit();
+            self.step();
+            self.update_gauges();
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Generate(request) => self.waiting.push_back(request),
+            Command::Tokenize { prompt, reply } => {
+                let _ = reply.send(self.tokenize(&prompt));
+            }
+            Command::Detokenize { ids, reply } => {
+                let vocab = self.model.loaded_model().vocab_size();
+                let answer = match ids.iter().find(|&&id| id as usize >= vocab) {
+                    Some(bad) => Err(ApiError::invalid_param(
+                        "tokens",
+                        format!("token id {bad} is outside the vocabulary of {vocab}"),
+                    )),
+                    None => self.model.tokenizer().decode(&ids, false).map_err(|e| ApiError::invalid(e.to_string())),
+                };
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    fn tokenize(&self, prompt: &Prompt) -> Result<Vec<u32>, ApiError> {
+        let tokenizer = self.model.tokenizer();
+        match prompt {
+            Prompt::Text { text, add_special } => {
+                tokenizer.encode(text, *add_special).map_err(|e| ApiError::invalid(e.to_string()))
+            }
+            Prompt::Chat(messages) => {
+                let text = self.model.render_chat(messages).map_err(|e| ApiError::invalid(e.to_string()))?;
+                tokenizer.encode(&text, false).map_err(|e| ApiError::invalid(e.to_string()))
+            }
+            Prompt::Ids(ids) => {
+                let vocab = self.model.loaded_model().vocab_size();
+                match ids.iter().find(|&&id| id as usize >= vocab) {
+                    Some(bad) => Err(ApiError::invalid_param(
+                        "prompt",
+                        format!("token id {bad} is outside the vocabulary of {vocab}"),
+                    )),
+                    None => Ok(ids.clone()),
+                }
+            }
+        }
+    }
+
+    /// Moves waiting requests into free slots.
+    fn admit(&mut self) {
+        while self.running.len() < self.parallel {
+            let Some(request) = self.waiting.pop_front() else { break };
+            if request.events.is_closed() {
+                self.shared.metrics.cancelled.inc();
+                self.shared.release();
+                continue;
+            }
+            let events = request.events.clone();
+            match std::panic::catch_unwind(AssertUnwindSafe(|| self.start(request))) {
+                Ok(Ok(sequence)) => {
+                    let _ = sequence.events.send(SequenceEvent::Started {
+                        prompt_tokens: sequence.prompt_tokens,
+                        cached_tokens: sequence.cached_tokens,
+                    });
+                    self.running.push(sequence);
+                }
+                Ok(Err(error)) => {
+                    let _ = events.send(SequenceEvent::Failed(error));
+                    self.shared.release();
+                }
+                Err(panic) => {
+                    tracing::error!("starting a sequence panicked: {}", panic_message(&panic));
+                    let _ = events.send(SequenceEvent::Failed(ApiError::internal("the engine failed this request")));
+                    self.shared.release();
+                }
+            }
+        }
+    }
+
+    fn start(&mut self, request: Request) -> Result<Sequence<'m>, ApiError> {
+        let prompt = self.tokenize(&request.prompt)?;
+        if prompt.is_empty() {
+            return Err(ApiError::invalid_param("prompt", "the prompt is empty"));
+        }
+        if prompt.len() >= self.context {
+            return Err(ApiError::context_exceeded(format!(
+                "the prompt has {} tokens; this server's context is {} tokens",
+                prompt.len(),
+                self.context
+            )));
+        }
+        let room = self.context - prompt.len();
+        let max_tokens = match request.max_tokens {
+            Some(0) => return Err(ApiError::invalid_param("max_tokens", "max_tokens must be at least 1")),
+            Some(n) if n > room => {
+                return Err(ApiError::context_exceeded(format!(
+                    "the prompt has {} tokens and max_tokens is {n}: together more than this server's context of {} \
+                     tokens (at most {room} new tokens fit)",
+                    prompt.len(),
+                    self.context
+                )));
+            }
+            Some(n) => n,
+            None => room,
+        };
+        self.shared.metrics.prefix_cache_lookups.inc();
+        let hit = self.prefix.lookup(&prompt);
+        let (caches, reused) = match hit {
+            Some(hit) => {
+                self.shared.metrics.prefix_cache_hits.inc();
+                self.shared.metrics.prefix_cache_reused_tokens.inc_by(hit.reused as u64);
+                (Some(hit.caches), hit.reused)
+            }
+            None => (None, 0),
+        };
+        let inject_fault = self.fault_injection
+            && matches!(&request.prompt, Prompt::Chat(m) if m.iter().any(|m| m.content.contains(FAULT_MARKER)));
+        let start = Start { prompt: &prompt, caches, reused };
+        let tokens = TokenGenerator::start(
+            self.model.loaded_model(),
+            start,
+            request.sampling,
+            max_tokens,
+            self.prefill_chunk,
+            request.logprobs,
+        )
+        .map_err(|e| ApiError::invalid(e.to_string()))?;
+        self.shared.metrics.prompt_tokens.inc_by(prompt.len() as u64);
+        Ok(Sequence {
+            tokens,
+            text: TextAssembler::new(self.model.tokenizer(), self.model.eos_token_ids(), &request.stop),
+            events: request.events,
+            prompt_tokens: prompt.len(),
+            cached_tokens: reused,
+            generated: 0,
+            arrived: request.arrived,
+            last_token: None,
+            inject_fault,
+        })
+    }
+
+    /// One scheduling step: prompt chunks within the budget, then one token per decoding sequence.
+    fn step(&mut self) {
+        let mut budget = self.prefill_chunk;
+        let mut index = 0;
+        while index < self.running.len() {
+            let sequence = &mut self.running[index];
+            let outcome = if sequence.events.is_closed() {
+                Outcome::Finished(FinishReason::Cancelled)
+            } else if sequence.tokens.prefilling() {
+                if budget == 0 {
+                    index += 1;
+                    continue;
+                }
+                budget = budget.saturating_sub(sequence.tokens.pipeline().prefill_remaining().min(self.prefill_chunk));
+                guarded(|| prefill(sequence))
+            } else {
+                guarded(|| decode(sequence, self.model, self.shared))
+            };
+            let outcome = match outcome {
+                Outcome::Running if !self.running[index].tokens.prefilling() => {
+                    self.snapshot_prompt(index);
+                    Outcome::Running
+                }
+                other => other,
+            };
+            match outcome {
+                Outcome::Running => index += 1,
+                Outcome::Finished(reason) => {
+                    let sequence = self.running.remove(index);
+                    self.finish(sequence, reason);
+                }
+                Outcome::Failed(error) => {
+                    let sequence = self.running.remove(index);
+                    self.fail(sequence, error);
+                }
+            }
+        }
+    }
+
+    /// Models with sliding-window layers keep the prompt's caches as soon as it is prefilled: a
+    /// later turn's prompt starts with this one's, which is all such snapshots can serve.
+    fn snapshot_prompt(&mut self, index: usize) {
+        let sequence = &self.running[index];
+        if sequence.generated > 0 {
+            return;
+        }
+        let pipeline = sequence.tokens.pipeline();
+        let caches = pipeline.snapshot();
+        if caches.iter().any(|cache| cache.window().is_some()) {
+            let prompt = pipeline.history()[..sequence.prompt_tokens].to_vec();
+            self.prefix.insert(prompt, caches);
+        }
+    }
+
+    fn finish(&mut self, mut sequence: Sequence<'m>, reason: FinishReason) {
+        if reason == FinishReason::Cancelled {
+            self.shared.metrics.cancelled.inc();
+        } else {
+            let result = sequence.text.end(reason.clone()).map_err(|e| ApiError::internal(e.to_string()));
+            match result {
+                Ok(_) => {
+                    send_text(&mut sequence, self.model);
+                    let _ = sequence.events.send(SequenceEvent::Done {
+                        finish_reason: reason.clone(),
+                        prompt_tokens: sequence.prompt_tokens,
+                        completion_tokens: sequence.generated,
+                        cached_tokens: sequence.cached_tokens,
+                    });
+                }
+                Err(error) => {
+                    let _ = sequence.events.send(SequenceEvent::Failed(error));
+                }
+            }
+        }
+        self.shared.release();
+        // What the caches hold stays valid whatever ended the sequence.
+        let (caches, tokens) = sequence.tokens.into_pipeline().into_caches();
+        self.prefix.insert(tokens, caches);
+        self.shared.metrics.prefix_cache_bytes.set(self.prefix.bytes() as i64);
+    }
+
+    fn fail(&mut self, sequence: Sequence<'m>, error: ApiError) {
+        tracing::warn!("sequence failed: {}", error.message);
+        self.shared.metrics.failed_sequences.inc();
+        let _ = sequence.events.send(SequenceEvent::Failed(error));
+        self.shared.release();
+    }
+
+    /// Ends every running and waiting request with `error` (shutdown, or a panic in the loop).
+    pub(super) fn fail_all(&mut self, error: ApiError) {
+        for sequence in std::mem::take(&mut self.running) {
+            let _ = sequence.events.send(SequenceEvent::Failed(error.clone()));
+            self.shared.release();
+        }
+        for request in std::mem::take(&mut self.waiting) {
+            fail_command(Command::Generate(request), self.shared, error.clone());
+        }
+        self.update_gauges();
+    }
+
+    fn update_gauges(&self) {
+        let metrics = &self.shared.metrics;
+        metrics.queue_depth.set(self.waiting.len() as i64);
+        metrics.active_sequences.set(self.running.len() as i64);
+    }
+}
+
+/// Runs one sequence's work, turning a panic into that sequence's failure.
+fn guarded(work: impl FnOnce() -> Outcome) -> Outcome {
+    std::panic::catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
+        tracing::error!("a sequence step panicked: {}", panic_message(&panic));
+        Outcome::Failed(ApiError::internal("the engine failed while generating this request"))
+    })
+}
+
+fn prefill(sequence: &mut Sequence<'_>) -> Outcome {
+    match sequence.tokens.prefill_step() {
+        Ok(_) => Outcome::Running,
+        Err(error) => Outcome::Failed(ApiError::internal(error.to_string())),
+    }
+}
+
+fn decode(sequence: &mut Sequence<'_>, model: &Model, shared: &Shared) -> Outcome {
+    if sequence.inject_fault && sequence.generated > 0 {
+        panic!("fault injection: {FAULT_MARKER}");
+    }
+    let token = match sequence.tokens.next() {
+        None => return Outcome::Finished(FinishReason::Length),
+        Some(Err(error)) => return Outcome::Failed(ApiError::internal(error.to_string())),
+        Some(Ok(token)) => token,
+    };
+    let now = Instant::now();
+    match sequence.last_token {
+        None => shared.metrics.time_to_first_token.observe((now - sequence.arrived).as_secs_f64()),
+        Some(last) => shared.metrics.inter_token_latency.observe((now - last).as_secs_f64()),
+    }
+    sequence.last_token = Some(now);
+    sequence.generated += 1;
+    shared.metrics.generated_tokens.inc();
+    let finished = match sequence.text.push(token) {
+        Ok(finished) => finished,
+        Err(error) => return Outcome::Failed(ApiError::internal(error.to_string())),
+    };
+    send_text(sequence, model);
+    match finished {
+        Some(reason) => Outcome::Finished(reason),
+        None => Outcome::Running,
+    }
+}
+
+/// Sends the assembler's pending events as text pieces.
+fn send_text(sequence: &mut Sequence<'_>, model: &Model) {
+    let decode = |id: u32| model.tokenizer().decode(&[id], false).unwrap_or_default();
+    while let Some(event) = sequence.text.pop() {
+        let message = match event {
+            Event::Token { id, text, logprob, top_logprobs } => SequenceEvent::Text {
+                text,
+                token: Some(TokenInfo {
+                    id,
+                    text: if logprob.is_some() { decode(id) } else { String::new() },
+                    logprob,
+                    top_logprobs: top_logprobs.into_iter().map(|(id, lp)| (decode(id), lp)).collect(),
+                }),
+            },
+            Event::Flush { text } => SequenceEvent::Text { text, token: None },
+            Event::Done { .. } => continue,
+        };
+        let _ = sequence.events.send(message);
+    }
+}
