@@ -79,13 +79,34 @@ def cpu_name():
     return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
 
 
+def reset_peak_rss():
+    """Restarts the process's VmHWM count (Linux), so a later peak_rss() covers only what follows."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_rss():
+    """The process's peak resident memory in bytes (Linux VmHWM), or None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def run_record(args, model, source, params, size, dtype, bits, variant, kind, n, depth, rates, ttfts, peak):
     return {
         "model": model, "source": source, "params": params, "size_bytes": size, "dtype": dtype, "bits": bits,
         "variant": variant, "test": test_name(kind, n, depth), "n_prompt": n if kind == "pp" else 0,
         "n_gen": n if kind == "tg" else 0, "depth": depth, "repetitions": len(rates),
         "tokens_per_second": {**spread(rates), "samples": rates},
-        "ttft_ms": spread(ttfts) if ttfts else None, "peak_memory_bytes": peak,
+        "ttft_ms": spread(ttfts) if ttfts else None, "peak_memory_bytes": peak, "peak_rss_bytes": peak_rss(),
     }
 
 
@@ -212,6 +233,8 @@ def llama_cpp_bench(args):
     import xllamacpp as xlc
 
     gguf = Path(args.gguf).resolve()
+    # The peak RSS then covers the model's load and runs (plus the interpreter, ~30-40 MB).
+    reset_peak_rss()
     params = xlc.CommonParams()
     params.model.path = str(gguf)
     params.n_ctx = max(max(args.n_prompt) + max(args.depth), max(args.n_gen) + max(args.depth) + 8) + 64

@@ -36,10 +36,7 @@ const BQ_EXACT_SOURCES: &[&str] = &["src/cpp/block_quant/pack.cc", "src/cpp/bloc
 const BQ_X86_KERNELS: &[(&str, &[&str])] = &[
     ("avx2", &["-mavx2", "-mfma", "-mf16c"]),
     ("avxvnni", &["-mavx2", "-mfma", "-mf16c", "-mavxvnni"]),
-    (
-        "avx512vnni",
-        &["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512vnni"],
-    ),
+    ("avx512vnni", &["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512vnni"]),
 ];
 
 fn main() {

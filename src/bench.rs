@@ -89,7 +89,25 @@ pub struct Measurement {
     pub tokens_per_second: TokensPerSecond,
     /// Prompt tests: time until the first token's logits are ready.
     pub ttft_ms: Option<Spread>,
+    /// MLX's peak of allocated buffers during the test.
     pub peak_memory_bytes: usize,
+    /// The process's peak resident memory (Linux `VmHWM`) since [`reset_peak_rss`]: the model's
+    /// load included, and everything MLX does not allocate (the tokenizer, the GGUF map).
+    pub peak_rss_bytes: Option<u64>,
+}
+
+/// Restarts the process's peak-RSS count (Linux: `/proc/self/clear_refs`), so that the next
+/// [`peak_rss_bytes`] covers only what follows. Best effort: elsewhere it does nothing.
+pub fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The process's peak resident memory, where the OS reports it (Linux `VmHWM`).
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// How to run the tests.
@@ -160,6 +178,7 @@ pub fn measure(model: &LoadedModel, test: Test, settings: BenchSettings) -> Resu
         tokens_per_second: TokensPerSecond { mean: spread.mean, std: spread.std, samples: rates },
         ttft_ms: (!ttfts.is_empty()).then(|| Spread::of(&ttfts)),
         peak_memory_bytes: memory::peak(),
+        peak_rss_bytes: peak_rss_bytes(),
     })
 }
 

@@ -322,8 +322,10 @@ fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 }
 
 /// A streamed chat request that has produced its first chunk and is then left hanging.
+/// A streamed chat that is still running when the test acts on it: the server (started with
+/// `MLXCEL_FAULT_INJECTION=1`) spends 20 ms on each of its tokens.
 fn open_stream(server: &Server, max_tokens: usize) -> BufReader<Box<dyn Read + Send + Sync>> {
-    let mut body = chat_body(&server.model(), &user("Tell me a long story"), max_tokens);
+    let mut body = chat_body(&server.model(), &user("mlxcel-fault-injection:slow Tell me a long story"), max_tokens);
     body["stream"] = json!(true);
     let response = ureq::post(&server.url("/v1/chat/completions")).send_json(body).unwrap();
     let mut reader = BufReader::new(response.into_reader());
@@ -335,7 +337,8 @@ fn open_stream(server: &Server, max_tokens: usize) -> BufReader<Box<dyn Read + S
 
 #[test]
 fn a_disconnected_client_frees_its_slot_and_a_full_queue_is_429() {
-    let server = Server::start("llama-tiny", &["--parallel", "1", "--max-queue", "0", "--ctx-size", "256"]);
+    let args = ["--parallel", "1", "--max-queue", "0", "--ctx-size", "256"];
+    let server = Server::start_with_env("llama-tiny", &args, &[("MLXCEL_FAULT_INJECTION", "1")]);
     let reader = open_stream(&server, 200);
     eventually("one active sequence", || server.metric("mlxcel_active_sequences") == 1.0);
     match ureq::post(&server.url("/v1/chat/completions")).send_json(chat_body(&server.model(), &user("hi"), 2)) {
@@ -385,7 +388,7 @@ fn a_second_turn_reuses_the_first_and_answers_as_without_the_cache() {
 
 #[test]
 fn shutdown_ends_streams_with_a_final_event_and_exits_zero() {
-    let server = Server::start("llama-tiny", &["--ctx-size", "256"]);
+    let server = Server::start_with_env("llama-tiny", &["--ctx-size", "256"], &[("MLXCEL_FAULT_INJECTION", "1")]);
     let mut reader = open_stream(&server, 200);
     std::thread::scope(|scope| {
         let stopping = scope.spawn(|| {

@@ -2,11 +2,13 @@
 //! OpenBLAS sgemm.
 //!
 //!   cargo run --release -p mlx-bridge --example block_gemv_bench -- [--json PATH] [--isa avx2,avx512vnni]
-//!       [--formats Q4_0,Q6_K,...] [--threads 1,2] [--quick]
+//!       [--formats Q4_0,Q6_K,...] [--threads 1,2] [--quick] [--gemv-only | --gemm-only]
+//!   OPENBLAS_CORETYPE=Haswell ... --isa avx2 --gemm-only   # how an AVX2-only machine compares
 //!
 //! GEMV (M = 1): weight bytes streamed per second, as the format stores them, for the shapes of
 //! SmolLM2-135M and Gemma 3 270M, and that rate as a percentage of a STREAM-style copy
-//! (1 GiB, best of several; read + written bytes per second) with the same thread count. Each
+//! (1 GiB, best of several; read + written bytes per second) and of a streaming read (1 GiB
+//! summed) with the same thread count. Matrices that fit the last-level cache exceed both. Each
 //! timed step evaluates 8 products so graph construction is amortised as in a decode step.
 //! GEMM (M = 512): GFLOP/s against `x @ W^T` in fp32 through MLX (OpenBLAS when linked).
 //! Shapes whose columns are not a multiple of a format's block are skipped (as llama.cpp falls
@@ -179,6 +181,8 @@ struct Args {
     formats: Vec<BlockFormat>,
     threads: Vec<usize>,
     quick: bool,
+    gemv: bool,
+    gemm: bool,
 }
 
 fn parse_args() -> Res<Args> {
@@ -188,6 +192,8 @@ fn parse_args() -> Res<Args> {
         formats: all_formats(),
         threads: vec![1, 2],
         quick: false,
+        gemv: true,
+        gemm: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -212,6 +218,8 @@ fn parse_args() -> Res<Args> {
             }
             "--threads" => args.threads = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
             "--quick" => args.quick = true,
+            "--gemv-only" => args.gemm = false,
+            "--gemm-only" => args.gemv = false,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -231,7 +239,7 @@ fn main() -> Res<()> {
     );
 
     let mut bandwidth = serde_json::Map::new();
-    let mut bw = std::collections::HashMap::new();
+    let mut bw: std::collections::HashMap<usize, (f64, f64)> = std::collections::HashMap::new();
     for &t in &args.threads {
         let b = copy_bandwidth(1 << 30, t, if args.quick { 3 } else { 6 });
         let r = read_bandwidth(1 << 30, t, if args.quick { 3 } else { 6 });
@@ -241,12 +249,12 @@ fn main() -> Res<()> {
             r / 1e9
         );
         bandwidth.insert(t.to_string(), json!({"copy": b / 1e9, "read": r / 1e9}));
-        bw.insert(t, b);
+        bw.insert(t, (b, r));
     }
 
     let mut gemv = Vec::new();
-    println!("\nGEMV M=1: GB/s of stored weight bytes (% of copy bandwidth), best of runs");
-    for &format in &args.formats {
+    println!("\nGEMV M=1: GB/s of stored weight bytes (% of copy, % of read bandwidth), best of runs");
+    for &format in args.formats.iter().filter(|_| args.gemv) {
         for &(rows, cols) in &GEMV_SHAPES {
             if cols % format.block_len() != 0 {
                 continue;
@@ -267,11 +275,12 @@ fn main() -> Res<()> {
                         Ok(())
                     })?;
                     let gbps = bytes / best / 1e9;
-                    let pct = 100.0 * bytes / best / bw[&t];
-                    line += &format!(" | {} {}t {:6.1} ({:3.0}%)", isa.name(), t, gbps, pct);
+                    let pct = 100.0 * bytes / best / bw[&t].0;
+                    let pct_read = 100.0 * bytes / best / bw[&t].1;
+                    line += &format!(" | {} {}t {:6.1} ({:3.0}%, {:3.0}%)", isa.name(), t, gbps, pct, pct_read);
                     gemv.push(json!({"format": format.name(), "rows": rows, "cols": cols, "isa": isa.name(),
                         "threads": t, "best_us": best * 1e6, "median_us": median * 1e6, "gb_per_s": gbps,
-                        "pct_of_copy_bandwidth": pct}));
+                        "pct_of_copy_bandwidth": pct, "pct_of_read_bandwidth": pct_read}));
                 }
             }
             println!("{line}");
@@ -282,7 +291,7 @@ fn main() -> Res<()> {
     let threads = *args.threads.iter().max().unwrap_or(&2);
     block_quant::set_num_threads(threads)?;
     println!("\nGEMM M={GEMM_M}, {threads} threads: GFLOP/s vs fp32 sgemm through MLX");
-    for &(rows, cols) in &GEMM_SHAPES {
+    for &(rows, cols) in GEMM_SHAPES.iter().filter(|_| args.gemm) {
         let key = random::key(7)?;
         let x = random::normal(&[GEMM_M as i32, cols as i32], Dtype::F32, 0.0, 1.0, Some(&key))?;
         let wd = random::normal(&[rows as i32, cols as i32], Dtype::F32, 0.0, 0.05, Some(&key))?.t()?.contiguous()?;

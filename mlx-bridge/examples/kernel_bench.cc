@@ -4,6 +4,7 @@
 //
 //   mlx-bridge/tests/cpp/build.sh && /tmp/bq-tools/kernel_bench [formats] [M list] [isa list]
 //   BIG=1 /tmp/bq-tools/kernel_bench ...   (matrices larger than the caches, and the read rate)
+//   SHAPES=4096:1024,16384:1024 /tmp/bq-tools/kernel_bench ...
 //
 // Arguments: [formats=Q4_0,Q4_K,Q6_K,Q8_0] [M list=1,16,512] [isa list=avx2,avxvnni,avx512vnni]
 #include <time.h>
@@ -76,7 +77,13 @@ int main(int argc, char** argv) {
   };
   const bool big = std::getenv("BIG") != nullptr;
   std::vector<Shape> shapes = {{1536, 576}, {640, 2048}, {4096, 1024}};
-  if (big) {
+  if (const char* env = std::getenv("SHAPES")) {  // rows:cols,rows:cols,...
+    shapes.clear();
+    for (const auto& item : split(env)) {
+      const auto colon = item.find(':');
+      shapes.push_back({std::atoi(item.substr(0, colon).c_str()), std::atoi(item.substr(colon + 1).c_str())});
+    }
+  } else if (big) {
     shapes = {{262144, 640}, {65536, 2048}};
     // The memory's streaming read rate, for comparison: 512 MiB summed with 256-bit loads.
     std::vector<std::uint64_t> buf((512u << 20) / 8, 1);

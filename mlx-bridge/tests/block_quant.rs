@@ -147,6 +147,23 @@ fn for_each_isa(mut f: impl FnMut(Isa)) {
 }
 
 #[test]
+fn formats_map_from_ggml_type_ids() {
+    // ggml.h: Q4_0 = 2, Q4_1 = 3, Q5_0 = 6, Q5_1 = 7, Q8_0 = 8, Q4_K = 12, Q5_K = 13, Q6_K = 14.
+    let ids =
+        [(2, "Q4_0"), (3, "Q4_1"), (6, "Q5_0"), (7, "Q5_1"), (8, "Q8_0"), (12, "Q4_K"), (13, "Q5_K"), (14, "Q6_K")];
+    for (id, name) in ids {
+        assert_eq!(BlockFormat::from_ggml_type(id).map(BlockFormat::name), Some(name));
+    }
+    for id in [0, 1, 9, 10, 11, 15, 30] {
+        assert_eq!(BlockFormat::from_ggml_type(id), None, "type {id}");
+    }
+    for f in BlockFormat::GGUF {
+        assert_eq!(f.block_len() % 32, 0);
+        assert!(f.block_bytes() > f.block_len() / 2);
+    }
+}
+
+#[test]
 fn fixtures_cover_every_gguf_format_and_stay_small() {
     let cases = cases();
     for format in BlockFormat::GGUF {
@@ -278,6 +295,17 @@ fn thread_counts_give_identical_results() {
     let a = BlockMatrix::from_affine("threads.a", &q).unwrap();
     let case = cases().into_iter().find(|c| c.format == BlockFormat::Q6K && c.rows == 17).unwrap();
     let b = matrix(&case);
+    // Dequantizing 200 rows is shared out in chunks of 64 rows.
+    let values = bits(&mlx_values(&q));
+    for threads in [1, 2, 3] {
+        block_quant::set_num_threads(threads).unwrap();
+        assert!(bits(&a.dequantize().unwrap().to_vec().unwrap()) == values, "dequantize, {threads} threads");
+        let ids: Vec<i32> = (0..150).map(|i| i * 37 % 200).collect();
+        let rows: Vec<u32> =
+            ids.iter().flat_map(|&r| values[r as usize * 256..(r as usize + 1) * 256].to_vec()).collect();
+        let got = a.gather_rows(&Array::from_slice(&ids, &[150]).unwrap()).unwrap();
+        assert!(bits(&got.to_vec().unwrap()) == rows, "gather_rows, {threads} threads");
+    }
     for_each_isa(|isa| {
         for m in [1, 9, 64] {
             let xa = Array::from_slice(&activations(m, 256, 3), &[m as i32, 256]).unwrap();
@@ -338,6 +366,13 @@ fn half_precision_inputs_are_widened_and_the_op_is_lazy() {
         let widened = w.matmul_t(&narrow.astype(Dtype::F32).unwrap()).unwrap();
         assert_eq!(bits(&y.to_vec().unwrap()), bits(&widened.to_vec().unwrap()), "{dtype}");
     }
+    // A vector in gives a vector out; an empty batch gives an empty result.
+    let v = Array::from_slice(&activations(1, case.cols, 78), &[case.cols as i32]).unwrap();
+    assert_eq!(w.matmul_t(&v).unwrap().shape(), vec![case.rows as i32]);
+    let empty = Array::zeros(&[0, case.cols as i32], Dtype::F32).unwrap();
+    let y = w.matmul_t(&empty).unwrap();
+    assert_eq!(y.shape(), vec![0, case.rows as i32]);
+    assert!(y.to_vec::<f32>().unwrap().is_empty());
     // Nothing runs until evaluation, and the result composes with ordinary ops.
     let y = w.matmul_t(&x).unwrap().add_scalar(1.0).unwrap();
     assert!(mlx_bridge::pending_graph_nodes(&[&y]) >= 2);

@@ -231,6 +231,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let mut runs = Vec::new();
     let mut breakdowns = Vec::new();
     for plan in variants(args, &base)? {
+        // Each variant's peak RSS counts its own load, not an earlier variant's buffers.
+        mlx_bridge::memory::clear_cache();
+        bench::reset_peak_rss();
         let (model, params, size_bytes) = subject.load(&plan, args.gguf_k_quants, args.seed)?;
         let variant = variant_of(&plan, &machine_default);
         for &test in &tests {
@@ -370,8 +373,8 @@ fn device_label(profile: &HardwareProfile) -> String {
     }
 }
 
-const COLUMNS: [&str; 10] =
-    ["model", "source", "size", "params", "backend", "dtype", "variant", "test", "t/s", "peak mem"];
+const COLUMNS: [&str; 11] =
+    ["model", "source", "size", "params", "backend", "dtype", "variant", "test", "t/s", "peak mem", "peak RSS"];
 
 fn row(profile: &HardwareProfile, run: &Run) -> Vec<String> {
     let m = &run.measurement;
@@ -396,6 +399,7 @@ fn row(profile: &HardwareProfile, run: &Run) -> Vec<String> {
         m.test.clone(),
         format!("{:.2} ± {:.2}", m.tokens_per_second.mean, m.tokens_per_second.std),
         format!("{:.0} MiB", m.peak_memory_bytes as f64 / (1 << 20) as f64),
+        m.peak_rss_bytes.map_or("—".to_string(), |b| format!("{:.0} MiB", b as f64 / (1 << 20) as f64)),
     ]
 }
 
@@ -418,7 +422,7 @@ fn csv(profile: &HardwareProfile, runs: &[Run]) -> String {
     let quote = |field: &str| {
         if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_string() }
     };
-    let mut out = "model,source,size_bytes,params,backend,dtype,bits,decode_path,pretranspose,dequantize,test,n_prompt,n_gen,depth,tps_mean,tps_std,ttft_ms,peak_memory_bytes\n".to_string();
+    let mut out = "model,source,size_bytes,params,backend,dtype,bits,decode_path,pretranspose,dequantize,test,n_prompt,n_gen,depth,tps_mean,tps_std,ttft_ms,peak_memory_bytes,peak_rss_bytes\n".to_string();
     for run in runs {
         let m = &run.measurement;
         let setting = |name: &str| run.variant.get(name).map_or_else(String::new, |v| v.to_string().replace('"', ""));
@@ -441,6 +445,7 @@ fn csv(profile: &HardwareProfile, runs: &[Run]) -> String {
             format!("{:.4}", m.tokens_per_second.std),
             m.ttft_ms.map_or(String::new(), |t| format!("{:.3}", t.mean)),
             m.peak_memory_bytes.to_string(),
+            m.peak_rss_bytes.map_or(String::new(), |b| b.to_string()),
         ];
         out.push_str(&fields.iter().map(|f| quote(f)).collect::<Vec<_>>().join(","));
         out.push('\n');

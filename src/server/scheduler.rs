@@ -28,9 +28,31 @@ use crate::text_events::TextAssembler;
 /// How often an idle engine looks at the shutdown flag.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
-/// A prompt containing this marker panics the engine mid-sequence when `MLXCEL_FAULT_INJECTION=1`:
-/// how the tests check that a panic fails only its own request.
-const FAULT_MARKER: &str = "mlxcel-fault-injection:panic";
+/// With `MLXCEL_FAULT_INJECTION=1`, a prompt containing one of these markers has its sequence
+/// misbehave, so the tests can check what the server does then whatever the machine's speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    /// Panic mid-sequence: the panic must fail only that request.
+    Panic,
+    /// Take 20 ms per token: a stream that is surely still running when a test disconnects it
+    /// or shuts the server down.
+    Slow,
+}
+
+impl Fault {
+    const MARKERS: [(&'static str, Fault); 2] =
+        [("mlxcel-fault-injection:panic", Fault::Panic), ("mlxcel-fault-injection:slow", Fault::Slow)];
+
+    fn in_prompt(prompt: &Prompt) -> Option<Fault> {
+        let Prompt::Chat(messages) = prompt else { return None };
+        Self::MARKERS
+            .iter()
+            .find(|(marker, _)| messages.iter().any(|m| m.content.contains(marker)))
+            .map(|&(_, fault)| fault)
+    }
+}
+
+const SLOW_TOKEN: Duration = Duration::from_millis(20);
 
 struct Sequence<'m> {
     tokens: TokenGenerator<'m>,
@@ -41,7 +63,7 @@ struct Sequence<'m> {
     generated: usize,
     arrived: Instant,
     last_token: Option<Instant>,
-    inject_fault: bool,
+    fault: Option<Fault>,
 }
 
 enum Outcome {
@@ -213,8 +235,7 @@ impl<'m> Scheduler<'m> {
             }
             None => (None, 0),
         };
-        let inject_fault = self.fault_injection
-            && matches!(&request.prompt, Prompt::Chat(m) if m.iter().any(|m| m.content.contains(FAULT_MARKER)));
+        let fault = if self.fault_injection { Fault::in_prompt(&request.prompt) } else { None };
         let start = Start { prompt: &prompt, caches, reused };
         let tokens = TokenGenerator::start(
             self.model.loaded_model(),
@@ -235,7 +256,7 @@ impl<'m> Scheduler<'m> {
             generated: 0,
             arrived: request.arrived,
             last_token: None,
-            inject_fault,
+            fault,
         })
     }
 
@@ -362,8 +383,10 @@ fn prefill(sequence: &mut Sequence<'_>) -> Outcome {
 }
 
 fn decode(sequence: &mut Sequence<'_>, model: &Model, shared: &Shared) -> Outcome {
-    if sequence.inject_fault && sequence.generated > 0 {
-        panic!("fault injection: {FAULT_MARKER}");
+    match sequence.fault {
+        Some(Fault::Panic) if sequence.generated > 0 => panic!("fault injection: {:?}", Fault::Panic),
+        Some(Fault::Slow) => std::thread::sleep(SLOW_TOKEN),
+        _ => {}
     }
     let token = match sequence.tokens.next() {
         None => return Outcome::Finished(FinishReason::Length),

@@ -335,7 +335,8 @@ fn methodology(md: &mut String, data: &Dataset, notes: Option<&str>) {
         let _ = write!(
             md,
             " The ratio column is mlxcel's mean divided by {b}'s mean. TTFT (time to first token) and peak \
-             memory are as reported by mlxcel."
+             memory (MLX's buffers) are as reported by mlxcel; peak RSS is each process's peak resident \
+             memory (Linux VmHWM) over the test, the model's load included."
         );
     }
     md.push_str("\n\n");
@@ -356,6 +357,11 @@ fn comparison_table(cmp: &tables::Comparison) -> String {
         headers.push(format!("{MLXCEL} TTFT ms"));
         headers.push(format!("{MLXCEL} peak memory"));
     }
+    // Peak RSS for every engine that reported it (the whole process: load, runtime, buffers).
+    let rss_cols: Vec<usize> = (0..cmp.engines.len())
+        .filter(|&i| cmp.rows.iter().any(|r| r.runs[i].is_some_and(|x| x.peak_rss_bytes.is_some())))
+        .collect();
+    headers.extend(rss_cols.iter().map(|&i| format!("{} peak RSS", cmp.engines[i])));
     let mlxcel_col = cmp.engines.iter().position(|e| e == MLXCEL);
     let rows: Vec<Vec<String>> = cmp
         .rows
@@ -370,6 +376,9 @@ fn comparison_table(cmp: &tables::Comparison) -> String {
                 let run = r.runs[i];
                 row.push(run.and_then(|x| x.ttft_ms.as_ref()).map_or("—".into(), fmt_stat));
                 row.push(run.and_then(|x| x.peak_memory_bytes).map_or("—".into(), fmt_bytes));
+            }
+            for &i in &rss_cols {
+                row.push(r.runs[i].and_then(|x| x.peak_rss_bytes).map_or("—".into(), fmt_bytes));
             }
             row
         })

@@ -130,6 +130,9 @@ pub struct Run {
     pub tokens_per_second: Stat,
     pub ttft_ms: Option<Stat>,
     pub peak_memory_bytes: Option<u64>,
+    /// The process's peak resident memory (Linux `VmHWM`), the model's load included.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

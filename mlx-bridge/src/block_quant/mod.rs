@@ -13,6 +13,23 @@
 //! and activation scales per block in float. The error against the exact product is the
 //! activation rounding: at most `sum_b |w|_1,b * d_b / 2` per output, with `d_b` the block's
 //! activation scale, plus float accumulation.
+//!
+//! Packed layout per format (16 rows x 32 columns per code block; parameters per row group,
+//! 16 rows side by side):
+//!
+//! | format            | code block            | parameters                                        |
+//! |-------------------|-----------------------|---------------------------------------------------|
+//! | Q4_0, Q4_1        | 256 B of nibbles      | f16 d (and f16 m) per block                       |
+//! | Q5_0, Q5_1        | 256 B + 64 B 5th bits | f16 d (and f16 m) per block                       |
+//! | Q8_0              | 512 B signed bytes    | f16 d per block                                   |
+//! | Q4_K              | 256 B of nibbles      | f16 d, dmin + 8 scales + 8 mins as bytes / 256    |
+//! | Q5_K              | 256 B + 64 B 5th bits | as Q4_K                                           |
+//! | Q6_K              | 256 B + 128 B 2 bits  | f16 d + 16 signed byte scales / 256               |
+//! | affine 4-bit      | 256 B of nibbles      | scale, bias per group in their dtype              |
+//! | affine 8-bit      | 512 B, q - 128        | scale, bias per group in their dtype              |
+//!
+//! Threads: one persistent pool ([`set_num_threads`]); MLX's CPU stream thread is worker 0, and
+//! work is handed out in chunks of row groups so a busy or sleeping worker delays little.
 
 mod ffi;
 
@@ -95,6 +112,22 @@ impl BlockFormat {
         BlockFormat::Q5K,
         BlockFormat::Q6K,
     ];
+
+    /// The format of a GGUF tensor from its `ggml_type` id (`GGML_TYPE_Q4_0` = 2, ...), if it is
+    /// one of the block formats read here.
+    pub fn from_ggml_type(id: u32) -> Option<BlockFormat> {
+        Some(match id {
+            2 => BlockFormat::Q4_0,
+            3 => BlockFormat::Q4_1,
+            6 => BlockFormat::Q5_0,
+            7 => BlockFormat::Q5_1,
+            8 => BlockFormat::Q8_0,
+            12 => BlockFormat::Q4K,
+            13 => BlockFormat::Q5K,
+            14 => BlockFormat::Q6K,
+            _ => return None,
+        })
+    }
 
     /// The C++ `bq::Fmt` value.
     fn code(self) -> u8 {

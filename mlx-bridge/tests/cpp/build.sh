@@ -14,7 +14,7 @@ cxx="g++ -std=c++20 -O3 -ffp-contract=off -Wall -Wextra -I$src"
 $cxx -c "$src/kernels_scalar.cc" -o "$out/scalar.o"
 $cxx -mavx2 -mfma -mf16c -c "$src/kernels_avx2.cc" -o "$out/avx2.o"
 $cxx -mavx2 -mfma -mf16c -mavxvnni -c "$src/kernels_avxvnni.cc" -o "$out/avxvnni.o"
-$cxx -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni \
+$cxx -mavx2 -mfma -mf16c -mavx512f -mavx512bw -mavx512vl -mavx512vnni \
   -c "$src/kernels_avx512vnni.cc" -o "$out/avx512vnni.o"
 objs="$out/scalar.o $out/avx2.o $out/avxvnni.o $out/avx512vnni.o"
 $cxx "$here/kernels_vs_scalar.cc" $objs -o "$out/kernels_vs_scalar"

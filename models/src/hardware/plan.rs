@@ -218,9 +218,10 @@ impl ClassDefaults {
                              chunks mostly grow activation memory",
                 },
                 dequantize: ClassDefault {
-                    value: true,
-                    reason: "measured (2-core x86, OpenBLAS): SmolLM2 Q4_1 kept quantized decodes 7.44 tok/s vs 20.65 \
-                             dequantized, prefills 9.53 vs 287 (docs/benchmarks/cpu-x86_64.md)",
+                    value: false,
+                    reason: "measured (SmolLM2 Q4_1, 2-core x86, mlxcel bench): weights kept in their block formats \
+                             on mlxcel's CPU kernels decode 21.6 tok/s vs 14.0 dequantized to float32, prefill the same, \
+                             in 104 MiB vs 633 (docs/benchmarks/cpu-x86_64.md)",
                 },
                 cpu_kernels: ClassDefault { value: true, reason: CPU_KERNELS },
             },

@@ -71,17 +71,18 @@ void Pool::start(int n) {
   stopping_.store(false);
   nthreads_.store(n);
   workers_.reserve(static_cast<std::size_t>(n - 1));
-  // The epoch is read here, not by the new thread: a job published before it first runs is
-  // still its to do.
-  const std::uint64_t epoch = epoch_.load();
-  for (int i = 1; i < n; ++i) workers_.emplace_back([this, i, epoch] { worker(i, epoch); });
+  // The epoch is read here, not by the new thread, so a job published before it first runs
+  // still wakes it.
+  const auto epoch = static_cast<std::uint32_t>(claim_.load() >> 32);
+  for (int i = 1; i < n; ++i) workers_.emplace_back([this, epoch] { worker(epoch); });
 }
 
 void Pool::stop() {
   {
     std::lock_guard<std::mutex> lock(sleep_mutex_);
     stopping_.store(true);
-    epoch_.fetch_add(1);
+    chunks_.store(0);
+    claim_.store(((claim_.load() >> 32) + 1) << 32);
   }
   wake_.notify_all();
   for (auto& t : workers_) t.join();
@@ -96,13 +97,35 @@ void Pool::set_threads(int n) {
   start(n);
 }
 
-void Pool::worker(int index, std::uint64_t seen) {
+int Pool::work(std::uint32_t epoch) {
+  int ran = 0;
+  std::uint64_t w = claim_.load(std::memory_order_acquire);
   for (;;) {
-    std::uint64_t now = epoch_.load(std::memory_order_acquire);
+    if (static_cast<std::uint32_t>(w >> 32) != epoch) break;
+    const auto k = static_cast<std::uint32_t>(w);
+    if (static_cast<int>(k) >= chunks_.load(std::memory_order_relaxed)) break;
+    // Read before the claim: a successful claim proves the job is still this epoch's, since
+    // the next job's fields are written only after every chunk of this one is done.
+    const ChunkFn fn = fn_.load(std::memory_order_relaxed);
+    void* ctx = ctx_.load(std::memory_order_relaxed);
+    if (claim_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
+      fn(ctx, static_cast<int>(k));
+      ++ran;
+      done_.fetch_add(1, std::memory_order_release);
+      w = claim_.load(std::memory_order_acquire);
+    }
+  }
+  return ran;
+}
+
+void Pool::worker(std::uint32_t seen) {
+  auto epoch_now = [this] { return static_cast<std::uint32_t>(claim_.load(std::memory_order_acquire) >> 32); };
+  for (;;) {
+    std::uint32_t now = epoch_now();
     if (now == seen) {
       const std::int64_t until = now_ns() + spin_ns_;
       int spins = 0;
-      while ((now = epoch_.load(std::memory_order_acquire)) == seen) {
+      while ((now = epoch_now()) == seen) {
         cpu_relax();
         if (++spins % 64 == 0 && now_ns() > until) break;
       }
@@ -110,39 +133,40 @@ void Pool::worker(int index, std::uint64_t seen) {
         std::unique_lock<std::mutex> lock(sleep_mutex_);
         // seq_cst on both sides: either run() sees this sleeper or this thread sees the new epoch.
         sleepers_.fetch_add(1);
-        wake_.wait(lock, [&] { return (now = epoch_.load()) != seen; });
+        wake_.wait(lock, [&] { return (now = static_cast<std::uint32_t>(claim_.load() >> 32)) != seen; });
         sleepers_.fetch_sub(1);
       }
     }
     seen = now;
     if (stopping_.load()) return;
-    const int n = nthreads_.load(std::memory_order_relaxed);
-    job_(ctx_, index, n);
-    pending_.fetch_sub(1, std::memory_order_release);
+    work(now);
   }
 }
 
-void Pool::run(Job job, void* ctx) {
+void Pool::run(int chunks, ChunkFn fn, void* ctx) {
+  if (chunks <= 0) return;
   std::lock_guard<std::mutex> lock(run_mutex_);
-  const int n = threads();
-  if (n == 1) {
-    job(ctx, 0, 1);
+  if (threads() == 1 || chunks == 1) {
+    for (int k = 0; k < chunks; ++k) fn(ctx, k);
     return;
   }
-  job_ = job;
-  ctx_ = ctx;
-  pending_.store(n - 1, std::memory_order_relaxed);
-  epoch_.fetch_add(1);  // seq_cst: publishes job_/ctx_ and orders against sleepers_ below
+  fn_.store(fn, std::memory_order_relaxed);
+  ctx_.store(ctx, std::memory_order_relaxed);
+  chunks_.store(chunks, std::memory_order_relaxed);
+  done_.store(0, std::memory_order_relaxed);
+  const auto epoch = static_cast<std::uint32_t>(claim_.load(std::memory_order_relaxed) >> 32) + 1;
+  claim_.store(static_cast<std::uint64_t>(epoch) << 32);  // seq_cst: publishes, and orders against sleepers_
   if (sleepers_.load() > 0) {
     { std::lock_guard<std::mutex> sl(sleep_mutex_); }
     wake_.notify_all();
   }
-  job(ctx, 0, n);
-  // The others got equal shares of the work; they finish about when this thread does.
+  work(epoch);
+  // Whatever is left is a chunk another thread holds. If that thread was preempted, yielding
+  // soon gives it this core back.
   int spins = 0;
-  while (pending_.load(std::memory_order_acquire) != 0) {
+  while (done_.load(std::memory_order_acquire) < chunks) {
     cpu_relax();
-    if (++spins > (1 << 16)) std::this_thread::yield();
+    if (++spins > 4096) std::this_thread::yield();
   }
 }
 

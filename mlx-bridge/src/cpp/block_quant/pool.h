@@ -2,6 +2,10 @@
 // thread, inside eval_cpu's dispatched task) is worker 0. The others spin briefly after each job
 // and then sleep, so the many small GEMVs of one decode step reach them without a futex wake-up
 // each, while an idle pool costs nothing.
+//
+// A job is a number of chunks that threads claim one at a time. A worker that is asleep, or
+// preempted on a busy machine, then costs at most the chunk it holds: the others (the caller
+// included) take the rest, where a fixed split would wait for its whole share.
 #pragma once
 
 #include <atomic>
@@ -15,7 +19,7 @@ namespace mlxcel::bq {
 
 class Pool {
  public:
-  using Job = void (*)(void* ctx, int thread, int nthreads);
+  using ChunkFn = void (*)(void* ctx, int chunk);
 
   static Pool& instance();
 
@@ -23,9 +27,9 @@ class Pool {
   void set_threads(int n);
   int threads() const { return nthreads_.load(std::memory_order_relaxed); }
 
-  // Runs job(ctx, t, n) for t in [0, n), t = 0 on the calling thread; returns when all are done.
-  // Jobs from different callers are serialised.
-  void run(Job job, void* ctx);
+  // Runs fn(ctx, k) for every k in [0, chunks) and returns when all are done. Jobs from
+  // different callers are serialised.
+  void run(int chunks, ChunkFn fn, void* ctx);
 
   ~Pool();
 
@@ -33,17 +37,21 @@ class Pool {
   Pool();
   void start(int n);
   void stop();
-  void worker(int index, std::uint64_t seen);
+  void worker(std::uint32_t seen);
+  // Claims and runs chunks of job `epoch` until none is left; returns how many it ran.
+  int work(std::uint32_t epoch);
 
   std::mutex run_mutex_;  // one job at a time; also held while resizing
   std::atomic<int> nthreads_{1};
   std::vector<std::thread> workers_;
 
-  // The current job, published by bumping epoch_.
-  Job job_ = nullptr;
-  void* ctx_ = nullptr;
-  std::atomic<std::uint64_t> epoch_{0};
-  std::atomic<int> pending_{0};
+  // The job: its epoch in the high half of claim_, the next unclaimed chunk in the low half.
+  // fn_/ctx_/chunks_ are written before claim_ is released with the new epoch.
+  std::atomic<std::uint64_t> claim_{0};
+  std::atomic<ChunkFn> fn_{nullptr};
+  std::atomic<void*> ctx_{nullptr};
+  std::atomic<int> chunks_{0};
+  std::atomic<int> done_{0};
   std::atomic<bool> stopping_{false};
 
   std::mutex sleep_mutex_;

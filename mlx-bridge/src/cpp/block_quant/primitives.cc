@@ -32,7 +32,8 @@ struct ActScratch {
   std::vector<float> d, xs;
   std::vector<std::int32_t> s, s16;
 
-  ActView prepare(int M, int K) {
+  // Buffers for M rows of K and the view the kernels read through them.
+  ActView reserve(int M, int K) {
     const std::size_t n = static_cast<std::size_t>(M) * K, nb = n / kBlock;
     if (q.size() < n) q.resize(n);
     if (d.size() < nb) {
@@ -43,42 +44,89 @@ struct ActScratch {
     }
     return ActView{q.data(), d.data(), s.data(), s16.data(), xs.data(), M, K, K / kBlock};
   }
+
+  // Quantizes rows [r0, r1) of x (rows are independent).
+  void quantize(const KernelTable& kt, const float* x, int K, int r0, int r1) {
+    const std::size_t nb = K / kBlock, at = static_cast<std::size_t>(r0);
+    kt.quantize(x + at * K, r1 - r0, K, q.data() + at * K, d.data() + at * nb, s.data() + at * nb,
+                s16.data() + 2 * at * nb, xs.data() + at * nb);
+  }
 };
+
+struct QuantJob {
+  const KernelTable* kt;
+  ActScratch* scratch;
+  const float* x;
+  int M, K, rows_per_chunk;
+};
+
+void run_quant_chunk(void* p, int k) {
+  const auto& job = *static_cast<const QuantJob*>(p);
+  const int r0 = k * job.rows_per_chunk;
+  const int r1 = r0 + job.rows_per_chunk < job.M ? r0 + job.rows_per_chunk : job.M;
+  job.scratch->quantize(*job.kt, job.x, job.K, r0, r1);
+}
+
+// Quantizes x once for the whole call; a long prompt's rows are shared out among the threads
+// (alone, quantizing 512 rows would take a few percent of the GEMM's time, more with 2 threads).
+ActView quantize_activations(ActScratch& scratch, const KernelTable& kt, const float* x, int M, int K) {
+  const ActView act = scratch.reserve(M, K);
+  const int threads = Pool::instance().threads();
+  if (threads == 1 || M < 8) {
+    scratch.quantize(kt, x, K, 0, M);
+  } else {
+    const int per = (M + 2 * threads - 1) / (2 * threads);
+    QuantJob job{&kt, &scratch, x, M, K, per};
+    Pool::instance().run((M + per - 1) / per, run_quant_chunk, &job);
+  }
+  return act;
+}
 
 ActScratch& act_scratch() {
   thread_local ActScratch scratch;
   return scratch;
 }
 
+// A contiguous run of one matrix's row groups: the unit threads claim.
+struct Chunk {
+  int mat, g0, g1;
+};
+
 struct MatmulJob {
   const KernelTable* kt;
   const MatView* views;
   float* const* ys;
-  const double* cost_start;  // where each matrix's row groups start in cost units
-  const double* group_cost;  // cost of one row group of each matrix
-  double total;
-  int n;
+  const Chunk* chunks;
   ActView act;
 };
 
-// Row groups are handed out as equal shares of the bytes to stream (which is also the work),
-// so matrices of different formats in one call split evenly too.
-void run_matmul(void* p, int t, int nt) {
+void run_chunk(void* p, int k) {
   const auto& job = *static_cast<const MatmulJob*>(p);
-  const double lo = job.total * t / nt, hi = job.total * (t + 1) / nt;
-  for (int i = 0; i < job.n; ++i) {
-    const MatView& w = job.views[i];
-    auto first_group_at = [&](double c) {
-      const double g = (c - job.cost_start[i]) / job.group_cost[i];
-      if (g <= 0) return 0;
-      const double up = static_cast<double>(static_cast<long long>(g));
-      const int gi = static_cast<int>(up < g ? up + 1 : up);
-      return gi > w.groups ? w.groups : gi;
-    };
-    const int g0 = t == 0 ? first_group_at(-1) : first_group_at(lo);
-    const int g1 = t == nt - 1 ? w.groups : first_group_at(hi);
-    if (g0 < g1) job.kt->gemm(w, job.act, g0, g1, job.ys[i], static_cast<std::size_t>(w.rows));
+  const Chunk& c = job.chunks[k];
+  const MatView& w = job.views[c.mat];
+  job.kt->gemm(w, job.act, c.g0, c.g1, job.ys[c.mat], static_cast<std::size_t>(w.rows));
+}
+
+// About four chunks per thread of equal weight bytes (which is also equal work: every matrix
+// sees the same activations), so a late or preempted thread leaves little to wait for, and
+// matrices of different formats in one call still split evenly.
+void plan_chunks(const std::vector<MatView>& views, int threads, std::vector<Chunk>& out) {
+  out.clear();
+  double total = 0;
+  for (const auto& v : views) total += static_cast<double>(v.code_group_bytes + v.param_group_bytes) * v.groups;
+  const double target = threads > 1 ? total / (4.0 * threads) : total;
+  for (int i = 0; i < static_cast<int>(views.size()); ++i) {
+    const double per_group = static_cast<double>(views[i].code_group_bytes + views[i].param_group_bytes);
+    int per = static_cast<int>(target / per_group + 0.5);
+    if (per < 1) per = 1;
+    for (int g = 0; g < views[i].groups; g += per)
+      out.push_back(Chunk{i, g, g + per < views[i].groups ? g + per : views[i].groups});
   }
+}
+
+std::vector<Chunk>& chunk_scratch() {
+  thread_local std::vector<Chunk> chunks;
+  return chunks;
 }
 
 class BlockMatmul : public mx::Primitive {
@@ -103,29 +151,11 @@ class BlockMatmul : public mx::Primitive {
     const int M = static_cast<int>(x.size() / static_cast<std::size_t>(K));
     enc.dispatch([kt, views = std::move(views), ys = std::move(ys), xp = x.data<float>(), M, K]() {
       if (M == 0) return;
-      ActView act = act_scratch().prepare(M, K);
-      kt->quantize(xp, M, K, const_cast<std::int8_t*>(act.q), const_cast<float*>(act.d),
-                   const_cast<std::int32_t*>(act.s), const_cast<std::int32_t*>(act.s16),
-                   const_cast<float*>(act.xs));
-      const int n = static_cast<int>(views.size());
-      double start[16], cost[16];
-      std::vector<double> heap_start, heap_cost;
-      double* cs = start;
-      double* gc = cost;
-      if (n > 16) {
-        heap_start.resize(n);
-        heap_cost.resize(n);
-        cs = heap_start.data();
-        gc = heap_cost.data();
-      }
-      double total = 0;
-      for (int i = 0; i < n; ++i) {
-        cs[i] = total;
-        gc[i] = static_cast<double>(views[i].code_group_bytes + views[i].param_group_bytes);
-        total += gc[i] * views[i].groups;
-      }
-      MatmulJob job{kt, views.data(), ys.data(), cs, gc, total, n, act};
-      Pool::instance().run(run_matmul, &job);
+      const ActView act = quantize_activations(act_scratch(), *kt, xp, M, K);
+      std::vector<Chunk>& chunks = chunk_scratch();
+      plan_chunks(views, Pool::instance().threads(), chunks);
+      MatmulJob job{kt, views.data(), ys.data(), chunks.data(), act};
+      Pool::instance().run(static_cast<int>(chunks.size()), run_chunk, &job);
     });
   }
 
@@ -155,6 +185,31 @@ class BlockMatmul : public mx::Primitive {
   std::vector<MatSpec> specs_;
 };
 
+struct RowsJob {
+  const MatView* w;
+  const std::int32_t* ids;
+  std::size_t n;
+  float* y;
+  std::size_t per;
+};
+
+void run_rows_chunk(void* p, int k) {
+  const auto& job = *static_cast<const RowsJob*>(p);
+  const std::size_t r0 = static_cast<std::size_t>(k) * job.per;
+  const std::size_t r1 = r0 + job.per < job.n ? r0 + job.per : job.n;
+  if (job.ids != nullptr) {
+    dequantize_rows(*job.w, job.ids + r0, r1 - r0, job.y + r0 * job.w->cols);
+  } else {
+    // Every row in order: rows r0.. are ids r0..
+    std::int32_t ids[64];
+    for (std::size_t i = r0; i < r1; i += 64) {
+      const std::size_t m = r1 - i < 64 ? r1 - i : 64;
+      for (std::size_t j = 0; j < m; ++j) ids[j] = static_cast<std::int32_t>(i + j);
+      dequantize_rows(*job.w, ids, m, job.y + i * job.w->cols);
+    }
+  }
+}
+
 // Rows of one matrix as floats: a gather by ids, or every row (dequantize) when there are none.
 class BlockRows : public mx::UnaryPrimitive {
  public:
@@ -176,7 +231,10 @@ class BlockRows : public mx::UnaryPrimitive {
             msg << "block matrix " << name << ": gather_rows id " << ids[i] << " is outside [0, " << w.rows << ")";
             throw std::out_of_range(msg.str());
           }
-      dequantize_rows(w, ids, n, y);
+      // A whole matrix (or a long prompt's embeddings) is shared out among the threads.
+      constexpr std::size_t kRowsPerChunk = 64;
+      RowsJob job{&w, ids, n, y, kRowsPerChunk};
+      Pool::instance().run(static_cast<int>((n + kRowsPerChunk - 1) / kRowsPerChunk), run_rows_chunk, &job);
     });
   }
 
