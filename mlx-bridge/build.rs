@@ -17,8 +17,14 @@ const MIN_MINOR: u32 = 30;
 const ENV_VARS: &[&str] =
     &["MLX_DIR", "MLXCEL_CACHE_DIR", "MLXCEL_PYTHON", "MLXCEL_OPENBLAS_DIR", "XDG_CACHE_HOME", "HOME"];
 
-const CPP_SOURCES: &[&str] =
-    &["src/cpp/array.cc", "src/cpp/ops.cc", "src/cpp/nn.cc", "src/cpp/system.cc", "src/cpp/cpu_fast.cc"];
+const CPP_SOURCES: &[&str] = &[
+    "src/cpp/array.cc",
+    "src/cpp/ops.cc",
+    "src/cpp/nn.cc",
+    "src/cpp/system.cc",
+    "src/cpp/cpu_fast.cc",
+    "src/cpp/cuda_fast.cc",
+];
 
 /// The block-quantized kernels' glue (primitives, pool, ISA choice), built with the bridge.
 const BQ_BRIDGE_SOURCES: &[&str] = &[

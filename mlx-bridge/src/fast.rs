@@ -110,3 +110,14 @@ pub fn set_cpu_kernels(enabled: bool) {
 pub fn cpu_kernels() -> bool {
     ffi::cpu_kernels()
 }
+
+/// Whether single-position attention and one-row affine 4/8-bit matmuls on an NVIDIA GPU run
+/// mlxcel's kernels (`src/cpp/cuda_fast.cc`, compiled by NVRTC when first used) or MLX's own ops.
+/// Off by default; process-wide; other devices are unaffected.
+pub fn set_cuda_kernels(enabled: bool) {
+    ffi::set_cuda_kernels(enabled)
+}
+
+pub fn cuda_kernels() -> bool {
+    ffi::cuda_kernels()
+}

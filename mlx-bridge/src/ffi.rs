@@ -313,6 +313,8 @@ pub(crate) mod bridge {
         fn set_compile_enabled(enabled: bool);
         fn set_cpu_kernels(enabled: bool);
         fn cpu_kernels() -> bool;
+        fn set_cuda_kernels(enabled: bool);
+        fn cuda_kernels() -> bool;
 
         // Safetensors (lazy: a tensor is read when first evaluated).
         fn load_safetensors(path: &str) -> Result<UniquePtr<TensorMap>>;

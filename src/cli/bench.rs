@@ -69,6 +69,9 @@ pub struct BenchArgs {
     /// mlxcel's CPU kernels to compare: on, off (default: the plan's).
     #[arg(long, value_delimiter = ',', value_parser = parse_switch)]
     cpu_kernels: Vec<bool>,
+    /// mlxcel's NVIDIA kernels to compare: on, off (default: the plan's).
+    #[arg(long, value_delimiter = ',', value_parser = parse_switch)]
+    cuda_kernels: Vec<bool>,
     /// Thread counts for the CPU kernels to compare (default: the plan's).
     #[arg(long, value_delimiter = ',', value_parser = parse_threads)]
     threads: Vec<u32>,
@@ -333,6 +336,7 @@ fn variants(args: &BenchArgs, base: &LoadOptions) -> anyhow::Result<Vec<Executio
     combos = expand(combos, &args.compute_dtype, |o, v| o.compute_dtype = Some(v));
     combos = expand(combos, &args.dequantize, |o, v| o.dequantize = Some(v));
     combos = expand(combos, &args.cpu_kernels, |o, v| o.cpu_kernels = Some(v));
+    combos = expand(combos, &args.cuda_kernels, |o, v| o.cuda_kernels = Some(v));
     combos = expand(combos, &args.threads, |o, v| o.threads = Some(v));
     combos = expand(combos, &args.pretranspose, |o, v| o.pretranspose = Some(v));
     combos = expand(combos, &args.decode_path, |o, v| o.decode_path = Some(v));

@@ -26,6 +26,9 @@ pub struct PlanArgs {
     /// mlxcel's own CPU kernels (norms, RoPE, attention, block-quantized matmul): on or off.
     #[arg(long, value_parser = parse_switch)]
     pub cpu_kernels: Option<bool>,
+    /// mlxcel's own NVIDIA kernels (decode attention, one-row affine matmul): on or off.
+    #[arg(long, value_parser = parse_switch)]
+    pub cuda_kernels: Option<bool>,
     /// Threads for the CPU kernels (default: one per physical core).
     #[arg(long, value_parser = parse_threads)]
     pub threads: Option<u32>,
@@ -51,6 +54,7 @@ impl PlanArgs {
             prefill_chunk: self.prefill_chunk,
             dequantize: self.dequantize,
             cpu_kernels: self.cpu_kernels,
+            cuda_kernels: self.cuda_kernels,
             threads: self.threads,
         }
     }

@@ -147,6 +147,7 @@ pub(crate) fn gguf_architecture(file: &GgufFile) -> String {
 /// The last model loaded decides for the process (MLX's graph builders are process-wide too).
 pub fn apply_runtime_settings(plan: &ExecutionPlan) {
     mlx_bridge::fast::set_cpu_kernels(plan.cpu_kernels);
+    mlx_bridge::fast::set_cuda_kernels(plan.cuda_kernels);
     // The plan's thread count is validated (1..=1024), which the kernels accept.
     let _ = mlx_bridge::block_quant::set_num_threads(plan.threads as usize);
 }

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "mlx-bridge/src/cpp/cpu_fast.h"
+#include "mlx-bridge/src/cpp/cuda_fast.h"
 #include "mlx-bridge/src/cpp/shim.h"
 #include "mlx-bridge/src/ffi.rs.h"
 
@@ -44,11 +45,15 @@ ArrayPtr scaled_dot_product_attention(const Array& q, const Array& k, const Arra
   std::string mode(mask_mode);
   if (auto out = cpu_fast::scaled_dot_product_attention(q.inner, k.inner, v.inner, scale, mode, optional(mask)))
     return wrap(std::move(*out));
+  if (auto out = cuda_fast::scaled_dot_product_attention(q.inner, k.inner, v.inner, scale, mode, optional(mask)))
+    return wrap(std::move(*out));
   return wrap(mx::fast::scaled_dot_product_attention(q.inner, k.inner, v.inner, scale, mode, optional(mask)));
 }
 
 void set_cpu_kernels(bool enabled) { cpu_fast::set_cpu_kernels_enabled(enabled); }
 bool cpu_kernels() { return cpu_fast::cpu_kernels_enabled(); }
+void set_cuda_kernels(bool enabled) { cuda_fast::set_cuda_kernels_enabled(enabled); }
+bool cuda_kernels() { return cuda_fast::cuda_kernels_enabled(); }
 
 std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode) {
   auto out = std::make_unique<ArrayList>();
@@ -63,6 +68,9 @@ ArrayPtr dequantize(const Array& w, const Array& scales, const Array* biases, st
 
 ArrayPtr quantized_matmul(const Array& x, const Array& w, const Array& scales, const Array* biases, bool transpose,
                           std::int32_t group_size, std::int32_t bits, rust::Str mode) {
+  if (auto out = cuda_fast::quantized_matmul(x.inner, w.inner, scales.inner, optional(biases), transpose, group_size,
+                                             bits, std::string(mode)))
+    return wrap(std::move(*out));
   return wrap(mx::quantized_matmul(x.inner, w.inner, scales.inner, optional(biases), transpose, group_size, bits,
                                    std::string(mode)));
 }

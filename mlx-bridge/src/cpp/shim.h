@@ -136,6 +136,8 @@ std::unique_ptr<ArrayList> fused(FusedBlock block, const ArrayList& inputs);
 void set_compile_enabled(bool enabled);
 void set_cpu_kernels(bool enabled);
 bool cpu_kernels();
+void set_cuda_kernels(bool enabled);
+bool cuda_kernels();
 
 // Safetensors, memory, devices.
 std::unique_ptr<TensorMap> load_safetensors(rust::Str path);

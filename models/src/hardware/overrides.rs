@@ -14,6 +14,7 @@ pub const COMPUTE_DTYPE_VAR: &str = "MLXCEL_COMPUTE_DTYPE";
 pub const PREFILL_CHUNK_VAR: &str = "MLXCEL_PREFILL_CHUNK";
 pub const DEQUANTIZE_VAR: &str = "MLXCEL_DEQUANTIZE";
 pub const CPU_KERNELS_VAR: &str = "MLXCEL_CPU_KERNELS";
+pub const CUDA_KERNELS_VAR: &str = "MLXCEL_CUDA_KERNELS";
 pub const THREADS_VAR: &str = "MLXCEL_THREADS";
 /// More threads than this is a typo, not a machine.
 pub const MAX_THREADS: u32 = 1024;
@@ -119,6 +120,7 @@ pub struct Overrides {
     pub prefill_chunk: Option<u32>,
     pub dequantize: Option<bool>,
     pub cpu_kernels: Option<bool>,
+    pub cuda_kernels: Option<bool>,
     pub threads: Option<u32>,
 }
 
@@ -139,6 +141,7 @@ impl Overrides {
             prefill_chunk: None,
             dequantize: None,
             cpu_kernels: None,
+            cuda_kernels: None,
             threads: None,
         }
     }
@@ -173,6 +176,7 @@ impl Overrides {
             prefill_chunk: read(&lookup, PREFILL_CHUNK_VAR, parse_prefill_chunk)?,
             dequantize: read(&lookup, DEQUANTIZE_VAR, parse_switch)?,
             cpu_kernels: read(&lookup, CPU_KERNELS_VAR, parse_switch)?,
+            cuda_kernels: read(&lookup, CUDA_KERNELS_VAR, parse_switch)?,
             threads: read(&lookup, THREADS_VAR, parse_threads)?,
         })
     }
@@ -229,6 +233,11 @@ impl ExecutionPlan {
             let previous = on_off(self.cpu_kernels).to_string();
             self.provenance.cpu_kernels = overridden(CPU_KERNELS_VAR, previous, &self.provenance.cpu_kernels.source);
             self.cpu_kernels = cpu_kernels;
+        }
+        if let Some(cuda_kernels) = overrides.cuda_kernels {
+            let previous = on_off(self.cuda_kernels).to_string();
+            self.provenance.cuda_kernels = overridden(CUDA_KERNELS_VAR, previous, &self.provenance.cuda_kernels.source);
+            self.cuda_kernels = cuda_kernels;
         }
         if let Some(threads) = overrides.threads {
             let previous = self.threads.to_string();
@@ -312,6 +321,7 @@ mod tests {
             (PREFILL_CHUNK_VAR, "64"),
             (DEQUANTIZE_VAR, "off"),
             (CPU_KERNELS_VAR, "off"),
+            (CUDA_KERNELS_VAR, "on"),
             (THREADS_VAR, "3"),
         ]);
         let expected = Overrides {
@@ -322,6 +332,7 @@ mod tests {
             prefill_chunk: Some(64),
             dequantize: Some(false),
             cpu_kernels: Some(false),
+            cuda_kernels: Some(true),
             threads: Some(3),
         };
         assert_eq!(overrides, Ok(expected));

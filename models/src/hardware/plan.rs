@@ -128,6 +128,7 @@ pub struct PlanProvenance {
     pub prefill_chunk: Provenance,
     pub dequantize: Provenance,
     pub cpu_kernels: Provenance,
+    pub cuda_kernels: Provenance,
     pub threads: Provenance,
 }
 
@@ -150,6 +151,10 @@ pub struct ExecutionPlan {
     /// mlxcel's own CPU kernels (norms, RoPE, attention, and block-quantized matmul for weights
     /// kept quantized) instead of MLX's op-by-op CPU fallbacks. Only CPU work is affected.
     pub cpu_kernels: bool,
+    /// mlxcel's own NVIDIA kernels (single-position attention of any head size up to 256,
+    /// one-row affine 4/8-bit matmul) instead of MLX's ops for those calls. Only CUDA work is
+    /// affected.
+    pub cuda_kernels: bool,
     /// Threads for mlxcel's CPU kernels.
     pub threads: u32,
     pub provenance: PlanProvenance,
@@ -180,6 +185,7 @@ struct ClassDefaults {
     prefill_chunk: ClassDefault<u32>,
     dequantize: ClassDefault<bool>,
     cpu_kernels: ClassDefault<bool>,
+    cuda_kernels: ClassDefault<bool>,
 }
 
 const APPLE_HALF_PRECISION: &str = "half the weight bytes of float32, and bandwidth-bound decode reads every weight per token; bf16 keeps fp32's range";
@@ -189,6 +195,7 @@ const GPU_KEEP_QUANTIZED: &str = "keeps the memory a quantized checkpoint was ch
      Gemma 3n E2B 4-bit decoded 74.8 tok/s vs 66.4 bf16 in one session, 52.8 vs 68.0 in another";
 const CPU_KERNELS: &str = "measured (SmolLM2 Q4_1, mlxcel bench --breakdown): MLX's CPU fallbacks build 3919 graph nodes \
      per decode token, mlxcel's kernels 1299";
+const NO_CUDA_KERNELS: &str = "the model does not run on an NVIDIA GPU";
 const GPU_NO_CPU_KERNELS: &str = "the model runs on the GPU, where MLX's fused kernels serve these ops";
 const GPU_PREFILL_CHUNK: &str =
     "provisional until measured: 2048-token chunks should keep the matmul units busy while bounding attention scratch";
@@ -224,6 +231,7 @@ impl ClassDefaults {
                              in 104 MiB vs 633 (docs/benchmarks/cpu-x86_64.md)",
                 },
                 cpu_kernels: ClassDefault { value: true, reason: CPU_KERNELS },
+                cuda_kernels: ClassDefault { value: false, reason: NO_CUDA_KERNELS },
             },
             HardwareClass::Cuda { .. } => ClassDefaults {
                 decode_path: ClassDefault {
@@ -247,6 +255,10 @@ impl ClassDefaults {
                 },
                 dequantize: ClassDefault { value: false, reason: GPU_KEEP_QUANTIZED },
                 cpu_kernels: ClassDefault { value: false, reason: GPU_NO_CPU_KERNELS },
+                cuda_kernels: ClassDefault {
+                    value: false,
+                    reason: "provisional until measured on the H200: MLX's own kernels until mlxcel's are shown faster",
+                },
             },
             HardwareClass::AppleNeuralAccelerator => ClassDefaults {
                 decode_path: ClassDefault {
@@ -262,6 +274,7 @@ impl ClassDefaults {
                 prefill_chunk: ClassDefault { value: 2048, reason: GPU_PREFILL_CHUNK },
                 dequantize: ClassDefault { value: false, reason: APPLE_KEEP_QUANTIZED },
                 cpu_kernels: ClassDefault { value: false, reason: GPU_NO_CPU_KERNELS },
+                cuda_kernels: ClassDefault { value: false, reason: NO_CUDA_KERNELS },
             },
             HardwareClass::AppleGpu => ClassDefaults {
                 decode_path: ClassDefault {
@@ -277,6 +290,7 @@ impl ClassDefaults {
                 prefill_chunk: ClassDefault { value: 2048, reason: GPU_PREFILL_CHUNK },
                 dequantize: ClassDefault { value: false, reason: APPLE_KEEP_QUANTIZED },
                 cpu_kernels: ClassDefault { value: false, reason: GPU_NO_CPU_KERNELS },
+                cuda_kernels: ClassDefault { value: false, reason: NO_CUDA_KERNELS },
             },
         }
     }
@@ -302,6 +316,7 @@ impl ExecutionPlan {
                 prefill_chunk: provenance(defaults.prefill_chunk.reason),
                 dequantize: provenance(defaults.dequantize.reason),
                 cpu_kernels: provenance(defaults.cpu_kernels.reason),
+                cuda_kernels: provenance(defaults.cuda_kernels.reason),
                 threads: provenance(
                     "one per physical core: the kernels are bound by memory bandwidth and each core's vector \
                      units, which hyper-threads share",
@@ -314,12 +329,13 @@ impl ExecutionPlan {
             prefill_chunk: defaults.prefill_chunk.value,
             dequantize: defaults.dequantize.value,
             cpu_kernels: defaults.cpu_kernels.value,
+            cuda_kernels: defaults.cuda_kernels.value,
             threads: physical_cores.max(1),
         }
     }
 
     /// The settings in display order, with their values as text.
-    pub fn settings(&self) -> [PlanSetting<'_>; 7] {
+    pub fn settings(&self) -> [PlanSetting<'_>; 8] {
         [
             PlanSetting {
                 name: "decode_path",
@@ -350,6 +366,11 @@ impl ExecutionPlan {
                 name: "cpu_kernels",
                 value: on_off(self.cpu_kernels).to_string(),
                 provenance: &self.provenance.cpu_kernels,
+            },
+            PlanSetting {
+                name: "cuda_kernels",
+                value: on_off(self.cuda_kernels).to_string(),
+                provenance: &self.provenance.cuda_kernels,
             },
             PlanSetting { name: "threads", value: self.threads.to_string(), provenance: &self.provenance.threads },
         ]
@@ -512,6 +533,7 @@ mod tests {
             ("prefill_chunk", "2048"),
             ("dequantize", "off"),
             ("cpu_kernels", "off"),
+            ("cuda_kernels", "off"),
             ("threads", "4"),
         ];
         assert_eq!(rows, expected.map(|(name, value)| (name, value.to_string())));
