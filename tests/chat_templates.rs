@@ -123,7 +123,7 @@ fn golden_cases_match_transformers() {
 #[test]
 fn golden_cases_cover_the_required_templates_and_conversations() {
     let golden = load_golden();
-    for template in ["gemma3n", "smollm2", "llama3"] {
+    for template in ["gemma3n", "smollm2", "llama3", "qwen3", "phi3", "phi4_mini"] {
         assert!(golden.templates[template].file.is_some(), "{template} must be a real template file");
         for conversation in ["system_user", "multi_turn", "single_user", "unicode", "whitespace"] {
             for generation in ["gen", "no_gen"] {
@@ -133,6 +133,10 @@ fn golden_cases_cover_the_required_templates_and_conversations() {
         }
     }
     assert!(golden.cases.iter().any(|case| case.template == "gemma3n" && case.error.is_some()));
+    for thinking in ["on", "off"] {
+        let name = format!("qwen3/thinking_history/thinking_{thinking}/gen");
+        assert!(golden.cases.iter().any(|case| case.name == name), "missing golden case {name}");
+    }
 }
 
 fn gemma_tokens() -> SpecialTokens {

@@ -15,25 +15,11 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+mod common;
+
+use common::tokenizer::{Expected, check};
 use mlxcel::tokenizer::Tokenizer;
 use mlxcel_models::gguf::{GgufFile, Header, Value};
-use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Case {
-    text: String,
-    reference: String,
-    ids: Vec<u32>,
-    ids_without_special: Vec<u32>,
-    decoded: String,
-    decoded_skip_special: String,
-}
-
-#[derive(Deserialize)]
-struct Expected {
-    vocab_size: usize,
-    cases: Vec<Case>,
-}
 
 fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gguf_tokenizers")
@@ -50,32 +36,6 @@ fn expected(value: &serde_json::Value) -> Expected {
 
 fn header(path: &Path) -> Header {
     GgufFile::open(path).unwrap_or_else(|error| panic!("{}: {error}", path.display())).header().clone()
-}
-
-/// Checks every case and reports every mismatch at once (`what` names the tokenizer).
-fn check(tokenizer: &Tokenizer, expected: &Expected, what: &str) {
-    let mut failures = Vec::new();
-    if tokenizer.vocab_size() != expected.vocab_size {
-        failures.push(format!("vocab_size {} != {}", tokenizer.vocab_size(), expected.vocab_size));
-    }
-    for case in &expected.cases {
-        let text = &case.text;
-        let mut compare = |field: &str, ours: String, theirs: String| {
-            if ours != theirs {
-                failures.push(format!(
-                    "{text:?} {field} (reference {}):\n    ours   {ours}\n    theirs {theirs}",
-                    case.reference
-                ));
-            }
-        };
-        compare("ids", format!("{:?}", tokenizer.encode(text, true).unwrap()), format!("{:?}", case.ids));
-        let plain = tokenizer.encode(text, false).unwrap();
-        compare("ids_without_special", format!("{plain:?}"), format!("{:?}", case.ids_without_special));
-        compare("decoded", format!("{:?}", tokenizer.decode(&case.ids, false).unwrap()), format!("{:?}", case.decoded));
-        let skipped = tokenizer.decode(&case.ids, true).unwrap();
-        compare("decoded_skip_special", format!("{skipped:?}"), format!("{:?}", case.decoded_skip_special));
-    }
-    assert!(failures.is_empty(), "{what}: {} mismatches\n{}", failures.len(), failures.join("\n"));
 }
 
 fn set(header: &mut Header, key: &str, value: Value) {

@@ -116,14 +116,20 @@ pub(crate) mod bridge {
         /// `gelu_tanh(relu(gate - (mean(gate) + std(gate) * k))) * up` over the last axis: the
         /// Gaussian top-k gated activation of Gemma 3n's sparse MLP layers; `k` a scalar array.
         GaussianTopkGeluGate,
-        /// Gemma 3n's MLP with dense `[out, in]` weights: inputs `x, gate_w, up_w, down_w`.
-        Gemma3nMlp,
-        /// The same with the Gaussian top-k cut: inputs `x, gate_w, up_w, down_w, k`.
-        Gemma3nMlpSparse,
-        /// Gate and up weights pre-transposed to `[in, out]`: inputs `x, gate_wt, up_wt, down_w`.
-        Gemma3nMlpT,
-        /// Pre-transposed and sparse: inputs `x, gate_wt, up_wt, down_w, k`.
-        Gemma3nMlpTSparse,
+        /// `down(gelu_tanh(gate(x)) * up(x))` with `[out, in]` weights: inputs `x, gate_w, up_w, down_w`.
+        GeluGatedMlp,
+        /// The same with the Gaussian top-k cut on the gate: inputs `x, gate_w, up_w, down_w, k`.
+        GeluGatedMlpSparse,
+        /// Every weight pre-transposed to `[in, out]`: inputs `x, gate_wt, up_wt, down_wt`.
+        GeluGatedMlpT,
+        /// Pre-transposed and sparse: inputs `x, gate_wt, up_wt, down_wt, k`.
+        GeluGatedMlpTSparse,
+        /// `silu(gate) * up`
+        SiluGate,
+        /// `down(silu(gate(x)) * up(x))` with `[out, in]` weights: inputs `x, gate_w, up_w, down_w`.
+        SiluGatedMlp,
+        /// Every weight pre-transposed to `[in, out]`: inputs `x, gate_wt, up_wt, down_wt`.
+        SiluGatedMlpT,
     }
 
     unsafe extern "C++" {
@@ -278,6 +284,28 @@ pub(crate) mod bridge {
             group_size: i32,
             bits: i32,
             mode: &str,
+        ) -> Result<UniquePtr<Array>>;
+
+        // Matmuls over gathered matrices (mixture-of-experts): `rhs_indices` picks `b`'s matrices.
+        unsafe fn gather_mm(
+            a: &Array,
+            b: &Array,
+            lhs_indices: *const Array,
+            rhs_indices: *const Array,
+            sorted_indices: bool,
+        ) -> Result<UniquePtr<Array>>;
+        unsafe fn gather_qmm(
+            x: &Array,
+            w: &Array,
+            scales: &Array,
+            biases: *const Array,
+            lhs_indices: *const Array,
+            rhs_indices: *const Array,
+            transpose: bool,
+            group_size: i32,
+            bits: i32,
+            mode: &str,
+            sorted_indices: bool,
         ) -> Result<UniquePtr<Array>>;
 
         // Blocks compiled once with mx::compile.

@@ -1,5 +1,6 @@
 //! Blocks defined in C++ (`src/cpp/nn.cc`) and compiled once with `mx::compile`, so each runs as
-//! one or a few kernels instead of an op-by-op graph. Models add their own blocks there.
+//! one or a few kernels instead of an op-by-op graph. Blocks are named after what they compute
+//! (a SiLU- or gelu-gated MLP), not after the model that first needed them.
 
 use crate::array::{Array, from_list, to_list};
 use crate::error::{Error, Result, mlx};
@@ -35,4 +36,9 @@ pub fn softcap(x: &Array, cap: &Array) -> Result<Array> {
 /// Turns MLX graph compilation on or off process-wide (off runs the same blocks op by op).
 pub fn set_compile_enabled(enabled: bool) {
     ffi::set_compile_enabled(enabled)
+}
+
+/// `silu(gate) * up`, the SwiGLU activation.
+pub fn silu_gate(gate: &Array, up: &Array) -> Result<Array> {
+    single(FusedBlock::SiluGate, &[gate, up])
 }

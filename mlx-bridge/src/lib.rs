@@ -25,6 +25,7 @@ pub mod random;
 pub use array::{Array, Dtype, Element, async_eval, eval, pending_graph_nodes, pending_graph_ops, synchronize};
 pub use device::{Device, DeviceKind, Stream};
 pub use error::{Error, Result};
+pub use ops::gather_mm;
 pub use ops::{concatenate, stack, where_select};
 
 /// The version string of the MLX library loaded at run time (e.g. "0.32.4").

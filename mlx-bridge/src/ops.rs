@@ -265,3 +265,17 @@ pub fn concatenate(arrays: &[&Array], axis: i32) -> Result<Array> {
 pub fn stack(arrays: &[&Array], axis: i32) -> Result<Array> {
     wrap("stack", ffi::stack(&to_list(arrays), axis))
 }
+
+/// `a[lhs_indices] @ b[rhs_indices]` over the batch axes of `a` (`[.., M, K]`) and `b`
+/// (`[.., K, N]`): only the matrices the indices name are read (mixture-of-experts). `sorted`
+/// promises the indices are sorted, which lets MLX group the products.
+pub fn gather_mm(
+    a: &Array,
+    b: &Array,
+    lhs_indices: Option<&Array>,
+    rhs_indices: Option<&Array>,
+    sorted: bool,
+) -> Result<Array> {
+    // SAFETY: the pointers borrow the indices for the duration of the call.
+    wrap("gather_mm", unsafe { ffi::gather_mm(&a.inner, &b.inner, opt_ptr(lhs_indices), opt_ptr(rhs_indices), sorted) })
+}

@@ -117,3 +117,34 @@ impl Quantized {
         })
     }
 }
+
+impl Quantized {
+    /// `x @ W[rhs_indices]^T` (`transpose = true`) over a stack of quantized matrices
+    /// `[.., n, out, in]`: only the matrices the indices name are read (mixture-of-experts).
+    /// `lhs_indices` likewise picks `x`'s matrices; `sorted` promises the indices are sorted.
+    pub fn gather_matmul(
+        &self,
+        x: &Array,
+        lhs_indices: Option<&Array>,
+        rhs_indices: Option<&Array>,
+        transpose: bool,
+        sorted: bool,
+    ) -> Result<Array> {
+        // SAFETY: the pointers borrow `self.biases` and the indices for the duration of the call.
+        wrap("gather_qmm", unsafe {
+            ffi::gather_qmm(
+                &x.inner,
+                &self.weight.inner,
+                &self.scales.inner,
+                opt_ptr(self.biases.as_ref()),
+                opt_ptr(lhs_indices),
+                opt_ptr(rhs_indices),
+                transpose,
+                self.spec.group_size,
+                self.spec.bits,
+                self.spec.mode.as_str(),
+                sorted,
+            )
+        })
+    }
+}

@@ -98,6 +98,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             decode_path: DecodePath::Fused,
             pretranspose,
             quantized: QuantizedWeights::Mlx,
+            k_quants: Default::default(),
         };
         models.push((
             pretranspose,

@@ -25,7 +25,13 @@ fn reference() -> Reference {
 }
 
 fn options(decode_path: DecodePath, pretranspose: bool) -> LoadOptions {
-    LoadOptions { dtype: Dtype::F32, decode_path, pretranspose, quantized: QuantizedWeights::Mlx }
+    LoadOptions {
+        dtype: Dtype::F32,
+        decode_path,
+        pretranspose,
+        quantized: QuantizedWeights::Mlx,
+        k_quants: Default::default(),
+    }
 }
 
 fn load(dir: &Path, options: LoadOptions) -> Result<Gemma3n, ModelError> {

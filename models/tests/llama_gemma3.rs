@@ -36,7 +36,13 @@ const REPRESENTATIONS: [(QuantizedWeights, f32); 3] = [
 ];
 
 fn llama_options(pretranspose: bool, quantized: QuantizedWeights) -> llama::LoadOptions {
-    llama::LoadOptions { dtype: Dtype::F32, pretranspose, quantized, k_quants: KQuants::Dequantize }
+    llama::LoadOptions {
+        dtype: Dtype::F32,
+        decode_path: DecodePath::Fused,
+        pretranspose,
+        quantized,
+        k_quants: KQuants::Dequantize,
+    }
 }
 
 fn gemma3_options(decode_path: DecodePath, pretranspose: bool) -> gemma3::LoadOptions {
@@ -82,9 +88,13 @@ fn load_gemma3(dir: &Path, options: gemma3::LoadOptions) -> Result<Gemma3, Model
 fn llama_float32_matches_transformers_with_llama3_rope_scaling() {
     let dir = fixture("llama-tiny");
     let reference = reference(&dir);
-    for pretranspose in [false, true] {
-        let model = load_llama(&dir.join("fp32"), llama_options(pretranspose, QuantizedWeights::Mlx)).unwrap();
-        assert_matches(&model, &reference.prompt, &reference.logits["fp32"], &format!("pretranspose {pretranspose}"));
+    for path in [DecodePath::Fused, DecodePath::Split] {
+        for pretranspose in [false, true] {
+            let options =
+                llama::LoadOptions { decode_path: path, ..llama_options(pretranspose, QuantizedWeights::Mlx) };
+            let model = load_llama(&dir.join("fp32"), options).unwrap();
+            assert_matches(&model, &reference.prompt, &reference.logits["fp32"], &format!("{path} {pretranspose}"));
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use mlxcel::model::{LoadedModel, ModelSource, ModelSummary};
 use mlxcel_models::gemma3n::{Gemma3n, random as shapes};
 use mlxcel_models::gguf::KQuants;
 use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, HardwareProfile, Overrides};
-use mlxcel_models::weights::{QuantizationConfig, QuantizedWeights};
+use mlxcel_models::weights::QuantizationConfig;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -169,12 +169,7 @@ impl Subject {
                 let bytes = weights.values().map(Array::nbytes).sum::<usize>() as u64;
                 let params = logical_params(&weights, quantize);
                 let quantization = quantize.map(|default| QuantizationConfig { default, overrides: HashMap::new() });
-                let options = mlxcel_models::gemma3n::LoadOptions {
-                    dtype: plan.compute_dtype,
-                    decode_path: plan.decode_path,
-                    pretranspose: plan.pretranspose,
-                    quantized: QuantizedWeights::for_plan(plan),
-                };
+                let options = mlxcel_models::LoadOptions::from_plan(plan, k_quants);
                 let model = Gemma3n::from_arrays(config, weights, quantization, options)?;
                 Ok((LoadedModel::new(Box::new(model), "gemma3n"), params, bytes))
             }

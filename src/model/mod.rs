@@ -7,14 +7,11 @@ mod summary;
 use std::path::{Path, PathBuf};
 
 use mlx_bridge::Array;
-use mlxcel_models::gemma3::{self, Gemma3};
-use mlxcel_models::gemma3n::{self, Gemma3n};
+use mlxcel_models::families;
 use mlxcel_models::gguf::{GgufFile, Header, KQuants};
 use mlxcel_models::hardware::ExecutionPlan;
 use mlxcel_models::layers::KvCache;
-use mlxcel_models::llama::{self, Llama};
-use mlxcel_models::weights::QuantizedWeights;
-use mlxcel_models::{CausalLm, Logits};
+use mlxcel_models::{CausalLm, LoadOptions, Logits};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -28,9 +25,9 @@ pub enum LoadError {
     NoConfig(PathBuf),
     #[error("{}: {message}", path.display())]
     BadConfig { path: PathBuf, message: String },
-    #[error("{}: unsupported model_type {found:?}; supported: {}", path.display(), SUPPORTED.join(", "))]
+    #[error("{}: unsupported model_type {found:?}; supported: {}", path.display(), families::model_types().join(", "))]
     Unsupported { path: PathBuf, found: String },
-    #[error("{}: unsupported GGUF architecture {found:?}; supported: {}", path.display(), GGUF_SUPPORTED.join(", "))]
+    #[error("{}: unsupported GGUF architecture {found:?}; supported: {}", path.display(), families::gguf_architectures().join(", "))]
     UnsupportedGguf { path: PathBuf, found: String },
     #[error("{}", located(path, error))]
     Gguf { path: PathBuf, error: mlxcel_models::gguf::GgufError },
@@ -44,11 +41,6 @@ fn located(path: &Path, error: &dyn std::fmt::Display) -> String {
     let (path, message) = (path.display().to_string(), error.to_string());
     if message.contains(&path) { message } else { format!("{path}: {message}") }
 }
-
-/// The config.json `model_type` values this build can load.
-pub const SUPPORTED: &[&str] = &["gemma3n", "gemma3n_text", "gemma3", "gemma3_text", "llama", "mistral"];
-/// The GGUF `general.architecture` values this build can load.
-pub const GGUF_SUPPORTED: &[&str] = &["llama", "gemma3"];
 
 /// Where a model's files are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,44 +163,25 @@ impl LoadedModel {
 
     fn load_folder(dir: &Path, plan: &ExecutionPlan, k_quants: KQuants) -> Result<Self, LoadError> {
         let checkpoint = CheckpointConfig::read(dir)?;
-        let config = &checkpoint.root;
-        let model_error = |error| LoadError::Model { path: dir.to_path_buf(), error };
-        let (model, architecture): (Box<dyn CausalLm>, _) = match checkpoint.model_type.as_str() {
-            "gemma3n" | "gemma3n_text" => {
-                let options = gemma3n::LoadOptions {
-                    dtype: plan.compute_dtype,
-                    decode_path: plan.decode_path,
-                    pretranspose: plan.pretranspose,
-                    quantized: QuantizedWeights::for_plan(plan),
-                };
-                (Box::new(Gemma3n::load(dir, config, options).map_err(model_error)?), "gemma3n")
-            }
-            "gemma3" | "gemma3_text" => {
-                let options = gemma3_options(plan, k_quants);
-                (Box::new(Gemma3::load(dir, config, options).map_err(model_error)?), "gemma3")
-            }
-            "llama" | "mistral" => {
-                let options = llama_options(plan, k_quants);
-                (Box::new(Llama::load(dir, config, options).map_err(model_error)?), "llama")
-            }
-            _ => return Err(checkpoint.unsupported()),
+        let Some(family) = families::by_model_type(&checkpoint.model_type) else {
+            return Err(checkpoint.unsupported());
         };
-        Ok(LoadedModel { model, architecture, gguf_header: None })
+        let options = LoadOptions::from_plan(plan, k_quants);
+        let model = (family.load)(dir, &checkpoint.root, options)
+            .map_err(|error| LoadError::Model { path: dir.to_path_buf(), error })?;
+        Ok(LoadedModel { model, architecture: family.name, gguf_header: None })
     }
 
     fn load_gguf(path: &Path, plan: &ExecutionPlan, k_quants: KQuants) -> Result<Self, LoadError> {
         let file = open_gguf(path)?;
-        let model_error = |error| LoadError::Model { path: path.to_path_buf(), error };
-        let (model, architecture): (Box<dyn CausalLm>, _) = match gguf_architecture(&file).as_str() {
-            "llama" => {
-                (Box::new(Llama::load_gguf(&file, llama_options(plan, k_quants)).map_err(model_error)?), "llama")
-            }
-            "gemma3" => {
-                (Box::new(Gemma3::load_gguf(&file, gemma3_options(plan, k_quants)).map_err(model_error)?), "gemma3")
-            }
-            other => return Err(LoadError::UnsupportedGguf { path: path.to_path_buf(), found: other.to_string() }),
+        let architecture = gguf_architecture(&file);
+        let (family, load) = match families::by_gguf_architecture(&architecture) {
+            Some(family @ families::Family { load_gguf: Some(load), .. }) => (family, load),
+            _ => return Err(LoadError::UnsupportedGguf { path: path.to_path_buf(), found: architecture }),
         };
-        Ok(LoadedModel { model, architecture, gguf_header: Some(file.header().clone()) })
+        let model = load(&file, LoadOptions::from_plan(plan, k_quants))
+            .map_err(|error| LoadError::Model { path: path.to_path_buf(), error })?;
+        Ok(LoadedModel { model, architecture: family.name, gguf_header: Some(file.header().clone()) })
     }
 
     /// A model built elsewhere (random weights for benchmarks, a converted checkpoint).
@@ -251,24 +224,5 @@ impl LoadedModel {
 
     pub fn architecture(&self) -> &'static str {
         self.architecture
-    }
-}
-
-fn llama_options(plan: &ExecutionPlan, k_quants: KQuants) -> llama::LoadOptions {
-    llama::LoadOptions {
-        dtype: plan.compute_dtype,
-        pretranspose: plan.pretranspose,
-        quantized: QuantizedWeights::for_plan(plan),
-        k_quants,
-    }
-}
-
-fn gemma3_options(plan: &ExecutionPlan, k_quants: KQuants) -> gemma3::LoadOptions {
-    gemma3::LoadOptions {
-        dtype: plan.compute_dtype,
-        decode_path: plan.decode_path,
-        pretranspose: plan.pretranspose,
-        quantized: QuantizedWeights::for_plan(plan),
-        k_quants,
     }
 }

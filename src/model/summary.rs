@@ -4,40 +4,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use mlxcel_models::config::ModelConfig;
+use mlxcel_models::families;
 use mlxcel_models::gguf::GgufFile;
-use mlxcel_models::{gemma3, gemma3n, llama};
 use serde_json::Value;
 
 use super::{CheckpointConfig, LoadError, ModelSource, gguf_architecture, open_gguf};
-
-/// An architecture's config, for the numbers a summary derives from it.
-#[derive(Debug, Clone)]
-enum ArchConfig {
-    Gemma3n(gemma3n::Config),
-    Gemma3(gemma3::Config),
-    Llama(llama::Config),
-}
-
-impl ArchConfig {
-    /// `(layers, hidden, vocab, context)`.
-    fn dimensions(&self) -> (usize, i32, i32, i32) {
-        match self {
-            ArchConfig::Gemma3n(c) => (c.num_layers, c.hidden_size, c.vocab_size, c.max_position_embeddings),
-            ArchConfig::Gemma3(c) => (c.layer_kinds.len(), c.hidden_size, c.vocab_size, c.max_position_embeddings),
-            ArchConfig::Llama(c) => {
-                (c.num_hidden_layers as usize, c.hidden_size, c.vocab_size, c.max_position_embeddings)
-            }
-        }
-    }
-
-    fn kv_cache_bytes(&self, context: usize, bytes_per_element: usize) -> usize {
-        match self {
-            ArchConfig::Gemma3n(c) => c.kv_cache_bytes(context, bytes_per_element),
-            ArchConfig::Gemma3(c) => c.kv_cache_bytes(context, bytes_per_element),
-            ArchConfig::Llama(c) => c.kv_cache_bytes(context, bytes_per_element),
-        }
-    }
-}
 
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelSummary {
@@ -56,7 +28,7 @@ pub struct ModelSummary {
     pub quantization: Option<Value>,
     pub weight_file_bytes: u64,
     #[serde(skip)]
-    config: ArchConfig,
+    config: std::sync::Arc<dyn ModelConfig>,
 }
 
 impl ModelSummary {
@@ -67,8 +39,10 @@ impl ModelSummary {
         }
     }
 
-    fn new(path: &Path, model_type: String, format: &'static str, config: ArchConfig) -> Self {
-        let (layers, hidden_size, vocab_size, context_length) = config.dimensions();
+    fn new(path: &Path, model_type: String, format: &'static str, config: Box<dyn ModelConfig>) -> Self {
+        let dims = config.dimensions();
+        let (layers, hidden_size, vocab_size, context_length) =
+            (dims.layers, dims.hidden_size, dims.vocab_size, dims.context_length);
         ModelSummary {
             dir: path.to_path_buf(),
             model_type,
@@ -81,7 +55,7 @@ impl ModelSummary {
             dtypes: BTreeMap::new(),
             quantization: None,
             weight_file_bytes: 0,
-            config,
+            config: config.into(),
         }
     }
 
@@ -89,11 +63,11 @@ impl ModelSummary {
         let file = open_gguf(path)?;
         let model_error = |error| LoadError::Model { path: path.to_path_buf(), error };
         let architecture = gguf_architecture(&file);
-        let config = match architecture.as_str() {
-            "llama" => ArchConfig::Llama(llama::Config::from_gguf(&file).map_err(model_error)?),
-            "gemma3" => ArchConfig::Gemma3(gemma3::Config::from_gguf(&file).map_err(model_error)?),
-            other => return Err(LoadError::UnsupportedGguf { path: path.to_path_buf(), found: other.to_string() }),
+        let parse = families::by_gguf_architecture(&architecture).and_then(|family| family.gguf_config);
+        let Some(parse) = parse else {
+            return Err(LoadError::UnsupportedGguf { path: path.to_path_buf(), found: architecture });
         };
+        let config = parse(&file).map_err(model_error)?;
         let mut summary = Self::new(path, architecture, "gguf", config);
         summary.weight_file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         add_gguf_tensors(&mut summary, &file);
@@ -109,12 +83,10 @@ impl ModelSummary {
         let checkpoint = CheckpointConfig::read(dir)?;
         let root = &checkpoint.root;
         let bad_config = |message| LoadError::BadConfig { path: checkpoint.path.clone(), message };
-        let config = match checkpoint.model_type.as_str() {
-            "gemma3n" | "gemma3n_text" => ArchConfig::Gemma3n(gemma3n::Config::from_json(root).map_err(bad_config)?),
-            "gemma3" | "gemma3_text" => ArchConfig::Gemma3(gemma3::Config::from_json(root).map_err(bad_config)?),
-            "llama" | "mistral" => ArchConfig::Llama(llama::Config::from_json(root).map_err(bad_config)?),
-            _ => return Err(checkpoint.unsupported()),
+        let Some(family) = families::by_model_type(&checkpoint.model_type) else {
+            return Err(checkpoint.unsupported());
         };
+        let config = (family.config)(root).map_err(bad_config)?;
         let quantization = root.get("quantization").or_else(|| root.get("quantization_config")).cloned();
         let bits_of = |name: &str| -> u64 {
             let module = name.trim_end_matches(".weight");

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod gguf;
+pub mod tokenizer;
 
 use std::path::{Path, PathBuf};
 

@@ -114,14 +114,23 @@ Arrays gaussian_topk_gelu_gate_block(const Arrays& in) {
   return {mx::multiply(gelu_tanh_expr(gaussian_topk(in.at(0), in.at(2))), in.at(1))};
 }
 
-template <bool Transposed, bool Sparse>
-Arrays gemma3n_mlp_block(const Arrays& in) {
+mx::array silu_expr(const mx::array& x) { return mx::multiply(x, mx::sigmoid(x)); }
+
+Arrays silu_gate_block(const Arrays& in) { return {mx::multiply(silu_expr(in.at(0)), in.at(1))}; }
+
+enum class Act { GeluTanh, Silu };
+
+// down(act(gate(x)) * up(x)). `Transposed`: every weight is stored [in, out]; otherwise [out, in].
+template <Act A, bool Transposed, bool Sparse>
+Arrays gated_mlp_block(const Arrays& in) {
   const auto& x = in.at(0);
-  auto project = [&](const mx::array& w) { return Transposed ? mx::matmul(x, w) : mx::matmul(x, mx::swapaxes(w, -1, -2)); };
-  auto gate = project(in.at(1));
+  auto project = [](const mx::array& h, const mx::array& w) {
+    return Transposed ? mx::matmul(h, w) : mx::matmul(h, mx::swapaxes(w, -1, -2));
+  };
+  auto gate = project(x, in.at(1));
   if constexpr (Sparse) gate = gaussian_topk(gate, in.at(4));
-  auto hidden = mx::multiply(gelu_tanh_expr(gate), project(in.at(2)));
-  return {mx::matmul(hidden, mx::swapaxes(in.at(3), -1, -2))};
+  auto activated = A == Act::GeluTanh ? gelu_tanh_expr(gate) : silu_expr(gate);
+  return {project(mx::multiply(activated, project(x, in.at(2))), in.at(3))};
 }
 
 struct BlockSpec {
@@ -136,10 +145,15 @@ BlockSpec spec(FusedBlock block) {
     case FusedBlock::GeluTanhGate: return {gelu_tanh_gate_block, 2, "gelu_tanh_gate"};
     case FusedBlock::Softcap: return {softcap_block, 2, "softcap"};
     case FusedBlock::GaussianTopkGeluGate: return {gaussian_topk_gelu_gate_block, 3, "gaussian_topk_gelu_gate"};
-    case FusedBlock::Gemma3nMlp: return {gemma3n_mlp_block<false, false>, 4, "gemma3n_mlp"};
-    case FusedBlock::Gemma3nMlpSparse: return {gemma3n_mlp_block<false, true>, 5, "gemma3n_mlp_sparse"};
-    case FusedBlock::Gemma3nMlpT: return {gemma3n_mlp_block<true, false>, 4, "gemma3n_mlp_t"};
-    case FusedBlock::Gemma3nMlpTSparse: return {gemma3n_mlp_block<true, true>, 5, "gemma3n_mlp_t_sparse"};
+    case FusedBlock::GeluGatedMlp: return {gated_mlp_block<Act::GeluTanh, false, false>, 4, "gelu_gated_mlp"};
+    case FusedBlock::GeluGatedMlpSparse:
+      return {gated_mlp_block<Act::GeluTanh, false, true>, 5, "gelu_gated_mlp_sparse"};
+    case FusedBlock::GeluGatedMlpT: return {gated_mlp_block<Act::GeluTanh, true, false>, 4, "gelu_gated_mlp_t"};
+    case FusedBlock::GeluGatedMlpTSparse:
+      return {gated_mlp_block<Act::GeluTanh, true, true>, 5, "gelu_gated_mlp_t_sparse"};
+    case FusedBlock::SiluGate: return {silu_gate_block, 2, "silu_gate"};
+    case FusedBlock::SiluGatedMlp: return {gated_mlp_block<Act::Silu, false, false>, 4, "silu_gated_mlp"};
+    case FusedBlock::SiluGatedMlpT: return {gated_mlp_block<Act::Silu, true, false>, 4, "silu_gated_mlp_t"};
   }
   throw std::invalid_argument("unknown fused block");
 }

@@ -184,4 +184,18 @@ ArrayPtr random_categorical(const Array& logits, std::int32_t axis, const Array*
   return wrap(mx::random::categorical(logits.inner, axis, optional(key)));
 }
 
+// Mixture-of-experts matmuls: only the matrices the indices name are read.
+ArrayPtr gather_mm(const Array& a, const Array& b, const Array* lhs_indices, const Array* rhs_indices,
+                   bool sorted_indices) {
+  return wrap(mx::gather_mm(a.inner, b.inner, optional(lhs_indices), optional(rhs_indices), sorted_indices));
+}
+
+ArrayPtr gather_qmm(const Array& x, const Array& w, const Array& scales, const Array* biases,
+                    const Array* lhs_indices, const Array* rhs_indices, bool transpose, std::int32_t group_size,
+                    std::int32_t bits, rust::Str mode, bool sorted_indices) {
+  return wrap(mx::gather_qmm(x.inner, w.inner, scales.inner, optional(biases), optional(lhs_indices),
+                             optional(rhs_indices), transpose, group_size, bits, std::string(mode), std::nullopt,
+                             sorted_indices));
+}
+
 }  // namespace mlxcel

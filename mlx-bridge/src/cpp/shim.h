@@ -127,6 +127,11 @@ ArrayPtr dequantize(const Array& w, const Array& scales, const Array* biases, st
                     std::int32_t bits, rust::Str mode);
 ArrayPtr quantized_matmul(const Array& x, const Array& w, const Array& scales, const Array* biases, bool transpose,
                           std::int32_t group_size, std::int32_t bits, rust::Str mode);
+ArrayPtr gather_mm(const Array& a, const Array& b, const Array* lhs_indices, const Array* rhs_indices,
+                   bool sorted_indices);
+ArrayPtr gather_qmm(const Array& x, const Array& w, const Array& scales, const Array* biases,
+                    const Array* lhs_indices, const Array* rhs_indices, bool transpose, std::int32_t group_size,
+                    std::int32_t bits, rust::Str mode, bool sorted_indices);
 std::unique_ptr<ArrayList> fused(FusedBlock block, const ArrayList& inputs);
 void set_compile_enabled(bool enabled);
 void set_cpu_kernels(bool enabled);

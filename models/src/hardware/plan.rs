@@ -137,8 +137,8 @@ pub struct PlanProvenance {
 pub struct ExecutionPlan {
     pub hardware_class: HardwareClass,
     pub decode_path: DecodePath,
-    /// Store dense MLP and LM-head weights transposed at load, so decode matmuls read them in the
-    /// layout the GPU kernels prefer instead of through a transposed view.
+    /// Store every dense projection and the LM head transposed at load, in every family, so decode
+    /// matmuls read them in the layout the kernels prefer instead of through a transposed view.
     pub pretranspose: bool,
     /// The dtype activations and unquantized weights compute in: float32, bfloat16 or float16.
     #[serde(serialize_with = "serialize_dtype")]

@@ -1,16 +1,25 @@
 //! Building blocks shared by the model families: linear layers (dense, pre-transposed or
-//! quantized), embeddings, RMSNorm, KV caches and attention masks.
+//! quantized), embeddings, RMSNorm, RoPE, attention with its KV caches and masks, the gated MLP
+//! and the sparse mixture of experts.
 
 mod activation;
+mod attention;
 mod batch_cache;
 mod cache;
 mod embedding;
 mod linear;
+mod mlp;
+mod moe;
 mod norm;
+mod rope;
 
 pub use activation::gelu_tanh;
+pub use attention::{Attention, KvProjection, Projection};
 pub use batch_cache::BatchKvCache;
 pub use cache::{AttentionInputs, AttentionMask, CACHE_STEP, KvCache};
 pub use embedding::Embedding;
 pub use linear::Linear;
+pub use mlp::{Activation, GatedMlp};
+pub use moe::{Experts, SparseMoe};
 pub use norm::RmsNorm;
+pub use rope::{Rope, RopeConfig, RopeScaling};

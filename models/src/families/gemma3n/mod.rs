@@ -14,8 +14,7 @@ pub mod random;
 
 use std::path::Path;
 
-use mlx_bridge::fused::{self, FusedBlock};
-use mlx_bridge::{Array, Dtype, fast};
+use mlx_bridge::{Array, Dtype, fused};
 use serde_json::Value;
 
 pub use config::{Config, KvSource, LayerKind};
@@ -25,18 +24,13 @@ pub use crate::causal_lm::Logits;
 use crate::causal_lm::{CausalLm, check_step, select_positions};
 use crate::error::{ModelError, Result};
 use crate::hardware::DecodePath;
-use crate::layers::{self, AttentionInputs, Embedding, KvCache, Linear, RmsNorm};
-use crate::weights::{QuantizationConfig, QuantizedWeights, WeightStore};
-
-/// How the weights are held and which forward path runs (from the execution plan).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoadOptions {
-    pub dtype: Dtype,
-    pub decode_path: DecodePath,
-    pub pretranspose: bool,
-    /// How quantized layers are held (dense, MLX's layout, or block formats for the CPU kernels).
-    pub quantized: QuantizedWeights,
-}
+use crate::layers::{
+    self, Activation, Attention, AttentionInputs, Embedding, GatedMlp, KvCache, KvProjection, Linear, Projection,
+    RmsNorm, Rope,
+};
+pub use crate::load::LoadOptions;
+use crate::load::Loader;
+use crate::weights::{QuantizationConfig, WeightStore};
 
 pub struct Gemma3n {
     config: Config,
@@ -55,7 +49,7 @@ struct DecoderLayer {
     kind: LayerKind,
     kv_source: KvSource,
     attention: Attention,
-    mlp: Mlp,
+    mlp: GatedMlp,
     altup: AltUp,
     laurel: Laurel,
     input_layernorm: RmsNorm,
@@ -65,33 +59,6 @@ struct DecoderLayer {
     per_layer_input_gate: Linear,
     per_layer_projection: Linear,
     post_per_layer_input_norm: RmsNorm,
-}
-
-struct Attention {
-    q_proj: Linear,
-    /// `None` on kv-shared layers: their k/v weights are dead and not loaded.
-    kv: Option<KvProjection>,
-    o_proj: Linear,
-    q_norm: RmsNorm,
-    rope: fast::Rope,
-    num_heads: i32,
-    num_kv_heads: i32,
-    head_dim: i32,
-}
-
-struct KvProjection {
-    k_proj: Linear,
-    v_proj: Linear,
-    k_norm: RmsNorm,
-    v_norm: RmsNorm,
-}
-
-struct Mlp {
-    gate_proj: Linear,
-    up_proj: Linear,
-    down_proj: Linear,
-    /// `sqrt(2) * erfinv(2p - 1)` for layers with activation sparsity `p > 0`.
-    sparsity_multiplier: Option<Array>,
 }
 
 struct Laurel {
@@ -151,8 +118,9 @@ impl Gemma3n {
         let rename = |name: &str| rename_tensor(name, &config);
         let quantization = QuantizationConfig::from_config(root_config, &rename)
             .map_err(|message| ModelError::Config { path: config_path, message })?;
-        let store = WeightStore::open(dir, &rename, quantization, options.dtype)?.quantized_as(options.quantized);
-        Self::from_store(config, &store, options)
+        let store =
+            WeightStore::open(dir, &rename, quantization.clone(), options.dtype)?.quantized_as(options.quantized);
+        Self::from_store(config, &Loader::new(&store, options, quantization.as_ref()))
     }
 
     /// A model over tensors already in memory (by the model's own names, e.g. [`random::random_weights`]).
@@ -162,40 +130,38 @@ impl Gemma3n {
         quantization: Option<QuantizationConfig>,
         options: LoadOptions,
     ) -> Result<Self> {
-        let store = WeightStore::from_arrays(arrays, quantization, options.dtype).quantized_as(options.quantized);
-        Self::from_store(config, &store, options)
+        let store =
+            WeightStore::from_arrays(arrays, quantization.clone(), options.dtype).quantized_as(options.quantized);
+        Self::from_store(config, &Loader::new(&store, options, quantization.as_ref()))
     }
 
-    fn from_store(config: Config, w: &WeightStore, options: LoadOptions) -> Result<Self> {
+    fn from_store(config: Config, w: &Loader) -> Result<Self> {
         let c = &config;
         let (d, n_layers, d_pl) = (c.hidden_size, c.num_layers as i32, c.hidden_size_per_layer_input);
-        let norm =
-            |name: &str, dim: i32| -> Result<RmsNorm> { Ok(RmsNorm::new(w.tensor(name, &[dim])?, c.rms_norm_eps)) };
-        let mut embed_tokens = w.embedding("embed_tokens", c.vocab_size, d)?;
-        if options.pretranspose {
-            embed_tokens = embed_tokens.with_pretransposed_head()?;
-        }
+        let norm = |name: &str, dim: i32| w.norm(name, dim, c.rms_norm_eps, false);
+        let embed_tokens = w.embedding("embed_tokens", c.vocab_size, d, true)?;
         let altup_projections = (0..c.altup_num_inputs - 1)
             .map(|i| w.linear(&format!("altup_projections.{i}"), d, d))
             .collect::<Result<Vec<_>>>()?;
         let altup_unembed_projections = (0..c.altup_num_inputs - 1)
             .map(|i| w.linear(&format!("altup_unembed_projections.{i}"), d, d))
             .collect::<Result<Vec<_>>>()?;
-        let layers = (0..c.num_layers).map(|i| DecoderLayer::load(c, w, i, options)).collect::<Result<Vec<_>>>()?;
+        let layers = (0..c.num_layers).map(|i| DecoderLayer::load(c, w, i)).collect::<Result<Vec<_>>>()?;
         Ok(Gemma3n {
             embed_tokens,
             embed_tokens_per_layer: w.embedding(
                 "embed_tokens_per_layer",
                 c.vocab_size_per_layer_input,
                 n_layers * d_pl,
+                false,
             )?,
             per_layer_model_projection: w.linear("per_layer_model_projection", n_layers * d_pl, d)?,
-            per_layer_projection_norm: norm("per_layer_projection_norm.weight", d_pl)?,
+            per_layer_projection_norm: norm("per_layer_projection_norm", d_pl)?,
             altup_projections,
             altup_unembed_projections,
             layers,
-            norm: norm("norm.weight", d)?,
-            decode_path: options.decode_path,
+            norm: norm("norm", d)?,
+            decode_path: w.options.decode_path,
             config,
         })
     }
@@ -289,21 +255,20 @@ impl CausalLm for Gemma3n {
 }
 
 impl DecoderLayer {
-    fn load(c: &Config, w: &WeightStore, i: usize, options: LoadOptions) -> Result<Self> {
+    fn load(c: &Config, w: &Loader, i: usize) -> Result<Self> {
         let p = format!("layers.{i}");
         let (d, d_pl, eps) = (c.hidden_size, c.hidden_size_per_layer_input, c.rms_norm_eps);
-        let norm = |name: &str, dim: i32| -> Result<RmsNorm> {
-            Ok(RmsNorm::new(w.tensor(&format!("{p}.{name}.weight"), &[dim])?, eps))
-        };
+        let norm = |name: &str, dim: i32| w.norm(&format!("{p}.{name}"), dim, eps, false);
+        let linear = |name: &str, out_dim: i32, in_dim: i32| w.linear(&format!("{p}.{name}"), out_dim, in_dim);
         let kind = c.layer_kinds[i];
         let kv_source = c.kv_sources[i];
         let (hq, hkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
         let kv = match kv_source {
             KvSource::Own { .. } => Some(KvProjection {
-                k_proj: w.linear(&format!("{p}.self_attn.k_proj"), hkv * hd, d)?,
-                v_proj: w.linear(&format!("{p}.self_attn.v_proj"), hkv * hd, d)?,
-                k_norm: norm("self_attn.k_norm", hd)?,
-                v_norm: RmsNorm::without_weight(eps),
+                k: Projection::new(linear("self_attn.k_proj", hkv * hd, d)?, None),
+                v: Projection::new(linear("self_attn.v_proj", hkv * hd, d)?, None),
+                k_norm: Some(norm("self_attn.k_norm", hd)?),
+                v_norm: Some(RmsNorm::without_weight(eps)),
             }),
             KvSource::Shared => None,
         };
@@ -312,53 +277,45 @@ impl DecoderLayer {
             LayerKind::Full => c.rope_theta_full,
         };
         let attention = Attention {
-            q_proj: w.linear(&format!("{p}.self_attn.q_proj"), hq * hd, d)?,
+            q: Projection::new(linear("self_attn.q_proj", hq * hd, d)?, None),
             kv,
-            o_proj: w.linear(&format!("{p}.self_attn.o_proj"), d, hq * hd)?,
-            q_norm: norm("self_attn.q_norm", hd)?,
-            rope: fast::Rope::new(hd, base),
-            num_heads: hq,
-            num_kv_heads: hkv,
+            o: Projection::new(linear("self_attn.o_proj", d, hq * hd)?, None),
+            q_norm: Some(norm("self_attn.q_norm", hd)?),
+            rope: Some(Rope::plain(hd, base, 1.0)),
+            heads: hq,
+            kv_heads: hkv,
             head_dim: hd,
+            // Gemma 3n's q/k norms replace the 1/sqrt(d) scaling.
+            scale: 1.0,
+            softcap: None,
         };
         let inter = c.intermediate_sizes[i];
-        let sparsity = c.activation_sparsity[i];
-        let mut gate_proj = w.linear(&format!("{p}.mlp.gate_proj"), inter, d)?;
-        let mut up_proj = w.linear(&format!("{p}.mlp.up_proj"), inter, d)?;
-        if options.pretranspose {
-            gate_proj = gate_proj.pretransposed()?;
-            up_proj = up_proj.pretransposed()?;
-        }
-        let sparsity_multiplier = if sparsity > 0.0 {
-            // As transformers: the standard normal quantile in float32, cast to the activations' dtype.
-            let quantile = Array::scalar(2.0 * sparsity - 1.0).erfinv()?.mul_scalar(std::f64::consts::SQRT_2)?;
-            Some(quantile.astype(options.dtype)?)
-        } else {
-            None
-        };
-        let mlp = Mlp {
-            gate_proj,
-            up_proj,
-            down_proj: w.linear(&format!("{p}.mlp.down_proj"), d, inter)?,
-            sparsity_multiplier,
-        };
+        let mlp = GatedMlp::new(
+            linear("mlp.gate_proj", inter, d)?,
+            linear("mlp.up_proj", inter, d)?,
+            linear("mlp.down_proj", d, inter)?,
+            Activation::GeluTanh,
+            Some(c.activation_sparsity[i]),
+            w.options.decode_path,
+            w.options.dtype,
+        )?;
         Ok(DecoderLayer {
             kind,
             kv_source,
             attention,
             mlp,
-            altup: AltUp::load(c, w, &p)?,
+            altup: AltUp::load(c, w.store, &p)?,
             laurel: Laurel {
-                linear_left: w.linear(&format!("{p}.laurel.linear_left"), c.laurel_rank, d)?,
-                linear_right: w.linear(&format!("{p}.laurel.linear_right"), d, c.laurel_rank)?,
+                linear_left: linear("laurel.linear_left", c.laurel_rank, d)?,
+                linear_right: linear("laurel.linear_right", d, c.laurel_rank)?,
                 post_laurel_norm: norm("laurel.post_laurel_norm", d)?,
             },
             input_layernorm: norm("input_layernorm", d)?,
             post_attention_layernorm: norm("post_attention_layernorm", d)?,
             pre_feedforward_layernorm: norm("pre_feedforward_layernorm", d)?,
             post_feedforward_layernorm: norm("post_feedforward_layernorm", d)?,
-            per_layer_input_gate: w.linear(&format!("{p}.per_layer_input_gate"), d_pl, d)?,
-            per_layer_projection: w.linear(&format!("{p}.per_layer_projection"), d, d_pl)?,
+            per_layer_input_gate: linear("per_layer_input_gate", d_pl, d)?,
+            per_layer_projection: linear("per_layer_projection", d, d_pl)?,
             post_per_layer_input_norm: norm("post_per_layer_input_norm", d)?,
         })
     }
@@ -379,22 +336,24 @@ impl DecoderLayer {
         let normed = self.input_layernorm.forward(&active)?;
         let laurel = self.laurel.forward(&normed)?;
 
-        let inputs = match self.kv_source {
-            KvSource::Own { cache, publishes } => {
-                let inputs = self.attention.own_kv(&normed, &mut caches[cache], offset)?;
-                if publishes {
-                    *shared.slot(self.kind) = Some(inputs.clone());
-                }
-                inputs
+        let attn = match self.kv_source {
+            KvSource::Own { cache, publishes: true } => {
+                let (attn, inputs) = self.attention.forward_keeping_kv(&normed, &mut caches[cache], offset)?;
+                *shared.slot(self.kind) = Some(inputs);
+                attn
             }
-            KvSource::Shared => shared
-                .slot(self.kind)
-                .clone()
-                .ok_or_else(|| ModelError::Input("a kv-shared layer ran before its source layer".into()))?,
+            KvSource::Own { cache, publishes: false } => self.attention.forward(&normed, &mut caches[cache], offset)?,
+            KvSource::Shared => {
+                let inputs = shared
+                    .slot(self.kind)
+                    .as_ref()
+                    .ok_or_else(|| ModelError::Input("a kv-shared layer ran before its source layer".into()))?;
+                self.attention.forward_shared(&normed, inputs, offset)?
+            }
         };
-        let attn = self.post_attention_layernorm.forward(&self.attention.attend(&normed, &inputs, offset)?)?;
+        let attn = self.post_attention_layernorm.forward(&attn)?;
         let h = active.add(&attn)?.add(&laurel)?.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?;
-        let ffw = self.mlp.forward(&self.pre_feedforward_layernorm.forward(&h)?, path)?;
+        let ffw = self.mlp.forward(&self.pre_feedforward_layernorm.forward(&h)?)?;
         let h = h.add(&self.post_feedforward_layernorm.forward(&ffw)?)?;
 
         let corrected = self.altup.correct(predictions, &h)?;
@@ -408,105 +367,12 @@ impl DecoderLayer {
     }
 }
 
-impl Attention {
-    /// Computes this step's keys and values and appends them to the layer's cache.
-    fn own_kv(&self, x: &Array, cache: &mut KvCache, offset: i32) -> Result<AttentionInputs> {
-        let kv = self.kv.as_ref().expect("layers with their own cache load k/v projections");
-        let keys = self.heads(&kv.k_proj.forward(x)?, self.num_kv_heads)?;
-        let keys = self.rope.apply(&kv.k_norm.forward(&keys)?.transpose(&[0, 2, 1, 3])?, offset)?;
-        let values = self.heads(&kv.v_proj.forward(x)?, self.num_kv_heads)?;
-        let values = kv.v_norm.forward(&values)?.transpose(&[0, 2, 1, 3])?;
-        cache.update(&keys, &values)
-    }
-
-    fn attend(&self, x: &Array, inputs: &AttentionInputs, offset: i32) -> Result<Array> {
-        let (b, l) = (x.dim(0)?, x.dim(1)?);
-        let queries = self.heads(&self.q_proj.forward(x)?, self.num_heads)?;
-        let queries = self.rope.apply(&self.q_norm.forward(&queries)?.transpose(&[0, 2, 1, 3])?, offset)?;
-        // Gemma 3n's q/k norms replace the 1/sqrt(d) scaling.
-        let out =
-            fast::scaled_dot_product_attention(&queries, &inputs.keys, &inputs.values, 1.0, inputs.mask.as_fast())?;
-        let out = out.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, self.num_heads * self.head_dim])?;
-        self.o_proj.forward(&out)
-    }
-
-    /// `[B, L, H * D]` to `[B, L, H, D]`.
-    fn heads(&self, x: &Array, heads: i32) -> Result<Array> {
-        Ok(x.reshape(&[x.dim(0)?, x.dim(1)?, heads, self.head_dim])?)
-    }
-}
-
-impl Mlp {
-    fn forward(&self, x: &Array, path: DecodePath) -> Result<Array> {
-        if path == DecodePath::Fused {
-            if let Some(out) = self.fused_dense(x)? {
-                return Ok(out);
-            }
-        }
-        let gate = self.gate_proj.forward(x)?;
-        let up = self.up_proj.forward(x)?;
-        let hidden = match (&self.sparsity_multiplier, path) {
-            (Some(k), DecodePath::Fused) => fused::call(FusedBlock::GaussianTopkGeluGate, &[&gate, &up, k])?.remove(0),
-            (None, DecodePath::Fused) => fused::gelu_tanh_gate(&gate, &up)?,
-            (Some(k), DecodePath::Split) => layers::gelu_tanh(&gaussian_topk(&gate, k)?)?.mul(&up)?,
-            (None, DecodePath::Split) => layers::gelu_tanh(&gate)?.mul(&up)?,
-        };
-        self.down_proj.forward(&hidden)
-    }
-
-    /// The whole MLP as one compiled block when its weights are dense.
-    fn fused_dense(&self, x: &Array) -> Result<Option<Array>> {
-        let Some((block, gate, up, down)) = gelu_mlp_block(&self.gate_proj, &self.up_proj, &self.down_proj) else {
-            return Ok(None);
-        };
-        let out = match &self.sparsity_multiplier {
-            Some(k) => {
-                let sparse = if block == FusedBlock::Gemma3nMlp {
-                    FusedBlock::Gemma3nMlpSparse
-                } else {
-                    FusedBlock::Gemma3nMlpTSparse
-                };
-                fused::call(sparse, &[x, gate, up, down, k])?
-            }
-            None => fused::call(block, &[x, gate, up, down])?,
-        };
-        Ok(out.into_iter().next())
-    }
-}
-
-/// The compiled gelu-tanh gated MLP block that fits these weights (gate and up dense or both
-/// pre-transposed, down dense), with the weights it takes; `None` when the layers are quantized.
-pub(crate) fn gelu_mlp_block<'a>(
-    gate: &'a Linear,
-    up: &'a Linear,
-    down: &'a Linear,
-) -> Option<(FusedBlock, &'a Array, &'a Array, &'a Array)> {
-    let Linear::Dense { weight: down, .. } = down else { return None };
-    match (gate, up) {
-        (Linear::Dense { weight: g, .. }, Linear::Dense { weight: u, .. }) => {
-            Some((FusedBlock::Gemma3nMlp, g, u, down))
-        }
-        (Linear::Transposed { weight_t: g }, Linear::Transposed { weight_t: u }) => {
-            Some((FusedBlock::Gemma3nMlpT, g, u, down))
-        }
-        _ => None,
-    }
-}
-
 impl Laurel {
     /// Learned augmented residual on the normed input: `x + norm(right(left(x)))`.
     fn forward(&self, x: &Array) -> Result<Array> {
         let low_rank = self.linear_right.forward(&self.linear_left.forward(x)?)?;
         Ok(x.add(&self.post_laurel_norm.forward(&low_rank)?)?)
     }
-}
-
-/// `relu(x - (mean(x) + std(x) * k))` over the last axis (population std).
-fn gaussian_topk(x: &Array, k: &Array) -> Result<Array> {
-    let mean = x.mean(&[-1], true)?;
-    let std = x.std(&[-1], true, 0)?;
-    let cutoff = mean.add(&std.mul(k)?)?;
-    Ok(x.sub(&cutoff)?.maximum_scalar(0.0)?)
 }
 
 fn gelu_tanh(x: &Array, path: DecodePath) -> Result<Array> {

@@ -225,6 +225,21 @@ impl Config {
     }
 }
 
+impl crate::config::ModelConfig for Config {
+    fn dimensions(&self) -> crate::config::Dimensions {
+        crate::config::Dimensions {
+            layers: self.num_layers,
+            hidden_size: self.hidden_size,
+            vocab_size: self.vocab_size,
+            context_length: self.max_position_embeddings,
+        }
+    }
+
+    fn kv_cache_bytes(&self, context: usize, bytes_per_element: usize) -> usize {
+        Config::kv_cache_bytes(self, context, bytes_per_element)
+    }
+}
+
 impl RawConfig {
     fn resolve(self) -> Result<Config, String> {
         let positive = [
