@@ -80,6 +80,7 @@ pub fn router(engine: Engine, config: &HttpConfig) -> Router {
         .fallback(fallback)
         .layer(middleware::from_fn_with_state(app.clone(), authenticate))
         .layer(RequestBodyLimitLayer::new(config.body_limit))
+        .layer(middleware::from_fn_with_state(config.body_limit, read_declared_oversize))
         .layer(middleware::map_response(openai_shaped_413));
     if !config.cors_origins.is_empty() {
         let origins = if config.cors_origins.iter().any(|o| o == "*") {
@@ -151,6 +152,33 @@ async fn authenticate(State(app): State<App>, request: Request, next: Next) -> R
     match given {
         Some(given) if bool::from(given.ct_eq(expected)) => next.run(request).await,
         _ => ApiError::unauthorized().into_response(),
+    }
+}
+
+/// The most of a declared-oversized body read before answering 413, and for how long.
+const OVERSIZE_DRAIN_BYTES: usize = 64 << 20;
+const OVERSIZE_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Answering 413 to a `Content-Length` over the limit without reading the body closes the
+/// connection under a client still writing it: the client sees a broken pipe, not the 413.
+/// Reading (and dropping) a bounded amount first lets ordinary clients get the answer, as
+/// nginx's lingering close does; bodies past the bound still get the connection closed.
+async fn read_declared_oversize(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > limit => {
+            if length <= OVERSIZE_DRAIN_BYTES {
+                let mut body = request.into_body().into_data_stream();
+                let drain = async { while let Some(Ok(_)) = body.next().await {} };
+                let _ = tokio::time::timeout(OVERSIZE_DRAIN_TIME, drain).await;
+            }
+            ApiError::too_large("the request body is larger than this server accepts").into_response()
+        }
+        _ => next.run(request).await,
     }
 }
 
