@@ -2,7 +2,8 @@
 //! OpenBLAS sgemm.
 //!
 //!   cargo run --release -p mlx-bridge --example block_gemv_bench -- [--json PATH] [--isa avx2,avx512vnni]
-//!       [--formats Q4_0,Q6_K,...] [--threads 1,2] [--quick] [--gemv-only | --gemm-only]
+//!       [--formats Q4_0,Q6_K,...] [--threads 1,2] [--precision int8,int16] [--quick]
+//!       [--gemv-only | --gemm-only]
 //!   OPENBLAS_CORETYPE=Haswell ... --isa avx2 --gemm-only   # how an AVX2-only machine compares
 //!
 //! GEMV (M = 1): weight bytes streamed per second, as the format stores them, for the shapes of
@@ -16,7 +17,7 @@
 
 use std::time::Instant;
 
-use mlx_bridge::block_quant::{self, BlockFormat, BlockMatrix, Isa};
+use mlx_bridge::block_quant::{self, BlockFormat, BlockMatrix, Isa, Precision};
 use mlx_bridge::quant::{self, QuantSpec};
 use mlx_bridge::{Array, Dtype, random};
 use serde_json::{Value, json};
@@ -180,6 +181,7 @@ struct Args {
     isas: Vec<Isa>,
     formats: Vec<BlockFormat>,
     threads: Vec<usize>,
+    precisions: Vec<Precision>,
     quick: bool,
     gemv: bool,
     gemm: bool,
@@ -191,6 +193,7 @@ fn parse_args() -> Res<Args> {
         isas: block_quant::supported_isas().into_iter().filter(|&i| i != Isa::Scalar).collect(),
         formats: all_formats(),
         threads: vec![1, 2],
+        precisions: Precision::ALL.to_vec(),
         quick: false,
         gemv: true,
         gemm: true,
@@ -217,6 +220,13 @@ fn parse_args() -> Res<Args> {
                     .collect::<Result<_, _>>()?;
             }
             "--threads" => args.threads = value()?.split(',').map(str::parse).collect::<Result<_, _>>()?,
+            "--precision" => {
+                let v = value()?;
+                args.precisions = v
+                    .split(',')
+                    .map(|n| Precision::parse(n).ok_or_else(|| format!("unknown precision {n}")))
+                    .collect::<Result<_, _>>()?;
+            }
             "--quick" => args.quick = true,
             "--gemv-only" => args.gemm = false,
             "--gemm-only" => args.gemv = false,
@@ -264,23 +274,24 @@ fn main() -> Res<()> {
             x.eval()?;
             let bytes = stored_bytes(format, rows, cols) as f64;
             let mut line = format!("{:>12} {:>6}x{:<5}", format.name(), rows, cols);
-            for &isa in &args.isas {
+            for (&isa, &p) in args.isas.iter().flat_map(|i| args.precisions.iter().map(move |p| (i, p))) {
                 block_quant::set_isa(isa)?;
                 for &t in &args.threads {
                     block_quant::set_num_threads(t)?;
                     let per = 8;
                     let (best, median) = time(per, min_s, || {
-                        let ys: Vec<Array> = (0..per).map(|_| w.matmul_t(&x)).collect::<Result<_, _>>()?;
+                        let ys: Vec<Array> = (0..per).map(|_| w.matmul_t_with(&x, p)).collect::<Result<_, _>>()?;
                         mlx_bridge::eval(&ys.iter().collect::<Vec<_>>())?;
                         Ok(())
                     })?;
                     let gbps = bytes / best / 1e9;
                     let pct = 100.0 * bytes / best / bw[&t].0;
                     let pct_read = 100.0 * bytes / best / bw[&t].1;
-                    line += &format!(" | {} {}t {:6.1} ({:3.0}%, {:3.0}%)", isa.name(), t, gbps, pct, pct_read);
+                    let what = format!("{}/{}", isa.name(), p.name());
+                    line += &format!(" | {what} {t}t {gbps:6.1} ({pct:3.0}%, {pct_read:3.0}%)");
                     gemv.push(json!({"format": format.name(), "rows": rows, "cols": cols, "isa": isa.name(),
-                        "threads": t, "best_us": best * 1e6, "median_us": median * 1e6, "gb_per_s": gbps,
-                        "pct_of_copy_bandwidth": pct, "pct_of_read_bandwidth": pct_read}));
+                        "precision": p.name(), "threads": t, "best_us": best * 1e6, "median_us": median * 1e6,
+                        "gb_per_s": gbps, "pct_of_copy_bandwidth": pct, "pct_of_read_bandwidth": pct_read}));
                 }
             }
             println!("{line}");
@@ -306,13 +317,14 @@ fn main() -> Res<()> {
             }
             let w = make_matrix(format, rows, cols, &mut rng)?;
             let mut line = format!("{:>12} {:>6}x{:<5}", format.name(), rows, cols);
-            for &isa in &args.isas {
+            for (&isa, &p) in args.isas.iter().flat_map(|i| args.precisions.iter().map(move |p| (i, p))) {
                 block_quant::set_isa(isa)?;
-                let (best, _) = time(1, min_s, || Ok(w.matmul_t(&x)?.eval()?))?;
+                let (best, _) = time(1, min_s, || Ok(w.matmul_t_with(&x, p)?.eval()?))?;
                 let gf = flops / best / 1e9;
-                line += &format!(" | {} {:6.1} ({:.2}x sgemm)", isa.name(), gf, gf / sgemm);
+                line += &format!(" | {}/{} {:6.1} ({:.2}x sgemm)", isa.name(), p.name(), gf, gf / sgemm);
                 gemm.push(json!({"format": format.name(), "rows": rows, "cols": cols, "m": GEMM_M, "isa": isa.name(),
-                    "threads": threads, "gflops": gf, "sgemm_gflops": sgemm, "speedup_vs_sgemm": gf / sgemm}));
+                    "precision": p.name(), "threads": threads, "gflops": gf, "sgemm_gflops": sgemm,
+                    "speedup_vs_sgemm": gf / sgemm}));
             }
             println!("{line}");
         }
@@ -325,6 +337,7 @@ fn main() -> Res<()> {
             "mlx_version": mlx_bridge::mlx_version(),
             "blas": mlx_bridge::build_info().blas,
             "isas": args.isas.iter().map(|i| i.name()).collect::<Vec<_>>(),
+            "precisions": args.precisions.iter().map(|p| p.name()).collect::<Vec<_>>(),
             "copy_bandwidth_gb_per_s": bandwidth,
             "gemv": gemv,
             "gemm": gemm,

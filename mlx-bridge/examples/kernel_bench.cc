@@ -7,6 +7,7 @@
 //   SHAPES=4096:1024,16384:1024 /tmp/bq-tools/kernel_bench ...
 //
 // Arguments: [formats=Q4_0,Q4_K,Q6_K,Q8_0] [M list=1,16,512] [isa list=avx2,avxvnni,avx512vnni]
+//            [activation precisions=int8,int16]
 #include <time.h>
 
 #include <cstdio>
@@ -72,6 +73,7 @@ int main(int argc, char** argv) {
   std::vector<int> ms;
   for (const auto& m : split(argc > 2 ? argv[2] : "1,16,512")) ms.push_back(std::atoi(m.c_str()));
   const auto isas = split(argc > 3 ? argv[3] : "avx2,avxvnni,avx512vnni");
+  const auto precisions = split(argc > 4 ? argv[4] : "int8,int16");
   struct Shape {
     int rows, cols;
   };
@@ -121,39 +123,46 @@ int main(int argc, char** argv) {
       }
       const MatView w{fi->fmt, ParamType::F16, fi->block, sh.rows, sh.cols, l.groups, l.nb,
                       buf.data(), buf.data() + l.params_offset, l.code_group_bytes, l.param_group_bytes};
-      for (int M : ms) {
-        std::vector<float> x(static_cast<std::size_t>(M) * sh.cols);
-        for (auto& v : x) v = (rnd() - 128) / 64.0f;
-        std::vector<std::int8_t> q(x.size());
-        std::vector<float> d(x.size() / 32), xs(x.size() / 32);
-        std::vector<std::int32_t> s(x.size() / 32), s16(x.size() / 16);
-        std::vector<float> y(static_cast<std::size_t>(M) * sh.rows);
-        const ActView act{q.data(), d.data(), s.data(), s16.data(), xs.data(), M, sh.cols, sh.cols / 32};
-        std::printf("%-6s %5dx%-5d M=%-4d", fi->name, sh.rows, sh.cols, M);
-        for (const auto& iname : isas) {
-          const KernelTable* kt = iname == "avx2"         ? avx2_kernels()
-                                  : iname == "avxvnni"    ? avxvnni_kernels()
-                                  : iname == "avx512vnni" ? avx512vnni_kernels()
-                                                          : scalar_kernels();
-          kt->quantize(x.data(), M, sh.cols, q.data(), d.data(), s.data(), s16.data(), xs.data());
-          double best_wall = 1e9, best_cpu = 1e9;
-          const double flops = 2.0 * M * sh.rows * sh.cols;
-          const int reps = big ? 5 : flops > 1e9 ? 5 : flops > 1e7 ? 40 : 400;
-          for (int r = 0; r < reps; ++r) {
-            const double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_THREAD_CPUTIME_ID);
-            kt->gemm(w, act, 0, l.groups, y.data(), sh.rows);
-            const double w1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_THREAD_CPUTIME_ID);
-            if (w1 - w0 < best_wall) best_wall = w1 - w0;
-            if (c1 - c0 < best_cpu) best_cpu = c1 - c0;
+      for (int M : ms)
+        for (const auto& prec : precisions) {
+          const bool wide = prec == "int16";
+          std::vector<float> x(static_cast<std::size_t>(M) * sh.cols);
+          for (auto& v : x) v = (rnd() - 128) / 64.0f;
+          std::vector<const void*> rows(M);
+          for (int m = 0; m < M; ++m) rows[m] = &x[static_cast<std::size_t>(m) * sh.cols];
+          std::vector<std::int8_t> q(x.size()), q2(x.size());
+          std::vector<float> d(x.size() / 32), xs(x.size() / 32);
+          std::vector<std::int32_t> s(x.size() / 32), s16(x.size() / 16);
+          std::vector<float> y(static_cast<std::size_t>(M) * sh.rows);
+          const ActOut out{q.data(), wide ? q2.data() : nullptr, d.data(), s.data(), s16.data(), xs.data()};
+          const ActView act{q.data(), out.q2, d.data(), s.data(), s16.data(), xs.data(), M, sh.cols, sh.cols / 32};
+          std::printf("%-6s %5dx%-5d M=%-4d %-5s", fi->name, sh.rows, sh.cols, M, prec.c_str());
+          for (const auto& iname : isas) {
+            const KernelTable* kt = iname == "avx2"         ? avx2_kernels()
+                                    : iname == "avxvnni"    ? avxvnni_kernels()
+                                    : iname == "avx512vnni" ? avx512vnni_kernels()
+                                                            : scalar_kernels();
+            kt->quantize(XRows{rows.data(), XType::F32, sh.cols}, 0, M, out);
+            double best_wall = 1e9, best_cpu = 1e9;
+            const double flops = 2.0 * M * sh.rows * sh.cols;
+            const int reps = big ? 5 : flops > 1e9 ? 5 : flops > 1e7 ? 40 : 400;
+            for (int r = 0; r < reps; ++r) {
+              const double w0 = now(CLOCK_MONOTONIC), c0 = now(CLOCK_THREAD_CPUTIME_ID);
+              kt->gemm(w, act, 0, l.groups, y.data(), sh.rows);
+              const double w1 = now(CLOCK_MONOTONIC), c1 = now(CLOCK_THREAD_CPUTIME_ID);
+              if (w1 - w0 < best_wall) best_wall = w1 - w0;
+              if (c1 - c0 < best_cpu) best_cpu = c1 - c0;
+            }
+            const double bytes = static_cast<double>(sh.rows) * sh.cols / fi->block * fi->bytes;
+            if (M == 1)
+              std::printf(" | %s %6.1f GB/s (cpu %6.1f)", iname.c_str(), bytes / best_wall / 1e9,
+                          bytes / best_cpu / 1e9);
+            else
+              std::printf(" | %s %6.1f GF/s (cpu %6.1f)", iname.c_str(), flops / best_wall / 1e9,
+                          flops / best_cpu / 1e9);
           }
-          const double bytes = static_cast<double>(sh.rows) * sh.cols / fi->block * fi->bytes;
-          if (M == 1)
-            std::printf(" | %s %6.1f GB/s (cpu %6.1f)", iname.c_str(), bytes / best_wall / 1e9, bytes / best_cpu / 1e9);
-          else
-            std::printf(" | %s %6.1f GF/s (cpu %6.1f)", iname.c_str(), flops / best_wall / 1e9, flops / best_cpu / 1e9);
+          std::printf("\n");
         }
-        std::printf("\n");
-      }
     }
   }
   return 0;

@@ -3,21 +3,24 @@
 //! and MLX's own `dequantize` for the affine ones. Every SIMD path this CPU runs is compared with
 //! the scalar path bit for bit, and 1, 2 and 3 threads with each other.
 //!
-//! Tolerance of `x W^T`. The kernels quantize each activation row to int8 per block of 32 with
-//! scale `d_b = max|x_b| / 127`; the rest (integer dots, scales applied per block in float) is
-//! exact up to float rounding. So per output
-//!     |y - x.w| <= sum_b d_b (1/2 + 1e-3) |w_b|_1  +  float slack,
-//! the 1e-3 covering `x * (127 / max)` versus `x / d` and the rounding of `d` itself, and the
-//! float slack `2^-20 (n_blocks + 4) sum_k (|w_k| + max_k |w_k|) |x_k|` bounding the float32
-//! accumulation (one fma per block and per min term; the max |w| term covers the magnitude of a
-//! block's min or offset, which can exceed its values).
+//! Tolerance of `x W^T`. The kernels quantize each activation row per block of 32 to codes
+//! `round(x / d_b)` with scale `d_b = max|x_b| / L`: L = 127 at `Precision::Int8`, 127 * 255 =
+//! 32385 at `Precision::Int16` (the codes held as two int8 planes); the rest (integer dots,
+//! scales applied per block in float) is exact up to float rounding. So per output
+//!     |y - x.w| <= sum_b d_b (1/2 + e) |w_b|_1  +  float slack,
+//! e covering `x * (L / max)` versus `x / d` and the rounding of `d` itself, which move a code
+//! by about 3 L 2^-24: 2e-5 at Int8 (e = 1e-3) and 6e-3 at Int16 (e = 1e-2). The float slack
+//! `2^-20 (n_blocks + 4) sum_k (|w_k| + max_k |w_k|) |x_k|` bounds the float32 accumulation (one
+//! fma per block and per min term; the max |w| term covers the magnitude of a block's min or
+//! offset, which can exceed its values) and, at Int16, the rounding of a block's integer dot
+//! (up to 2^28) to float32, 2^-24 of it.
 
 mod common;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
-use mlx_bridge::block_quant::{self, BlockFormat, BlockMatrix, Isa};
+use mlx_bridge::block_quant::{self, BlockFormat, BlockMatrix, Isa, Precision};
 use mlx_bridge::quant::{self, QuantSpec};
 use mlx_bridge::{Array, Dtype};
 
@@ -100,25 +103,48 @@ fn activations(m: usize, cols: usize, seed: u64) -> Vec<f32> {
     x
 }
 
-fn run(w: &BlockMatrix, x: &[f32], m: usize) -> Vec<f32> {
+fn run(w: &BlockMatrix, x: &[f32], m: usize, precision: Precision) -> Vec<f32> {
     let xa = Array::from_slice(x, &[m as i32, w.cols() as i32]).unwrap();
-    w.matmul_t(&xa).unwrap().to_vec().unwrap()
+    w.matmul_t_with(&xa, precision).unwrap().to_vec().unwrap()
 }
 
-/// Checks y against x W^T in f64 within the bound derived in the header comment.
-fn check_product(label: &str, y: &[f32], x: &[f32], w: &[f32], m: usize, rows: usize, cols: usize) {
+/// The levels L of a precision's codes and the allowance e for rounding `d` and `x * (L / max)`
+/// (header comment).
+fn levels(precision: Precision) -> (f64, f64) {
+    match precision {
+        Precision::Int8 => (127.0, 1e-3),
+        Precision::Int16 => (32385.0, 1e-2),
+    }
+}
+
+/// Checks y against x W^T in f64 within the bound derived in the header comment; returns the
+/// worst |error| as a fraction of the bound's activation term and of the largest |x.w|.
+#[allow(clippy::too_many_arguments)]
+fn check_product(
+    label: &str,
+    y: &[f32],
+    x: &[f32],
+    w: &[f32],
+    m: usize,
+    rows: usize,
+    cols: usize,
+    precision: Precision,
+) -> (f64, f64) {
     assert_eq!(y.len(), m * rows, "{label}: output size");
     let nb = cols / 32;
+    let (levels, e) = levels(precision);
+    let (mut worst_of_bound, mut worst_error, mut largest) = (0f64, 0f64, 0f64);
     for i in 0..m {
         let xr = &x[i * cols..(i + 1) * cols];
-        let d: Vec<f64> = xr.chunks(32).map(|b| b.iter().fold(0f64, |a, &v| a.max((v as f64).abs())) / 127.0).collect();
+        let d: Vec<f64> =
+            xr.chunks(32).map(|b| b.iter().fold(0f64, |a, &v| a.max((v as f64).abs())) / levels).collect();
         for r in 0..rows {
             let wr = &w[r * cols..(r + 1) * cols];
             let wmax = wr.iter().fold(0f64, |a, &v| a.max((v as f64).abs()));
             let (mut exact, mut act, mut mag) = (0f64, 0f64, 0f64);
             for k in 0..cols {
                 exact += wr[k] as f64 * xr[k] as f64;
-                act += (wr[k] as f64).abs() * d[k / 32] * (0.5 + 1e-3);
+                act += (wr[k] as f64).abs() * d[k / 32] * (0.5 + e);
                 mag += ((wr[k] as f64).abs() + wmax) * (xr[k] as f64).abs();
             }
             let bound = act + mag * (nb as f64 + 4.0) * 2f64.powi(-20);
@@ -129,8 +155,14 @@ fn check_product(label: &str, y: &[f32], x: &[f32], w: &[f32], m: usize, rows: u
                 "{label}: y[{i}][{r}] = {got}, exact {exact}, |err| {} > bound {bound}",
                 (got - exact).abs()
             );
+            if act > 0.0 {
+                worst_of_bound = worst_of_bound.max((got - exact).abs() / act);
+            }
+            worst_error = worst_error.max((got - exact).abs());
+            largest = largest.max(exact.abs());
         }
     }
+    (worst_of_bound, if largest > 0.0 { worst_error / largest } else { 0.0 })
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -197,17 +229,43 @@ fn dequantize_and_gather_equal_gguf_py_exactly() {
 #[test]
 fn matmul_t_matches_gguf_reference_within_the_activation_bound() {
     let _g = lock();
+    for precision in Precision::ALL {
+        // The worst error over every case, as a fraction of the largest |x.w| of its case.
+        let mut worst = 0f64;
+        for case in cases() {
+            let w = matrix(&case);
+            for_each_isa(|isa| {
+                let label = format!("{} ({isa:?}, {precision:?}, fixture x, M={})", case.name, case.m);
+                let y = run(&w, &case.x, case.m, precision);
+                let (_, relative) =
+                    check_product(&label, &y, &case.x, &case.weights, case.m, case.rows, case.cols, precision);
+                worst = worst.max(relative);
+                for (m, seed) in [(1, 11), (17, 12), (70, 13)] {
+                    let x = activations(m, case.cols, seed);
+                    let label = format!("{} ({isa:?}, {precision:?}, M={m})", case.name);
+                    let y = run(&w, &x, m, precision);
+                    let (_, relative) =
+                        check_product(&label, &y, &x, &case.weights, m, case.rows, case.cols, precision);
+                    worst = worst.max(relative);
+                }
+            });
+        }
+        eprintln!("{precision:?}: worst |y - x.w| is {:.3e} of the case's largest |x.w|", worst);
+    }
+}
+
+#[test]
+fn int16_activations_cut_the_error_by_two_orders_of_magnitude() {
+    // The bound shrinks 255-fold; the measured error must follow (not merely stay within the
+    // looser Int8 bound), on every fixture. Each case's worst error against its largest output.
+    let _g = lock();
     for case in cases() {
         let w = matrix(&case);
-        for_each_isa(|isa| {
-            let label = format!("{} ({isa:?}, fixture x, M={})", case.name, case.m);
-            check_product(&label, &run(&w, &case.x, case.m), &case.x, &case.weights, case.m, case.rows, case.cols);
-            for (m, seed) in [(1, 11), (17, 12), (70, 13)] {
-                let x = activations(m, case.cols, seed);
-                let label = format!("{} ({isa:?}, M={m})", case.name);
-                check_product(&label, &run(&w, &x, m), &x, &case.weights, m, case.rows, case.cols);
-            }
-        });
+        let x = activations(17, case.cols, 31);
+        let worst =
+            |p| check_product(&case.name, &run(&w, &x, 17, p), &x, &case.weights, 17, case.rows, case.cols, p).1;
+        let (int8, int16) = (worst(Precision::Int8), worst(Precision::Int16));
+        assert!(int16 * 100.0 < int8, "{}: Int16 error {int16:.3e} vs Int8 {int8:.3e}", case.name);
     }
 }
 
@@ -216,20 +274,22 @@ fn every_simd_path_is_bit_identical_to_scalar() {
     let _g = lock();
     let cases = cases();
     let mut compared = 0;
-    for case in &cases {
-        let w = matrix(case);
-        for (m, seed) in [(1, 21), (3, 22), (17, 23), (70, 24)] {
-            let x = activations(m, case.cols, seed);
-            block_quant::set_isa(Isa::Scalar).unwrap();
-            let reference = bits(&run(&w, &x, m));
-            for_each_isa(|isa| {
-                let got = bits(&run(&w, &x, m));
-                assert!(got == reference, "{} M={m}: {isa:?} differs from scalar", case.name);
-                compared += 1;
-            });
+    for precision in Precision::ALL {
+        for case in &cases {
+            let w = matrix(case);
+            for (m, seed) in [(1, 21), (3, 22), (17, 23), (70, 24)] {
+                let x = activations(m, case.cols, seed);
+                block_quant::set_isa(Isa::Scalar).unwrap();
+                let reference = bits(&run(&w, &x, m, precision));
+                for_each_isa(|isa| {
+                    let got = bits(&run(&w, &x, m, precision));
+                    assert!(got == reference, "{} M={m} {precision:?}: {isa:?} differs from scalar", case.name);
+                    compared += 1;
+                });
+            }
         }
     }
-    assert!(compared >= cases.len() * 4, "nothing compared");
+    assert!(compared >= 2 * cases.len() * 4, "nothing compared");
 }
 
 fn affine(rows: i32, cols: i32, bits: i32, group: i32, dtype: Dtype, seed: u64) -> quant::Quantized {
@@ -267,14 +327,15 @@ fn affine_matches_mlx_dequantize_and_the_reference_product() {
                     }
                     assert_eq!(bits_of(&w.dequantize().unwrap().to_vec().unwrap()), bits_of(&values), "{label}");
                     let (rows, cols) = (rows as usize, cols as usize);
-                    for m in [1, 5, 33] {
+                    for (m, precision) in [1, 5, 33].into_iter().flat_map(|m| Precision::ALL.map(|p| (m, p))) {
                         let x = activations(m, cols, m as u64);
                         block_quant::set_isa(Isa::Scalar).unwrap();
-                        let reference = bits_of(&run(&w, &x, m));
+                        let reference = bits_of(&run(&w, &x, m, precision));
                         for_each_isa(|isa| {
-                            let y = run(&w, &x, m);
-                            check_product(&format!("{label} {isa:?} M={m}"), &y, &x, &values, m, rows, cols);
-                            assert!(bits_of(&y) == reference, "{label} M={m}: {isa:?} differs from scalar");
+                            let y = run(&w, &x, m, precision);
+                            let what = format!("{label} {isa:?} {precision:?} M={m}");
+                            check_product(&what, &y, &x, &values, m, rows, cols, precision);
+                            assert!(bits_of(&y) == reference, "{what}: differs from scalar");
                         });
                     }
                 }
@@ -307,18 +368,18 @@ fn thread_counts_give_identical_results() {
         assert!(bits(&got.to_vec().unwrap()) == rows, "gather_rows, {threads} threads");
     }
     for_each_isa(|isa| {
-        for m in [1, 9, 64] {
+        for (m, precision) in [1, 9, 64].into_iter().flat_map(|m| Precision::ALL.map(|p| (m, p))) {
             let xa = Array::from_slice(&activations(m, 256, 3), &[m as i32, 256]).unwrap();
             let xb = Array::from_slice(&activations(m, 512, 4), &[m as i32, 512]).unwrap();
             let mut outputs = Vec::new();
             for threads in [1, 2, 3] {
                 block_quant::set_num_threads(threads).unwrap();
                 assert_eq!(block_quant::num_threads(), threads);
-                let ya = bits(&a.matmul_t(&xa).unwrap().to_vec().unwrap());
-                let yb = bits(&b.matmul_t(&xb).unwrap().to_vec().unwrap());
+                let ya = bits(&a.matmul_t_with(&xa, precision).unwrap().to_vec().unwrap());
+                let yb = bits(&b.matmul_t_with(&xb, precision).unwrap().to_vec().unwrap());
                 outputs.push((ya, yb));
             }
-            assert!(outputs.windows(2).all(|p| p[0] == p[1]), "{isa:?} M={m}: thread counts disagree");
+            assert!(outputs.windows(2).all(|p| p[0] == p[1]), "{isa:?} {precision:?} M={m}: thread counts disagree");
         }
     });
     block_quant::set_num_threads(2).unwrap();
@@ -336,16 +397,16 @@ fn matmul_t_many_mixes_formats_and_equals_separate_calls() {
     let q6k = BlockMatrix::from_gguf("q6k.wide", BlockFormat::Q6K, &wide, 3, 512).unwrap();
     let aff = BlockMatrix::from_affine("aff8", &affine(40, 512, 8, 64, Dtype::BF16, 9)).unwrap();
     for_each_isa(|isa| {
-        for m in [1, 4, 20] {
+        for (m, precision) in [1, 4, 20].into_iter().flat_map(|m| Precision::ALL.map(|p| (m, p))) {
             let x = Array::from_slice(&activations(m, 512, 8), &[1, m as i32, 512]).unwrap();
-            let many = block_quant::matmul_t_many(&[&q4k, &q6k, &aff], &x).unwrap();
+            let many = block_quant::matmul_t_many_with(&[&q4k, &q6k, &aff], &x, precision).unwrap();
             assert_eq!(many.len(), 3);
             for (out, w) in many.iter().zip([&q4k, &q6k, &aff]) {
                 assert_eq!(out.shape(), vec![1, m as i32, w.rows() as i32]);
-                let alone = bits(&w.matmul_t(&x).unwrap().to_vec().unwrap());
+                let alone = bits(&w.matmul_t_with(&x, precision).unwrap().to_vec().unwrap());
                 assert!(
                     bits(&out.to_vec().unwrap()) == alone,
-                    "{isa:?} M={m}: {} differs inside matmul_t_many",
+                    "{isa:?} {precision:?} M={m}: {} differs inside matmul_t_many",
                     w.name()
                 );
             }
@@ -354,18 +415,12 @@ fn matmul_t_many_mixes_formats_and_equals_separate_calls() {
 }
 
 #[test]
-fn half_precision_inputs_are_widened_and_the_op_is_lazy() {
+fn vectors_empty_batches_and_laziness() {
+    // Input dtypes and layouts: tests/block_quant_inputs.rs.
     let _g = lock();
     let case = cases().into_iter().find(|c| c.format == BlockFormat::Q4_1 && c.rows == 40).unwrap();
     let w = matrix(&case);
     let x = Array::from_slice(&activations(5, case.cols, 77), &[5, case.cols as i32]).unwrap();
-    for dtype in [Dtype::BF16, Dtype::F16] {
-        let narrow = x.astype(dtype).unwrap();
-        let y = w.matmul_t(&narrow).unwrap();
-        assert_eq!(y.dtype(), Dtype::F32);
-        let widened = w.matmul_t(&narrow.astype(Dtype::F32).unwrap()).unwrap();
-        assert_eq!(bits(&y.to_vec().unwrap()), bits(&widened.to_vec().unwrap()), "{dtype}");
-    }
     // A vector in gives a vector out; an empty batch gives an empty result.
     let v = Array::from_slice(&activations(1, case.cols, 78), &[case.cols as i32]).unwrap();
     assert_eq!(w.matmul_t(&v).unwrap().shape(), vec![case.rows as i32]);

@@ -1,19 +1,33 @@
-//! `MLXCEL_CPU_ISA` is read once per process, so each value is tried in a child process: this
-//! test binary runs itself with the variable set and the child checks what it sees.
+//! `MLXCEL_CPU_ISA` and `MLXCEL_CPU_PRECISION` are read once per process, so each value is tried
+//! in a child process: this test binary runs itself with the variable set and the child checks
+//! what it sees.
 
 use std::process::Command;
 
 use mlx_bridge::Array;
-use mlx_bridge::block_quant::{self, BlockFormat, BlockMatrix, Isa};
+use mlx_bridge::block_quant::{self, BlockFormat, BlockMatrix, Isa, Precision};
 
 const CHILD: &str = "MLXCEL_TEST_ISA_CHILD";
+const PRECISION_CHILD: &str = "MLXCEL_TEST_PRECISION_CHILD";
 
-/// One Q8_0 block: d = 1 (f16 0x3c00), codes 0..31, so x = ones gives 496.
-fn product() -> mlx_bridge::Result<f32> {
+/// One Q8_0 block: d = 1 (f16 0x3c00), codes 0..31.
+fn q8_block() -> mlx_bridge::Result<BlockMatrix> {
     let mut bytes = vec![0x00, 0x3c];
     bytes.extend(0..32u8);
-    let w = BlockMatrix::from_gguf("env.q8", BlockFormat::Q8_0, &bytes, 1, 32)?;
-    w.matmul_t(&Array::from_slice(&[1.0f32; 32], &[1, 32])?)?.item::<f32>()
+    BlockMatrix::from_gguf("env.q8", BlockFormat::Q8_0, &bytes, 1, 32)
+}
+
+/// x = ones against the block: 496, exactly at Int8 (127 * fl(1 / 127) rounds to 1).
+fn product() -> mlx_bridge::Result<f32> {
+    q8_block()?.matmul_t_with(&Array::from_slice(&[1.0f32; 32], &[1, 32])?, Precision::Int8)?.item::<f32>()
+}
+
+/// x = 1, 2, .., 32 at the default precision: 10912 exactly; each value is rounded to a step of
+/// 32 / 127 at Int8 (the product comes out 8.8 low) or 32 / 32385 at Int16 (0.035 high; at most
+/// 496 times half a step, 0.245).
+fn default_product() -> mlx_bridge::Result<f32> {
+    let x: Vec<f32> = (1..=32).map(|v| v as f32).collect();
+    q8_block()?.matmul_t(&Array::from_slice(&x, &[1, 32])?)?.item::<f32>()
 }
 
 fn child(value: &str) {
@@ -56,6 +70,59 @@ fn mlxcel_cpu_isa_forces_a_path_or_is_an_error() {
         assert!(
             out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
             "MLXCEL_CPU_ISA={value}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn precision_child(value: &str) {
+    let near = |p: Precision| {
+        let err = (default_product().unwrap() - 10912.0).abs();
+        match p {
+            Precision::Int8 => err > 1.0,
+            Precision::Int16 => err < 0.25,
+        }
+    };
+    match Precision::parse(value) {
+        Some(p) => {
+            assert_eq!(block_quant::default_precision().unwrap(), p);
+            assert!(near(p), "{value}: {}", default_product().unwrap());
+        }
+        None if value.is_empty() => {
+            assert_eq!(block_quant::default_precision().unwrap(), block_quant::DEFAULT_PRECISION);
+        }
+        None => {
+            let msg = default_product().expect_err("an unknown precision must be an error").to_string();
+            assert!(msg.contains("MLXCEL_CPU_PRECISION") && msg.contains("not one of"), "{msg}");
+            // Explicit precisions do not read the variable.
+            assert_eq!(product().unwrap(), 496.0);
+            block_quant::set_default_precision(Precision::Int8);
+            assert!(near(Precision::Int8));
+        }
+    }
+    // The setter wins over the variable.
+    block_quant::set_default_precision(Precision::Int16);
+    assert!(near(Precision::Int16));
+}
+
+#[test]
+fn mlxcel_cpu_precision_sets_the_default_or_is_an_error() {
+    if let Ok(value) = std::env::var(PRECISION_CHILD) {
+        precision_child(&value);
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    for value in Precision::ALL.iter().map(|p| p.name()).chain(["", "int4"]) {
+        let out = Command::new(&exe)
+            .args(["--exact", "mlxcel_cpu_precision_sets_the_default_or_is_an_error", "--test-threads", "1"])
+            .env("MLXCEL_CPU_PRECISION", value)
+            .env(PRECISION_CHILD, value)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+            "MLXCEL_CPU_PRECISION={value}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );

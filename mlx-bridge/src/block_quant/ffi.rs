@@ -23,7 +23,12 @@ pub(crate) mod bridge {
 
         fn bq_pack_gguf(spec: &BlockSpec, bytes: &[u8]) -> Result<UniquePtr<Array>>;
         fn bq_pack_affine(spec: &BlockSpec, w: &Array, scales: &Array, biases: &Array) -> Result<UniquePtr<Array>>;
-        fn bq_matmul_many(specs: &[BlockSpec], packed: &ArrayList, x: &Array) -> Result<UniquePtr<ArrayList>>;
+        fn bq_matmul_many(
+            specs: &[BlockSpec],
+            packed: &ArrayList,
+            x: &Array,
+            precision: u8,
+        ) -> Result<UniquePtr<ArrayList>>;
         fn bq_gather_rows(spec: &BlockSpec, packed: &Array, ids: &Array) -> Result<UniquePtr<Array>>;
         fn bq_dequantize(spec: &BlockSpec, packed: &Array) -> Result<UniquePtr<Array>>;
 

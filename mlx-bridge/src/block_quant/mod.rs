@@ -7,12 +7,16 @@
 //! (K-quants: their 6-bit scales widened to bytes, +2.8% for Q4_K). The weights' values are
 //! exactly the format's: nothing is rounded a second time.
 //!
-//! `y = x W^T` quantizes each activation row once per call to int8 per block of 32 (f32 scale
-//! plus the blocks' sums for offsets and mins) and runs integer dot products (AVX-512 VNNI,
-//! AVX-VNNI, AVX2, NEON or the portable scalar path, chosen at run time), applying the weight
-//! and activation scales per block in float. The error against the exact product is the
-//! activation rounding: at most `sum_b |w|_1,b * d_b / 2` per output, with `d_b` the block's
-//! activation scale, plus float accumulation.
+//! `y = x W^T` quantizes each activation row once per call, per block of 32 values (f32 scale
+//! `d_b = max|x_b| / L` plus the blocks' sums for offsets and mins), and runs integer dot products
+//! (AVX-512 VNNI, AVX-VNNI, AVX2, NEON or the portable scalar path, chosen at run time), applying
+//! the weight and activation scales per block in float. The error against the exact product is
+//! the activation rounding: at most `sum_b |w|_1,b * d_b / 2` per output, plus float
+//! accumulation. [`Precision`] picks `L`: 127 (int8, llama.cpp's scheme) or 32385 (16-bit codes
+//! held as two int8 planes, each weight block dotted with both while it is in registers).
+//!
+//! `x` may have any float dtype and any strides: the kernels read it in place (or widen a copy
+//! only when its columns are not adjacent), so a call adds one node to the graph and no more.
 //!
 //! Packed layout per format (16 rows x 32 columns per code block; parameters per row group,
 //! 16 rows side by side):
@@ -38,6 +42,8 @@ use crate::array::{Array, from_list, to_list, wrap};
 use crate::error::{Error, Result, mlx};
 use crate::quant::{QuantMode, Quantized};
 use ffi::bridge::{self as bq, BlockSpec};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// How a matrix's blocks are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -255,27 +261,30 @@ impl BlockMatrix {
         self.packed.nbytes()
     }
 
-    /// `x W^T`: `x` `[..., cols]` (f32, f16 or bf16) to `[..., rows]` float32, lazily.
+    /// `x W^T`: `x` `[..., cols]` (any float dtype) to `[..., rows]` float32, lazily, at the
+    /// process's [`default_precision`].
     pub fn matmul_t(&self, x: &Array) -> Result<Array> {
-        let mut out = matmul_t_many(&[self], x)?;
+        self.matmul_t_with(x, default_precision()?)
+    }
+
+    /// [`matmul_t`](Self::matmul_t) with the activations rounded at `precision`.
+    pub fn matmul_t_with(&self, x: &Array, precision: Precision) -> Result<Array> {
+        let mut out = matmul_t_many_with(&[self], x, precision)?;
         out.pop().ok_or_else(|| Error::invalid(OP, "matmul_t returned nothing"))
     }
 
-    /// Rows `ids` (int32, any shape) as float32 `[ids..., cols]`, reading only those rows. An
-    /// id outside `[0, rows)` makes the evaluation fail.
+    /// Rows `ids` (any integer dtype and shape) as float32 `[ids..., cols]`, reading only those
+    /// rows. An id outside `[0, rows)` makes the evaluation fail.
     pub fn gather_rows(&self, ids: &Array) -> Result<Array> {
-        let ids = match ids.dtype() {
-            Dtype::I32 => ids.clone(),
-            Dtype::I8 | Dtype::I16 | Dtype::I64 | Dtype::U8 | Dtype::U16 | Dtype::U32 | Dtype::U64 => {
-                ids.astype(Dtype::I32)?
-            }
+        match ids.dtype() {
+            Dtype::I8 | Dtype::I16 | Dtype::I32 | Dtype::I64 | Dtype::U8 | Dtype::U16 | Dtype::U32 | Dtype::U64 => {}
             other => {
                 return Err(Error::invalid(
                     OP,
                     format!("block matrix {}: gather_rows needs integer ids, got {other}", self.spec.name),
                 ));
             }
-        };
+        }
         wrap(OP, bq::bq_gather_rows(&self.spec, &self.packed.inner, &ids.inner))
     }
 
@@ -291,12 +300,86 @@ impl BlockMatrix {
 }
 
 /// `x W_i^T` for every matrix as one primitive: `x` is quantized once and the thread pool woken
-/// once (Q/K/V, gate/up). Formats may differ; every matrix must have `x`'s column count.
+/// once (Q/K/V, gate/up). Formats may differ; every matrix must have `x`'s column count. At the
+/// process's [`default_precision`].
 pub fn matmul_t_many(mats: &[&BlockMatrix], x: &Array) -> Result<Vec<Array>> {
+    matmul_t_many_with(mats, x, default_precision()?)
+}
+
+/// [`matmul_t_many`] with the activations rounded at `precision`.
+pub fn matmul_t_many_with(mats: &[&BlockMatrix], x: &Array, precision: Precision) -> Result<Vec<Array>> {
     let specs: Vec<BlockSpec> = mats.iter().map(|m| m.spec.clone()).collect();
     let packed = to_list(&mats.iter().map(|m| &m.packed).collect::<Vec<_>>());
-    let list = mlx(OP, bq::bq_matmul_many(&specs, &packed, &x.inner))?;
+    let list = mlx(OP, bq::bq_matmul_many(&specs, &packed, &x.inner, precision.code()))?;
     from_list(OP, &list)
+}
+
+/// How activations are rounded before the integer dot products, per block of 32 values with
+/// scale `d = max|x| / L` and codes `round(x / d)`. Either way each weight is read once per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Precision {
+    /// `L = 127`, one int8 per value (llama.cpp's scheme): each activation off by up to 1/254 of
+    /// its block's largest, which moves a real model's logits by a few percent.
+    Int8,
+    /// `L = 127 * 255`, 16-bit codes held as two int8 planes `q = 255 q1 + q2` (255 is odd, so
+    /// both planes fit [-127, 127]): off by up to 1/64770 of the block's largest, for one more
+    /// integer dot per weight block.
+    Int16,
+}
+
+impl Precision {
+    pub const ALL: [Precision; 2] = [Precision::Int8, Precision::Int16];
+
+    fn code(self) -> u8 {
+        match self {
+            Precision::Int8 => 0,
+            Precision::Int16 => 1,
+        }
+    }
+
+    /// The name `MLXCEL_CPU_PRECISION` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Int8 => "int8",
+            Precision::Int16 => "int16",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Precision> {
+        Precision::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+/// What [`default_precision`] is without `MLXCEL_CPU_PRECISION` or [`set_default_precision`].
+pub const DEFAULT_PRECISION: Precision = Precision::Int16;
+
+const PRECISION_VAR: &str = "MLXCEL_CPU_PRECISION";
+const PRECISION_UNSET: u8 = u8::MAX;
+static PRECISION_OVERRIDE: AtomicU8 = AtomicU8::new(PRECISION_UNSET);
+
+/// The precision [`BlockMatrix::matmul_t`] and [`matmul_t_many`] use: [`set_default_precision`]'s
+/// if called, else `MLXCEL_CPU_PRECISION` (int8 or int16) if set, else [`DEFAULT_PRECISION`]. A bad
+/// `MLXCEL_CPU_PRECISION` is an error here (so every such matmul fails) until
+/// `set_default_precision`.
+pub fn default_precision() -> Result<Precision> {
+    let chosen = PRECISION_OVERRIDE.load(Ordering::Relaxed);
+    if let Some(p) = Precision::ALL.into_iter().find(|p| p.code() == chosen) {
+        return Ok(p);
+    }
+    static FROM_ENV: OnceLock<std::result::Result<Precision, String>> = OnceLock::new();
+    FROM_ENV
+        .get_or_init(|| match std::env::var(PRECISION_VAR) {
+            Err(_) => Ok(DEFAULT_PRECISION),
+            Ok(v) if v.is_empty() => Ok(DEFAULT_PRECISION),
+            Ok(v) => Precision::parse(&v).ok_or_else(|| format!("{PRECISION_VAR}={v} is not one of int8, int16")),
+        })
+        .clone()
+        .map_err(|why| Error::invalid(OP, why))
+}
+
+/// Sets the process-wide [`default_precision`] (over `MLXCEL_CPU_PRECISION`).
+pub fn set_default_precision(precision: Precision) {
+    PRECISION_OVERRIDE.store(precision.code(), Ordering::Relaxed);
 }
 
 /// Sets the kernels' thread count (the caller included); `n` >= 1. The default is the number of

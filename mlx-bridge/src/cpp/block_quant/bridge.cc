@@ -66,11 +66,13 @@ ArrayPtr bq_pack_affine(const BlockSpec& spec, const Array& w, const Array& scal
 }
 
 std::unique_ptr<ArrayList> bq_matmul_many(rust::Slice<const BlockSpec> specs, const ArrayList& packed,
-                                          const Array& x) {
+                                          const Array& x, std::uint8_t precision) {
+  if (precision > static_cast<std::uint8_t>(bq::Precision::Int16))
+    throw std::invalid_argument("unknown activation precision code " + std::to_string(precision));
   std::vector<bq::MatSpec> ms;
   for (const auto& s : specs) ms.push_back(to_spec(s));
   auto out = std::make_unique<ArrayList>();
-  out->items = bq::matmul_t_many(ms, packed.items, x.inner);
+  out->items = bq::matmul_t_many(ms, packed.items, x.inner, static_cast<bq::Precision>(precision));
   return out;
 }
 

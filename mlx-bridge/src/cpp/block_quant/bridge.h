@@ -13,7 +13,7 @@ struct BlockSpec;
 ArrayPtr bq_pack_gguf(const BlockSpec& spec, rust::Slice<const std::uint8_t> bytes);
 ArrayPtr bq_pack_affine(const BlockSpec& spec, const Array& w, const Array& scales, const Array& biases);
 std::unique_ptr<ArrayList> bq_matmul_many(rust::Slice<const BlockSpec> specs, const ArrayList& packed,
-                                          const Array& x);
+                                          const Array& x, std::uint8_t precision);
 ArrayPtr bq_gather_rows(const BlockSpec& spec, const Array& packed, const Array& ids);
 ArrayPtr bq_dequantize(const BlockSpec& spec, const Array& packed);
 

@@ -135,6 +135,18 @@ inline RowParams row_params(const MatView& w, int g, int b, int r) {
   return out;
 }
 
+// Activation row m's values [k0, k0 + n) as floats (exact: every XType widens exactly).
+inline void load_x(const XRows& x, int m, int k0, int n, float* out) {
+  const void* row = x.rows[m];
+  for (int k = 0; k < n; ++k) {
+    switch (x.type) {
+      case XType::F32: out[k] = static_cast<const float*>(row)[k0 + k]; break;
+      case XType::F16: out[k] = half_to_float(static_cast<const std::uint16_t*>(row)[k0 + k]); break;
+      case XType::BF16: out[k] = bf16_to_float(static_cast<const std::uint16_t*>(row)[k0 + k]); break;
+    }
+  }
+}
+
 // The float values of row r of code block b (the format's own dequantization).
 inline void dequantize_row_block(const MatView& w, int g, int b, int r, float* out) {
   int codes[kBlock];

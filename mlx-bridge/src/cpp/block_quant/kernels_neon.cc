@@ -91,6 +91,9 @@ inline VF mul(const VF& a, const VF& b) {
 }
 
 // One row group against one activation row (the scalar kernel's arithmetic, 16 rows at once).
+// Int16 activations (W): each code vector is dotted with both planes, recombined per block as
+// 255 * hi + lo.
+template <bool W>
 void tile(const MatView& w, const ActView& a, int g, int m, float* y, std::size_t ldy) {
   const CodeKind kind = code_kind(w.fmt);
   const int off = code_offset(w.fmt);
@@ -101,9 +104,11 @@ void tile(const MatView& w, const ActView& a, int g, int m, float* y, std::size_
   VF acc;
   for (int i = 0; i < 4; ++i) acc.q[i] = vdupq_n_f32(0.0f);
   for (int b = 0; b < a.nb; ++b, cb += bb) {
-    const std::int8_t* x = a.q + static_cast<std::size_t>(m) * a.K + b * kBlock;
-    VI dot;
-    for (int i = 0; i < 4; ++i) dot.q[i] = vdupq_n_s32(0);
+    const std::size_t at = static_cast<std::size_t>(m) * a.K + b * kBlock;
+    const std::int8_t* x = a.q + at;
+    const std::int8_t* x2 = W ? a.q2 + at : x;
+    VI dot, dot2;
+    for (int i = 0; i < 4; ++i) dot.q[i] = dot2.q[i] = vdupq_n_s32(0);
     if (kind == CodeKind::Nib4) {
       for (int p = 0; p < 4; ++p) {
         VB raw = load_bytes(cb + 64 * p), lo, hi;
@@ -114,10 +119,20 @@ void tile(const MatView& w, const ActView& a, int g, int m, float* y, std::size_
         }
         dot_add(dot, lo, x + 4 * p);
         dot_add(dot, hi, x + 4 * p + 16);
+        if (W) {
+          dot_add(dot2, lo, x2 + 4 * p);
+          dot_add(dot2, hi, x2 + 4 * p + 16);
+        }
       }
     } else {
-      for (int c = 0; c < 8; ++c) dot_add(dot, load_bytes(cb + 64 * c), x + 4 * c);
+      for (int c = 0; c < 8; ++c) {
+        const VB codes = load_bytes(cb + 64 * c);
+        dot_add(dot, codes, x + 4 * c);
+        if (W) dot_add(dot2, codes, x2 + 4 * c);
+      }
     }
+    if (W)
+      for (int i = 0; i < 4; ++i) dot.q[i] = vmlaq_n_s32(dot2.q[i], dot.q[i], kPlaneRatio);
     VF ws, wm;
     switch (w.fmt) {
       case Fmt::Q4_0:
@@ -159,7 +174,12 @@ void gemm(const MatView& w, const ActView& a, int g0, int g1, float* y, std::siz
   const CodeKind kind = code_kind(w.fmt);
   if (kind == CodeKind::Nib5 || kind == CodeKind::Nib6) return scalar_kernels()->gemm(w, a, g0, g1, y, ldy);
   for (int g = g0; g < g1; ++g)
-    for (int m = 0; m < a.M; ++m) tile(w, a, g, m, y, ldy);
+    for (int m = 0; m < a.M; ++m) {
+      if (a.q2 != nullptr)
+        tile<true>(w, a, g, m, y, ldy);
+      else
+        tile<false>(w, a, g, m, y, ldy);
+    }
 }
 
 }  // namespace

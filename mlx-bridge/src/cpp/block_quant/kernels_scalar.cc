@@ -9,30 +9,49 @@
 namespace mlxcel::bq {
 namespace {
 
-void quantize_scalar(const float* x, int M, int K, std::int8_t* q, float* d, std::int32_t* s,
-                     std::int32_t* s16, float* xs) {
-  const int nb = K / kBlock;
-  for (int m = 0; m < M; ++m)
+void quantize_scalar(const XRows& x, int r0, int r1, const ActOut& out) {
+  const int K = x.K, nb = K / kBlock;
+  const bool wide = out.q2 != nullptr;
+  const float levels = wide ? static_cast<float>(kLevels16) : static_cast<float>(kLevels8);
+  const float inv_ratio = 1.0f / static_cast<float>(kPlaneRatio);
+  for (int m = r0; m < r1; ++m)
     for (int b = 0; b < nb; ++b) {
-      const float* xb = x + static_cast<std::size_t>(m) * K + b * kBlock;
+      float xb[kBlock];
+      load_x(x, m, b * kBlock, kBlock, xb);
       float amax = 0.0f;
       for (int k = 0; k < kBlock; ++k) amax = std::fmax(amax, std::fabs(xb[k]));
-      const float scale = amax / 127.0f;
-      const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+      const float scale = amax / levels;
+      const float inv = amax > 0.0f ? levels / amax : 0.0f;
       std::int32_t sum[2] = {0, 0};
-      std::int8_t* qb = q + static_cast<std::size_t>(m) * K + b * kBlock;
+      const std::size_t at = static_cast<std::size_t>(m) * K + b * kBlock;
       for (int k = 0; k < kBlock; ++k) {
         const int v = static_cast<int>(std::nearbyint(xb[k] * inv));
-        qb[k] = static_cast<std::int8_t>(v);
+        if (wide) {
+          // v / 255 is never a tie (255 is odd) and its float rounding is far below the 1/510
+          // that separates it from one, so q1 is round(v / 255) exactly and |q2| <= 127.
+          const int q1 = static_cast<int>(std::nearbyint(static_cast<float>(v) * inv_ratio));
+          out.q[at + k] = static_cast<std::int8_t>(q1);
+          out.q2[at + k] = static_cast<std::int8_t>(v - kPlaneRatio * q1);
+        } else {
+          out.q[at + k] = static_cast<std::int8_t>(v);
+        }
         sum[k / 16] += v;
       }
       const std::size_t i = static_cast<std::size_t>(m) * nb + b;
-      d[i] = scale;
-      s16[2 * i] = sum[0];
-      s16[2 * i + 1] = sum[1];
-      s[i] = sum[0] + sum[1];
-      xs[i] = scale * static_cast<float>(sum[0] + sum[1]);
+      out.d[i] = scale;
+      out.s16[2 * i] = sum[0];
+      out.s16[2 * i + 1] = sum[1];
+      out.s[i] = sum[0] + sum[1];
+      out.xs[i] = scale * static_cast<float>(sum[0] + sum[1]);
     }
+}
+
+// The integer dot of codes [k0, k1) with the activations' Q (both planes recombined).
+inline std::int32_t dot_codes(const int* codes, const std::int8_t* xq, const std::int8_t* xq2, int k0, int k1) {
+  std::int32_t dot = 0;
+  for (int k = k0; k < k1; ++k)
+    dot += codes[k] * (xq2 != nullptr ? kPlaneRatio * xq[k] + xq2[k] : xq[k]);
+  return dot;
 }
 
 constexpr int kTileM = 8;
@@ -58,20 +77,19 @@ void gemm_scalar(const MatView& w, const ActView& a, int g0, int g1, float* y, s
         }
         for (int i = 0; i < mt; ++i) {
           const std::size_t ab = static_cast<std::size_t>(m0 + i) * a.nb + b;
-          const std::int8_t* xq = a.q + static_cast<std::size_t>(m0 + i) * a.K + b * kBlock;
+          const std::size_t xat = static_cast<std::size_t>(m0 + i) * a.K + b * kBlock;
+          const std::int8_t* xq = a.q + xat;
+          const std::int8_t* xq2 = a.q2 != nullptr ? a.q2 + xat : nullptr;
           const float dx = a.d[ab];
           for (int r = 0; r < kRows; ++r) {
             if (q6k) {
               for (int h = 0; h < 2; ++h) {
-                std::int32_t dot = 0;
-                for (int k = 16 * h; k < 16 * h + 16; ++k) dot += codes[r][k] * xq[k];
-                dot -= off * a.s16[2 * ab + h];
+                const std::int32_t dot =
+                    dot_codes(codes[r], xq, xq2, 16 * h, 16 * h + 16) - off * a.s16[2 * ab + h];
                 acc[i][r] = std::fma(static_cast<float>(dot), rp[r].ws[h] * dx, acc[i][r]);
               }
             } else {
-              std::int32_t dot = 0;
-              for (int k = 0; k < kBlock; ++k) dot += codes[r][k] * xq[k];
-              dot -= off * a.s[ab];
+              const std::int32_t dot = dot_codes(codes[r], xq, xq2, 0, kBlock) - off * a.s[ab];
               acc[i][r] = std::fma(static_cast<float>(dot), rp[r].ws[0] * dx, acc[i][r]);
               if (min) acc[i][r] = std::fma(rp[r].wm, a.xs[ab], acc[i][r]);
             }

@@ -53,11 +53,26 @@ struct MatView {
   std::size_t param_group_bytes;  // parameters of one row group
 };
 
-// One call's activations quantized per block of 32: x ~= d[b] * q[32b .. 32b + 32).
-// s16 are the sums of q over each 16 (Q6_K's scales are per 16), s their sum per 32 and
-// xs = d * s, the block's sum in float for formats with a min or bias.
+// How activations are rounded per block of 32 values, both with a scale d = max|x| / L and
+// codes Q = round(x / d):
+//   Int8:  L = 127, Q one int8 (llama.cpp's scheme): off by up to 1/254 of the block's largest.
+//   Int16: L = 127 * 255 = 32385, Q held as two int8 planes Q = 255 q1 + q2, so the kernels use
+//          the same u8 x s8 dot instructions on each plane with the weight codes in registers.
+//          255 being odd, every Q splits with both planes in [-127, 127] (a ratio of 256 would
+//          leave a low plane of +-128 for 1/256 of the values, which the AVX2 sign trick for
+//          signed codes cannot take); off by up to 1/64770 of the block's largest.
+enum class Precision : std::uint8_t { Int8, Int16 };
+constexpr int kPlaneRatio = 255;
+constexpr int kLevels8 = 127, kLevels16 = 127 * kPlaneRatio;
+
+// One call's activations quantized per block of 32: x ~= d[b] * Q, Q = q (Int8) or
+// 255 q + q2 (Int16), over columns [32b, 32b + 32). s16 are the sums of Q over each 16 (Q6_K's
+// scales are per 16), s their sum per 32 and xs = d * s, the block's sum in float for formats
+// with a min or bias. Whatever the precision, a kernel's float arithmetic is the same: only the
+// integer dot of a block changes.
 struct ActView {
-  const std::int8_t* q;   // [M][K]
+  const std::int8_t* q;   // [M][K]: Q (Int8) or its high plane q1 (Int16)
+  const std::int8_t* q2;  // [M][K]: the low plane (Int16); null for Int8
   const float* d;         // [M][nb]
   const std::int32_t* s;  // [M][nb]
   const std::int32_t* s16;// [M][2 nb]
@@ -67,12 +82,30 @@ struct ActView {
   int nb;
 };
 
+// Where quantize writes: ActView's buffers, row r of a matrix of K columns at q + r K,
+// d + r nb, ... (q2 null: Int8).
+struct ActOut {
+  std::int8_t* q;
+  std::int8_t* q2;
+  float* d;
+  std::int32_t* s;
+  std::int32_t* s16;
+  float* xs;
+};
+
+// Activation rows as the caller holds them: row m's K values at rows[m], consecutive.
+enum class XType : std::uint8_t { F32, F16, BF16 };
+struct XRows {
+  const void* const* rows;
+  XType type;
+  int K;
+};
+
 // The kernels of one instruction set.
 struct KernelTable {
   const char* name;
-  // Quantizes M rows of K floats (K a multiple of 32) into `out`'s buffers.
-  void (*quantize)(const float* x, int M, int K, std::int8_t* q, float* d, std::int32_t* s,
-                   std::int32_t* s16, float* xs);
+  // Quantizes rows [r0, r1) of x (K a multiple of 32) into out's rows [r0, r1).
+  void (*quantize)(const XRows& x, int r0, int r1, const ActOut& out);
   // y[m][r] for row groups [g0, g1) of `w` and every activation row; ldy is y's row stride.
   void (*gemm)(const MatView& w, const ActView& a, int g0, int g1, float* y, std::size_t ldy);
 };

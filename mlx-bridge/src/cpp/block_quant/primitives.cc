@@ -2,8 +2,11 @@
 // its command encoder, like MLX's own CPU ops, so they stay lazy and compose with the graph.
 #include "primitives.h"
 
+#include <cstring>
+#include <optional>
 #include <sstream>
 #include <stdexcept>
+#include <type_traits>
 
 #include "kernels.h"
 #include "mlx/backend/cpu/encoder.h"
@@ -25,58 +28,142 @@ bool same_shape(const MatSpec& a, const MatSpec& b) {
                            " has no GPU kernel: block-quantized matrices are evaluated on the CPU stream");
 }
 
+// x as eval_cpu sees it: any float dtype, any strides (a slice, a transpose, a broadcast),
+// read through its strides by the task it dispatches, so no Contiguous or AsType node is added
+// to the graph for it.
+struct XSource {
+  const std::uint8_t* data;
+  mx::Dtype dtype;
+  bool row_contiguous;
+  mx::Shape shape;      // only when not row-contiguous
+  mx::Strides strides;  // elements
+
+  explicit XSource(const mx::array& x)
+      : data(static_cast<const std::uint8_t*>(x.data<void>())),
+        dtype(x.dtype()),
+        row_contiguous(x.flags().row_contiguous) {
+    if (!row_contiguous) {
+      shape = x.shape();
+      strides = x.strides();
+    }
+  }
+};
+
+bool kernel_reads(mx::Dtype t) { return t == mx::float32 || t == mx::float16 || t == mx::bfloat16; }
+
+XType xtype_of(mx::Dtype t) {
+  return t == mx::float16 ? XType::F16 : t == mx::bfloat16 ? XType::BF16 : XType::F32;
+}
+
+float load_float(const std::uint8_t* p, mx::Dtype t) {
+  if (t == mx::float32) {
+    float v;
+    std::memcpy(&v, p, 4);
+    return v;
+  }
+  if (t == mx::float64) {
+    double v;
+    std::memcpy(&v, p, 8);
+    return static_cast<float>(v);
+  }
+  const std::uint16_t h = load_u16(p);
+  return t == mx::float16 ? half_to_float(h) : bf16_to_float(h);
+}
+
+// Element offset of entry i of a strided array's first `dims` dimensions (row-major order).
+std::int64_t strided_offset(const mx::Shape& shape, const mx::Strides& strides, int dims, std::int64_t i) {
+  std::int64_t off = 0;
+  for (int d = dims - 1; d >= 0; --d) {
+    off += (i % shape[d]) * strides[d];
+    i /= shape[d];
+  }
+  return off;
+}
+
+// Element offset of row m (every dimension but the last).
+std::int64_t row_offset(const mx::Shape& shape, const mx::Strides& strides, std::int64_t m) {
+  return strided_offset(shape, strides, static_cast<int>(shape.size()) - 1, m);
+}
+
 // Quantized activations of the call in flight; owned by the thread that evaluates (the CPU
 // stream's), grown to the largest call seen so the hot path allocates nothing.
 struct ActScratch {
-  std::vector<std::int8_t> q;
+  std::vector<std::int8_t> q;  // Int16: both planes, the low one after the high one
   std::vector<float> d, xs;
   std::vector<std::int32_t> s, s16;
+  std::vector<const void*> rows;
+  std::vector<float> staged;  // rows the kernels cannot read in place, as f32
 
   // Buffers for M rows of K and the view the kernels read through them.
-  ActView reserve(int M, int K) {
+  ActView reserve(int M, int K, Precision p, ActOut& out) {
     const std::size_t n = static_cast<std::size_t>(M) * K, nb = n / kBlock;
-    if (q.size() < n) q.resize(n);
+    const bool wide = p == Precision::Int16;
+    if (q.size() < (wide ? 2 * n : n)) q.resize(wide ? 2 * n : n);
     if (d.size() < nb) {
       d.resize(nb);
       xs.resize(nb);
       s.resize(nb);
       s16.resize(2 * nb);
     }
-    return ActView{q.data(), d.data(), s.data(), s16.data(), xs.data(), M, K, K / kBlock};
+    out = ActOut{q.data(), wide ? q.data() + n : nullptr, d.data(), s.data(), s16.data(), xs.data()};
+    return ActView{q.data(), out.q2, d.data(), s.data(), s16.data(), xs.data(), M, K, K / kBlock};
   }
 
-  // Quantizes rows [r0, r1) of x (rows are independent).
-  void quantize(const KernelTable& kt, const float* x, int K, int r0, int r1) {
-    const std::size_t nb = K / kBlock, at = static_cast<std::size_t>(r0);
-    kt.quantize(x + at * K, r1 - r0, K, q.data() + at * K, d.data() + at * nb, s.data() + at * nb,
-                s16.data() + 2 * at * nb, xs.data() + at * nb);
+  // x's rows where they lie when the kernels can read them (unit column stride, f32/f16/bf16),
+  // else widened to f32 here.
+  XRows rows_of(const XSource& x, int M, int K) {
+    if (rows.size() < static_cast<std::size_t>(M)) rows.resize(M);
+    const std::size_t item = x.dtype.size();
+    if (x.row_contiguous && kernel_reads(x.dtype)) {
+      for (int m = 0; m < M; ++m) rows[m] = x.data + static_cast<std::size_t>(m) * K * item;
+      return XRows{rows.data(), xtype_of(x.dtype), K};
+    }
+    const std::int64_t col = x.row_contiguous ? 1 : x.strides.back();
+    const auto at = [&](std::int64_t element) { return x.data + element * static_cast<std::int64_t>(item); };
+    if (col == 1 && kernel_reads(x.dtype)) {
+      for (int m = 0; m < M; ++m) rows[m] = at(row_offset(x.shape, x.strides, m));
+      return XRows{rows.data(), xtype_of(x.dtype), K};
+    }
+    const std::size_t n = static_cast<std::size_t>(M) * K;
+    if (staged.size() < n) staged.resize(n);
+    for (int m = 0; m < M; ++m) {
+      const std::int64_t base =
+          x.row_contiguous ? static_cast<std::int64_t>(m) * K : row_offset(x.shape, x.strides, m);
+      float* dst = staged.data() + static_cast<std::size_t>(m) * K;
+      for (int k = 0; k < K; ++k) dst[k] = load_float(at(base + k * col), x.dtype);
+      rows[m] = dst;
+    }
+    return XRows{rows.data(), XType::F32, K};
   }
 };
 
 struct QuantJob {
   const KernelTable* kt;
-  ActScratch* scratch;
-  const float* x;
-  int M, K, rows_per_chunk;
+  const XRows* x;
+  const ActOut* out;
+  int M, rows_per_chunk;
 };
 
 void run_quant_chunk(void* p, int k) {
   const auto& job = *static_cast<const QuantJob*>(p);
   const int r0 = k * job.rows_per_chunk;
   const int r1 = r0 + job.rows_per_chunk < job.M ? r0 + job.rows_per_chunk : job.M;
-  job.scratch->quantize(*job.kt, job.x, job.K, r0, r1);
+  job.kt->quantize(*job.x, r0, r1, *job.out);
 }
 
 // Quantizes x once for the whole call; a long prompt's rows are shared out among the threads
 // (alone, quantizing 512 rows would take a few percent of the GEMM's time, more with 2 threads).
-ActView quantize_activations(ActScratch& scratch, const KernelTable& kt, const float* x, int M, int K) {
-  const ActView act = scratch.reserve(M, K);
+ActView quantize_activations(ActScratch& scratch, const KernelTable& kt, const XSource& src, int M, int K,
+                             Precision p) {
+  const XRows x = scratch.rows_of(src, M, K);
+  ActOut out;
+  const ActView act = scratch.reserve(M, K, p, out);
   const int threads = Pool::instance().threads();
   if (threads == 1 || M < 8) {
-    scratch.quantize(kt, x, K, 0, M);
+    kt.quantize(x, 0, M, out);
   } else {
     const int per = (M + 2 * threads - 1) / (2 * threads);
-    QuantJob job{&kt, &scratch, x, M, K, per};
+    QuantJob job{&kt, &x, &out, M, per};
     Pool::instance().run((M + per - 1) / per, run_quant_chunk, &job);
   }
   return act;
@@ -131,7 +218,8 @@ std::vector<Chunk>& chunk_scratch() {
 
 class BlockMatmul : public mx::Primitive {
  public:
-  BlockMatmul(mx::Stream s, std::vector<MatSpec> specs) : mx::Primitive(s), specs_(std::move(specs)) {}
+  BlockMatmul(mx::Stream s, std::vector<MatSpec> specs, Precision precision)
+      : mx::Primitive(s), specs_(std::move(specs)), precision_(precision) {}
 
   void eval_cpu(const std::vector<mx::array>& inputs, std::vector<mx::array>& outputs) override {
     const mx::array& x = inputs[0];
@@ -149,9 +237,9 @@ class BlockMatmul : public mx::Primitive {
     for (auto& out : outputs) ys.push_back(out.data<float>());
     const int K = specs_[0].cols;
     const int M = static_cast<int>(x.size() / static_cast<std::size_t>(K));
-    enc.dispatch([kt, views = std::move(views), ys = std::move(ys), xp = x.data<float>(), M, K]() {
+    enc.dispatch([kt, views = std::move(views), ys = std::move(ys), src = XSource(x), M, K, p = precision_]() {
       if (M == 0) return;
-      const ActView act = quantize_activations(act_scratch(), *kt, xp, M, K);
+      const ActView act = quantize_activations(act_scratch(), *kt, src, M, K, p);
       std::vector<Chunk>& chunks = chunk_scratch();
       plan_chunks(views, Pool::instance().threads(), chunks);
       MatmulJob job{kt, views.data(), ys.data(), chunks.data(), act};
@@ -165,7 +253,7 @@ class BlockMatmul : public mx::Primitive {
 
   bool is_equivalent(const mx::Primitive& other) const override {
     const auto* o = dynamic_cast<const BlockMatmul*>(&other);
-    if (o == nullptr || o->specs_.size() != specs_.size()) return false;
+    if (o == nullptr || o->precision_ != precision_ || o->specs_.size() != specs_.size()) return false;
     for (std::size_t i = 0; i < specs_.size(); ++i)
       if (!same_shape(specs_[i], o->specs_[i])) return false;
     return true;
@@ -183,6 +271,56 @@ class BlockMatmul : public mx::Primitive {
 
  private:
   std::vector<MatSpec> specs_;
+  Precision precision_;
+};
+
+// gather_rows' ids as eval_cpu sees them: any integer dtype, any strides, read in place by the
+// task (int32 in order) or widened into its scratch, so no graph node is added for them.
+struct IdSource {
+  const std::uint8_t* data;
+  mx::Dtype dtype;
+  bool row_contiguous;
+  mx::Shape shape;
+  mx::Strides strides;
+
+  explicit IdSource(const mx::array& ids)
+      : data(static_cast<const std::uint8_t*>(ids.data<void>())),
+        dtype(ids.dtype()),
+        row_contiguous(ids.flags().row_contiguous),
+        shape(ids.shape()),
+        strides(ids.strides()) {}
+
+  // Id i in row-major order, or false (with its text) when it is outside [0, rows).
+  bool read(std::size_t i, int rows, std::int32_t& id, std::string& text) const {
+    const std::int64_t e = row_contiguous ? static_cast<std::int64_t>(i)
+                                          : strided_offset(shape, strides, static_cast<int>(shape.size()), i);
+    const std::uint8_t* p = data + e * static_cast<std::int64_t>(dtype.size());
+    switch (dtype.val()) {
+      case mx::Dtype::Val::int8: return fetch<std::int8_t>(p, rows, id, text);
+      case mx::Dtype::Val::int16: return fetch<std::int16_t>(p, rows, id, text);
+      case mx::Dtype::Val::int32: return fetch<std::int32_t>(p, rows, id, text);
+      case mx::Dtype::Val::int64: return fetch<std::int64_t>(p, rows, id, text);
+      case mx::Dtype::Val::uint8: return fetch<std::uint8_t>(p, rows, id, text);
+      case mx::Dtype::Val::uint16: return fetch<std::uint16_t>(p, rows, id, text);
+      case mx::Dtype::Val::uint32: return fetch<std::uint32_t>(p, rows, id, text);
+      default: return fetch<std::uint64_t>(p, rows, id, text);
+    }
+  }
+
+  template <typename T>
+  static bool fetch(const std::uint8_t* p, int rows, std::int32_t& id, std::string& text) {
+    T v;
+    std::memcpy(&v, p, sizeof(T));
+    // Compared in the id's own type, so no value wraps into range.
+    const bool in_range = std::is_signed_v<T> ? v >= 0 && static_cast<std::int64_t>(v) < rows
+                                              : static_cast<std::uint64_t>(v) < static_cast<std::uint64_t>(rows);
+    if (in_range) {
+      id = static_cast<std::int32_t>(v);
+      return true;
+    }
+    text = std::to_string(v);
+    return false;
+  }
 };
 
 struct RowsJob {
@@ -221,16 +359,28 @@ class BlockRows : public mx::UnaryPrimitive {
     auto& enc = mx::cpu::get_command_encoder(stream());
     for (const auto& in : inputs) enc.set_input_array(in);
     enc.set_output_array(out);
-    const std::int32_t* ids = gather_ ? inputs[1].data<std::int32_t>() : nullptr;
     const std::size_t n = gather_ ? inputs[1].size() : static_cast<std::size_t>(spec_.rows);
-    enc.dispatch([w, ids, n, y = out.data<float>(), name = spec_.name]() {
-      if (ids != nullptr)
-        for (std::size_t i = 0; i < n; ++i)
-          if (ids[i] < 0 || ids[i] >= w.rows) {
+    std::optional<IdSource> src;
+    if (gather_) src.emplace(inputs[1]);
+    enc.dispatch([w, src = std::move(src), n, y = out.data<float>(), name = spec_.name]() {
+      const std::int32_t* ids = nullptr;
+      if (src) {
+        // Read and checked once; int32 ids in order are used where they lie.
+        thread_local std::vector<std::int32_t> widened;
+        const bool in_place = src->dtype == mx::int32 && src->row_contiguous;
+        if (!in_place && widened.size() < n) widened.resize(n);
+        std::string text;
+        for (std::size_t i = 0; i < n; ++i) {
+          std::int32_t id;
+          if (!src->read(i, w.rows, id, text)) {
             std::ostringstream msg;
-            msg << "block matrix " << name << ": gather_rows id " << ids[i] << " is outside [0, " << w.rows << ")";
+            msg << "block matrix " << name << ": gather_rows id " << text << " is outside [0, " << w.rows << ")";
             throw std::out_of_range(msg.str());
           }
+          if (!in_place) widened[i] = id;
+        }
+        ids = in_place ? reinterpret_cast<const std::int32_t*>(src->data) : widened.data();
+      }
       // A whole matrix (or a long prompt's embeddings) is shared out among the threads.
       constexpr std::size_t kRowsPerChunk = 64;
       RowsJob job{&w, ids, n, y, kRowsPerChunk};
@@ -268,12 +418,12 @@ void check_packed(const MatSpec& spec, const mx::array& packed) {
 }  // namespace
 
 std::vector<mx::array> matmul_t_many(const std::vector<MatSpec>& specs, const std::vector<mx::array>& packed,
-                                     const mx::array& x) {
+                                     const mx::array& x, Precision precision) {
   if (specs.empty()) throw std::invalid_argument("matmul_t_many: no matrices");
   if (specs.size() != packed.size()) throw std::invalid_argument("matmul_t_many: specs and buffers differ in number");
   if (x.ndim() < 1) throw std::invalid_argument("matmul_t: x must have at least one dimension");
   if (!mx::issubdtype(x.dtype(), mx::floating))
-    throw std::invalid_argument("matmul_t: x must be float32, float16 or bfloat16");
+    throw std::invalid_argument("matmul_t: x must be a float array (float32, float16, bfloat16 or float64)");
   for (std::size_t i = 0; i < specs.size(); ++i) {
     check_packed(specs[i], packed[i]);
     if (x.shape(-1) != specs[i].cols) {
@@ -285,7 +435,7 @@ std::vector<mx::array> matmul_t_many(const std::vector<MatSpec>& specs, const st
   }
   active_kernels();  // reports a bad MLXCEL_CPU_ISA here, where it can become an Err
   const mx::Stream s = cpu_stream();
-  std::vector<mx::array> inputs{mx::contiguous(mx::astype(x, mx::float32, s), false, s)};
+  std::vector<mx::array> inputs{x};
   inputs.insert(inputs.end(), packed.begin(), packed.end());
   std::vector<mx::Shape> shapes;
   std::vector<mx::Dtype> dtypes;
@@ -295,18 +445,19 @@ std::vector<mx::array> matmul_t_many(const std::vector<MatSpec>& specs, const st
     shapes.push_back(std::move(sh));
     dtypes.push_back(mx::float32);
   }
-  return mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<BlockMatmul>(s, specs), inputs);
+  return mx::array::make_arrays(std::move(shapes), dtypes, std::make_shared<BlockMatmul>(s, specs, precision),
+                                 inputs);
 }
 
 mx::array gather_rows(const MatSpec& spec, const mx::array& packed, const mx::array& ids) {
   check_packed(spec, packed);
-  if (ids.dtype() != mx::int32)
-    throw std::invalid_argument("block matrix " + spec.name + ": gather_rows needs int32 ids");
+  if (!mx::issubdtype(ids.dtype(), mx::integer))
+    throw std::invalid_argument("block matrix " + spec.name + ": gather_rows needs integer ids");
   const mx::Stream s = cpu_stream();
   mx::Shape shape = ids.shape();
   shape.push_back(spec.cols);
   return mx::array(std::move(shape), mx::float32, std::make_shared<BlockRows>(s, spec, true),
-                   {packed, mx::contiguous(ids, false, s)});
+                   {packed, ids});
 }
 
 mx::array dequantize(const MatSpec& spec, const mx::array& packed) {

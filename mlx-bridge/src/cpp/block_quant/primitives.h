@@ -7,12 +7,13 @@
 
 namespace mlxcel::bq {
 
-// y_i = x W_i^T for every matrix, as one primitive: x is quantized once and the pool woken once.
-// x: [..., cols] float (f32, f16 or bf16); y_i: [..., rows_i] float32.
+// y_i = x W_i^T for every matrix, as one primitive: x is quantized once (at `precision`) and the
+// pool woken once. x: [..., cols] of any float dtype and any strides; y_i: [..., rows_i] float32.
 std::vector<mx::array> matmul_t_many(const std::vector<MatSpec>& specs, const std::vector<mx::array>& packed,
-                                     const mx::array& x);
+                                     const mx::array& x, Precision precision);
 
-// Rows `ids` (int32, any shape) as float32 [ids..., cols]; an id out of range fails the eval.
+// Rows `ids` (any integer dtype and shape) as float32 [ids..., cols]; an id out of range fails
+// the eval.
 mx::array gather_rows(const MatSpec& spec, const mx::array& packed, const mx::array& ids);
 
 // The whole matrix as float32 [rows, cols].
