@@ -1,6 +1,6 @@
-//! `MLXCEL_CPU_ISA` and `MLXCEL_CPU_PRECISION` are read once per process, so each value is tried
-//! in a child process: this test binary runs itself with the variable set and the child checks
-//! what it sees.
+//! `MLXCEL_CPU_ISA` is read once per process and the default activation precision is
+//! process-wide, so each case runs in a child process: this test binary runs itself with the
+//! variable set and the child checks what it sees.
 
 use std::process::Command;
 
@@ -76,55 +76,27 @@ fn mlxcel_cpu_isa_forces_a_path_or_is_an_error() {
     }
 }
 
-fn precision_child(value: &str) {
-    let near = |p: Precision| {
-        let err = (default_product().unwrap() - 10912.0).abs();
-        match p {
-            Precision::Int8 => err > 1.0,
-            Precision::Int16 => err < 0.25,
-        }
-    };
-    match Precision::parse(value) {
-        Some(p) => {
-            assert_eq!(block_quant::default_precision().unwrap(), p);
-            assert!(near(p), "{value}: {}", default_product().unwrap());
-        }
-        None if value.is_empty() => {
-            assert_eq!(block_quant::default_precision().unwrap(), block_quant::DEFAULT_PRECISION);
-        }
-        None => {
-            let msg = default_product().expect_err("an unknown precision must be an error").to_string();
-            assert!(msg.contains("MLXCEL_CPU_PRECISION") && msg.contains("not one of"), "{msg}");
-            // Explicit precisions do not read the variable.
-            assert_eq!(product().unwrap(), 496.0);
-            block_quant::set_default_precision(Precision::Int8);
-            assert!(near(Precision::Int8));
-        }
-    }
-    // The setter wins over the variable.
-    block_quant::set_default_precision(Precision::Int16);
-    assert!(near(Precision::Int16));
-}
-
 #[test]
-fn mlxcel_cpu_precision_sets_the_default_or_is_an_error() {
+fn the_default_precision_is_int16_until_set() {
     if let Ok(value) = std::env::var(PRECISION_CHILD) {
-        precision_child(&value);
+        // A child process: the default is process-wide.
+        assert_eq!(block_quant::default_precision(), Precision::Int16, "{value}");
+        assert!((default_product().unwrap() - 10912.0).abs() < 0.25);
+        block_quant::set_default_precision(Precision::Int8);
+        assert!((default_product().unwrap() - 10912.0).abs() > 1.0);
+        // Explicit precisions do not read the default.
+        assert_eq!(product().unwrap(), 496.0);
         return;
     }
-    let exe = std::env::current_exe().unwrap();
-    for value in Precision::ALL.iter().map(|p| p.name()).chain(["", "int4"]) {
-        let out = Command::new(&exe)
-            .args(["--exact", "mlxcel_cpu_precision_sets_the_default_or_is_an_error", "--test-threads", "1"])
-            .env("MLXCEL_CPU_PRECISION", value)
-            .env(PRECISION_CHILD, value)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
-            "MLXCEL_CPU_PRECISION={value}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "the_default_precision_is_int16_until_set", "--test-threads", "1"])
+        .env(PRECISION_CHILD, "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 passed"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

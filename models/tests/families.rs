@@ -20,9 +20,10 @@ use common::{fixture, max_abs_diff, read_config, reference};
 /// Float32 on both sides, differing only in summation order.
 const TOLERANCE: f32 = 1e-4;
 
-/// mlxcel's CPU block kernels round activations to int8 per 32 values, as llama.cpp's do: the
-/// bound the Llama and Gemma fixtures hold them to, a fraction of the largest reference logit.
-const BLOCK_RELATIVE_TOLERANCE: f32 = 0.03;
+/// mlxcel's CPU block kernels round activations to 16-bit codes per 32 values (the default
+/// activation precision): the bound the Llama and Gemma fixtures hold them to, a fraction of the
+/// largest reference logit (these families measured at most 0.0093%).
+const BLOCK_RELATIVE_TOLERANCE: f32 = 5e-4;
 
 /// The ways quantized weights are held, with the relative bound each meets (0: `TOLERANCE`).
 const REPRESENTATIONS: [(QuantizedWeights, f32); 3] = [

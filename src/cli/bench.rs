@@ -15,12 +15,15 @@ use mlxcel::hub::{self, HubOptions, ModelSpec};
 use mlxcel::model::{LoadedModel, ModelSource, ModelSummary};
 use mlxcel_models::gemma3n::{Gemma3n, random as shapes};
 use mlxcel_models::gguf::KQuants;
-use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, HardwareProfile, Overrides};
+use mlxcel_models::hardware::{self, ActivationPrecision, DecodePath, ExecutionPlan, HardwareProfile, Overrides};
 use mlxcel_models::weights::QuantizationConfig;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use super::plan_args::{parse_chunk, parse_decode_path, parse_dtype, parse_k_quants, parse_switch, parse_threads};
+use super::plan_args::{
+    parse_activation_precision, parse_chunk, parse_decode_path, parse_dtype, parse_k_quants, parse_switch,
+    parse_threads,
+};
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
@@ -75,6 +78,9 @@ pub struct BenchArgs {
     /// Thread counts for the CPU kernels to compare (default: the plan's).
     #[arg(long, value_delimiter = ',', value_parser = parse_threads)]
     threads: Vec<u32>,
+    /// CPU-kernel activation precisions to compare: int8, int16 (default: the plan's).
+    #[arg(long, value_delimiter = ',', value_parser = parse_activation_precision)]
+    activation_precision: Vec<ActivationPrecision>,
     /// Tokens per prefill step (default: the plan's).
     #[arg(long, value_parser = parse_chunk)]
     prefill_chunk: Option<u32>,
@@ -338,6 +344,7 @@ fn variants(args: &BenchArgs, base: &LoadOptions) -> anyhow::Result<Vec<Executio
     combos = expand(combos, &args.cpu_kernels, |o, v| o.cpu_kernels = Some(v));
     combos = expand(combos, &args.cuda_kernels, |o, v| o.cuda_kernels = Some(v));
     combos = expand(combos, &args.threads, |o, v| o.threads = Some(v));
+    combos = expand(combos, &args.activation_precision, |o, v| o.activation_precision = Some(v));
     combos = expand(combos, &args.pretranspose, |o, v| o.pretranspose = Some(v));
     combos = expand(combos, &args.decode_path, |o, v| o.decode_path = Some(v));
     combos.into_iter().map(|plan| Ok(plan_for(&LoadOptions { plan, ..base.clone() })?)).collect()
@@ -384,12 +391,13 @@ fn row(profile: &HardwareProfile, run: &Run) -> Vec<String> {
     let m = &run.measurement;
     let setting = |name: &str| run.variant.get(name).map_or_else(String::new, |v| v.to_string().replace('"', ""));
     let variant = format!(
-        "{} pt={} dq={} ck={} t={}",
+        "{} pt={} dq={} ck={} t={} act={}",
         setting("decode_path"),
         setting("pretranspose"),
         setting("dequantize"),
         setting("cpu_kernels"),
-        setting("threads")
+        setting("threads"),
+        setting("activation_precision")
     );
     let dtype = run.bits.map_or(run.dtype.clone(), |b| format!("{} q{b}", run.dtype));
     vec![

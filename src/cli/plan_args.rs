@@ -4,7 +4,7 @@
 use mlx_bridge::Dtype;
 use mlxcel::api::{LoadOptions, plan_for};
 use mlxcel_models::gguf::KQuants;
-use mlxcel_models::hardware::{self, DecodePath, ExecutionPlan, OverrideOrigin, Overrides};
+use mlxcel_models::hardware::{self, ActivationPrecision, DecodePath, ExecutionPlan, OverrideOrigin, Overrides};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct PlanArgs {
@@ -32,6 +32,10 @@ pub struct PlanArgs {
     /// Threads for the CPU kernels (default: one per physical core).
     #[arg(long, value_parser = parse_threads)]
     pub threads: Option<u32>,
+    /// How the CPU kernels round activations for block-quantized weights: int16 or int8 (llama.cpp's
+    /// rounding; faster, a few percent off in the logits).
+    #[arg(long, value_parser = parse_activation_precision)]
+    pub activation_precision: Option<ActivationPrecision>,
     /// GGUF K-quant tensors where weights stay MLX-quantized: exact (Q4_K/Q5_K as MLX affine,
     /// Q6_K decoded), dequantize (all decoded), or requantize to MLX affine q8 or q4 (group 32;
     /// one more rounding).
@@ -56,6 +60,7 @@ impl PlanArgs {
             cpu_kernels: self.cpu_kernels,
             cuda_kernels: self.cuda_kernels,
             threads: self.threads,
+            activation_precision: self.activation_precision,
         }
     }
 
@@ -82,6 +87,10 @@ pub(super) fn parse_dtype(value: &str) -> Result<Dtype, String> {
 /// One validation for every command that takes --prefill-chunk (generate, run, score, bench).
 pub(super) fn parse_chunk(value: &str) -> Result<u32, String> {
     hardware::parse_prefill_chunk(value).map_err(expected)
+}
+
+pub(super) fn parse_activation_precision(value: &str) -> Result<ActivationPrecision, String> {
+    hardware::parse_activation_precision(value).map_err(expected)
 }
 
 pub(super) fn parse_threads(value: &str) -> Result<u32, String> {

@@ -143,13 +143,15 @@ pub(crate) fn gguf_architecture(file: &GgufFile) -> String {
     file.header().get("general.architecture").and_then(|v| v.as_str()).unwrap_or("").to_string()
 }
 
-/// Applies the plan's process-wide runtime settings: which CPU kernels MLX graphs are built with.
+/// Applies the plan's process-wide runtime settings: which CPU kernels MLX graphs are built with,
+/// their threads and activation precision.
 /// The last model loaded decides for the process (MLX's graph builders are process-wide too).
 pub fn apply_runtime_settings(plan: &ExecutionPlan) {
     mlx_bridge::fast::set_cpu_kernels(plan.cpu_kernels);
     mlx_bridge::fast::set_cuda_kernels(plan.cuda_kernels);
     // The plan's thread count is validated (1..=1024), which the kernels accept.
     let _ = mlx_bridge::block_quant::set_num_threads(plan.threads as usize);
+    mlx_bridge::block_quant::set_default_precision(plan.activation_precision);
 }
 
 impl LoadedModel {

@@ -42,7 +42,6 @@ use crate::array::{Array, from_list, to_list, wrap};
 use crate::error::{Error, Result, mlx};
 use crate::quant::{QuantMode, Quantized};
 use ffi::bridge::{self as bq, BlockSpec};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU8, Ordering};
 
 /// How a matrix's blocks are stored.
@@ -136,7 +135,7 @@ impl BlockFormat {
     }
 
     /// The C++ `bq::Fmt` value.
-    fn code(self) -> u8 {
+    const fn code(self) -> u8 {
         match self {
             BlockFormat::Q8_0 => 0,
             BlockFormat::Q4_0 => 1,
@@ -264,7 +263,7 @@ impl BlockMatrix {
     /// `x W^T`: `x` `[..., cols]` (any float dtype) to `[..., rows]` float32, lazily, at the
     /// process's [`default_precision`].
     pub fn matmul_t(&self, x: &Array) -> Result<Array> {
-        self.matmul_t_with(x, default_precision()?)
+        self.matmul_t_with(x, default_precision())
     }
 
     /// [`matmul_t`](Self::matmul_t) with the activations rounded at `precision`.
@@ -303,7 +302,7 @@ impl BlockMatrix {
 /// once (Q/K/V, gate/up). Formats may differ; every matrix must have `x`'s column count. At the
 /// process's [`default_precision`].
 pub fn matmul_t_many(mats: &[&BlockMatrix], x: &Array) -> Result<Vec<Array>> {
-    matmul_t_many_with(mats, x, default_precision()?)
+    matmul_t_many_with(mats, x, default_precision())
 }
 
 /// [`matmul_t_many`] with the activations rounded at `precision`.
@@ -330,14 +329,13 @@ pub enum Precision {
 impl Precision {
     pub const ALL: [Precision; 2] = [Precision::Int8, Precision::Int16];
 
-    fn code(self) -> u8 {
+    const fn code(self) -> u8 {
         match self {
             Precision::Int8 => 0,
             Precision::Int16 => 1,
         }
     }
 
-    /// The name `MLXCEL_CPU_PRECISION` takes.
     pub fn name(self) -> &'static str {
         match self {
             Precision::Int8 => "int8",
@@ -350,36 +348,21 @@ impl Precision {
     }
 }
 
-/// What [`default_precision`] is without `MLXCEL_CPU_PRECISION` or [`set_default_precision`].
+/// What [`default_precision`] is until [`set_default_precision`].
 pub const DEFAULT_PRECISION: Precision = Precision::Int16;
 
-const PRECISION_VAR: &str = "MLXCEL_CPU_PRECISION";
-const PRECISION_UNSET: u8 = u8::MAX;
-static PRECISION_OVERRIDE: AtomicU8 = AtomicU8::new(PRECISION_UNSET);
+static DEFAULT: AtomicU8 = AtomicU8::new(DEFAULT_PRECISION.code());
 
-/// The precision [`BlockMatrix::matmul_t`] and [`matmul_t_many`] use: [`set_default_precision`]'s
-/// if called, else `MLXCEL_CPU_PRECISION` (int8 or int16) if set, else [`DEFAULT_PRECISION`]. A bad
-/// `MLXCEL_CPU_PRECISION` is an error here (so every such matmul fails) until
-/// `set_default_precision`.
-pub fn default_precision() -> Result<Precision> {
-    let chosen = PRECISION_OVERRIDE.load(Ordering::Relaxed);
-    if let Some(p) = Precision::ALL.into_iter().find(|p| p.code() == chosen) {
-        return Ok(p);
-    }
-    static FROM_ENV: OnceLock<std::result::Result<Precision, String>> = OnceLock::new();
-    FROM_ENV
-        .get_or_init(|| match std::env::var(PRECISION_VAR) {
-            Err(_) => Ok(DEFAULT_PRECISION),
-            Ok(v) if v.is_empty() => Ok(DEFAULT_PRECISION),
-            Ok(v) => Precision::parse(&v).ok_or_else(|| format!("{PRECISION_VAR}={v} is not one of int8, int16")),
-        })
-        .clone()
-        .map_err(|why| Error::invalid(OP, why))
+/// The precision [`BlockMatrix::matmul_t`] and [`matmul_t_many`] use. The execution plan's
+/// `activation_precision` sets it when a model loads, as it sets the thread count.
+pub fn default_precision() -> Precision {
+    let code = DEFAULT.load(Ordering::Relaxed);
+    Precision::ALL.into_iter().find(|p| p.code() == code).unwrap_or(DEFAULT_PRECISION)
 }
 
-/// Sets the process-wide [`default_precision`] (over `MLXCEL_CPU_PRECISION`).
+/// Sets the process-wide [`default_precision`].
 pub fn set_default_precision(precision: Precision) {
-    PRECISION_OVERRIDE.store(precision.code(), Ordering::Relaxed);
+    DEFAULT.store(precision.code(), Ordering::Relaxed);
 }
 
 /// Sets the kernels' thread count (the caller included); `n` >= 1. The default is the number of
@@ -405,7 +388,7 @@ pub enum Isa {
 impl Isa {
     pub const ALL: [Isa; 5] = [Isa::Scalar, Isa::Avx2, Isa::AvxVnni, Isa::Avx512Vnni, Isa::Neon];
 
-    fn code(self) -> u8 {
+    const fn code(self) -> u8 {
         match self {
             Isa::Scalar => 0,
             Isa::Avx2 => 1,

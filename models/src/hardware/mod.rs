@@ -21,10 +21,10 @@ pub use apple::AppleProfile;
 pub use cpu::{BlasLibrary, BlasProfile, CpuProfile};
 pub use cuda::CudaProfile;
 pub use overrides::{
-    InvalidValue, OverrideOrigin, Overrides, PlanError, parse_compute_dtype, parse_prefill_chunk, parse_switch,
-    parse_threads,
+    InvalidValue, OverrideOrigin, Overrides, PlanError, parse_activation_precision, parse_compute_dtype,
+    parse_prefill_chunk, parse_switch, parse_threads,
 };
-pub use plan::{DecodePath, ExecutionPlan, HardwareClass, PlanSetting, Provenance, SettingSource};
+pub use plan::{ActivationPrecision, DecodePath, ExecutionPlan, HardwareClass, PlanSetting, Provenance, SettingSource};
 
 /// Why hardware detection failed. Facts that are merely unavailable (no `/proc`, no libcuda) are
 /// reported as `None` in the profile instead.

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use mlx_bridge::Dtype;
 
-use super::plan::{DecodePath, ExecutionPlan, Provenance, SettingSource, on_off};
+use super::plan::{ActivationPrecision, DecodePath, ExecutionPlan, Provenance, SettingSource, on_off};
 
 pub const DECODE_PATH_VAR: &str = "MLXCEL_DECODE_PATH";
 pub const PRETRANSPOSE_VAR: &str = "MLXCEL_PRETRANSPOSE";
@@ -16,6 +16,7 @@ pub const DEQUANTIZE_VAR: &str = "MLXCEL_DEQUANTIZE";
 pub const CPU_KERNELS_VAR: &str = "MLXCEL_CPU_KERNELS";
 pub const CUDA_KERNELS_VAR: &str = "MLXCEL_CUDA_KERNELS";
 pub const THREADS_VAR: &str = "MLXCEL_THREADS";
+pub const ACTIVATION_PRECISION_VAR: &str = "MLXCEL_ACTIVATION_PRECISION";
 /// More threads than this is a typo, not a machine.
 pub const MAX_THREADS: u32 = 1024;
 /// A million tokens per prefill step is already past any context length a model here supports.
@@ -38,6 +39,7 @@ const SWITCH_ACCEPTS: &str = "on, off, true, false, 1 or 0";
 const COMPUTE_DTYPE_ACCEPTS: &str = "float32 (f32), bfloat16 (bf16) or float16 (f16)";
 const PREFILL_CHUNK_ACCEPTS: &str = "an integer from 1 to 1048576";
 const THREADS_ACCEPTS: &str = "an integer from 1 to 1024";
+const ACTIVATION_PRECISION_ACCEPTS: &str = "int8 or int16";
 
 /// A setting's value was not one it accepts.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -93,6 +95,11 @@ pub fn parse_prefill_chunk(value: &str) -> Result<u32, InvalidValue> {
         .ok_or_else(|| InvalidValue::new(value, PREFILL_CHUNK_ACCEPTS))
 }
 
+/// How the CPU kernels round activations: int8 or int16.
+pub fn parse_activation_precision(value: &str) -> Result<ActivationPrecision, InvalidValue> {
+    ActivationPrecision::parse(&normalized(value)).ok_or_else(|| InvalidValue::new(value, ACTIVATION_PRECISION_ACCEPTS))
+}
+
 /// Threads for the CPU kernels: an integer in `1..=1024`.
 pub fn parse_threads(value: &str) -> Result<u32, InvalidValue> {
     value
@@ -122,6 +129,7 @@ pub struct Overrides {
     pub cpu_kernels: Option<bool>,
     pub cuda_kernels: Option<bool>,
     pub threads: Option<u32>,
+    pub activation_precision: Option<ActivationPrecision>,
 }
 
 impl Default for Overrides {
@@ -143,6 +151,7 @@ impl Overrides {
             cpu_kernels: None,
             cuda_kernels: None,
             threads: None,
+            activation_precision: None,
         }
     }
 
@@ -178,6 +187,7 @@ impl Overrides {
             cpu_kernels: read(&lookup, CPU_KERNELS_VAR, parse_switch)?,
             cuda_kernels: read(&lookup, CUDA_KERNELS_VAR, parse_switch)?,
             threads: read(&lookup, THREADS_VAR, parse_threads)?,
+            activation_precision: read(&lookup, ACTIVATION_PRECISION_VAR, parse_activation_precision)?,
         })
     }
 }
@@ -243,6 +253,12 @@ impl ExecutionPlan {
             let previous = self.threads.to_string();
             self.provenance.threads = overridden(THREADS_VAR, previous, &self.provenance.threads.source);
             self.threads = threads;
+        }
+        if let Some(precision) = overrides.activation_precision {
+            let previous = self.activation_precision.name().to_string();
+            self.provenance.activation_precision =
+                overridden(ACTIVATION_PRECISION_VAR, previous, &self.provenance.activation_precision.source);
+            self.activation_precision = precision;
         }
         self
     }
@@ -323,6 +339,7 @@ mod tests {
             (CPU_KERNELS_VAR, "off"),
             (CUDA_KERNELS_VAR, "on"),
             (THREADS_VAR, "3"),
+            (ACTIVATION_PRECISION_VAR, "INT8"),
         ]);
         let expected = Overrides {
             origin: OverrideOrigin::Env,
@@ -334,6 +351,7 @@ mod tests {
             cpu_kernels: Some(false),
             cuda_kernels: Some(true),
             threads: Some(3),
+            activation_precision: Some(ActivationPrecision::Int8),
         };
         assert_eq!(overrides, Ok(expected));
     }

@@ -8,6 +8,7 @@
 use std::fmt;
 
 use mlx_bridge::Dtype;
+pub use mlx_bridge::block_quant::Precision as ActivationPrecision;
 use serde::{Serialize, Serializer};
 
 use super::{Backend, HardwareProfile};
@@ -130,6 +131,7 @@ pub struct PlanProvenance {
     pub cpu_kernels: Provenance,
     pub cuda_kernels: Provenance,
     pub threads: Provenance,
+    pub activation_precision: Provenance,
 }
 
 /// The code paths and precision to run with.
@@ -157,7 +159,15 @@ pub struct ExecutionPlan {
     pub cuda_kernels: bool,
     /// Threads for mlxcel's CPU kernels.
     pub threads: u32,
+    /// How mlxcel's CPU kernels round activations before their integer dot products with
+    /// block-quantized weights: int8 per block of 32 (llama.cpp's scheme) or int16.
+    #[serde(serialize_with = "serialize_precision")]
+    pub activation_precision: ActivationPrecision,
     pub provenance: PlanProvenance,
+}
+
+fn serialize_precision<S: Serializer>(precision: &ActivationPrecision, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(precision.name())
 }
 
 fn serialize_dtype<S: Serializer>(dtype: &Dtype, serializer: S) -> Result<S::Ok, S::Error> {
@@ -195,6 +205,9 @@ const GPU_KEEP_QUANTIZED: &str = "keeps the memory a quantized checkpoint was ch
      Gemma 3n E2B 4-bit decoded 74.8 tok/s vs 66.4 bf16 in one session, 52.8 vs 68.0 in another";
 const CPU_KERNELS: &str = "measured (SmolLM2 Q4_1, mlxcel bench --breakdown): MLX's CPU fallbacks build 3919 graph nodes \
      per decode token, mlxcel's kernels 1299";
+const ACTIVATION_PRECISION: &str = "measured (SmolLM2 Q4_1, 2-core x86, mlxcel generate): int8 activations, as \
+     llama.cpp rounds them, turn the greedy answer to \"What is the capital of France?\" into French nonsense where \
+     float32 and int16 say Paris; int16 costs ~12% of decode speed there (docs/benchmarks/cpu-x86_64.md)";
 const NO_CUDA_KERNELS: &str = "the model does not run on an NVIDIA GPU";
 const GPU_NO_CPU_KERNELS: &str = "the model runs on the GPU, where MLX's fused kernels serve these ops";
 const GPU_PREFILL_CHUNK: &str =
@@ -321,6 +334,7 @@ impl ExecutionPlan {
                     "one per physical core: the kernels are bound by memory bandwidth and each core's vector \
                      units, which hyper-threads share",
                 ),
+                activation_precision: provenance(ACTIVATION_PRECISION),
             },
             hardware_class: class,
             decode_path: defaults.decode_path.value,
@@ -331,11 +345,12 @@ impl ExecutionPlan {
             cpu_kernels: defaults.cpu_kernels.value,
             cuda_kernels: defaults.cuda_kernels.value,
             threads: physical_cores.max(1),
+            activation_precision: ActivationPrecision::Int16,
         }
     }
 
     /// The settings in display order, with their values as text.
-    pub fn settings(&self) -> [PlanSetting<'_>; 8] {
+    pub fn settings(&self) -> [PlanSetting<'_>; 9] {
         [
             PlanSetting {
                 name: "decode_path",
@@ -373,6 +388,11 @@ impl ExecutionPlan {
                 provenance: &self.provenance.cuda_kernels,
             },
             PlanSetting { name: "threads", value: self.threads.to_string(), provenance: &self.provenance.threads },
+            PlanSetting {
+                name: "activation_precision",
+                value: self.activation_precision.name().to_string(),
+                provenance: &self.provenance.activation_precision,
+            },
         ]
     }
 }
