@@ -39,7 +39,7 @@ pub struct PlanArgs {
     /// GGUF K-quant tensors where weights stay MLX-quantized: exact (Q4_K/Q5_K as MLX affine,
     /// Q6_K decoded), dequantize (all decoded), or requantize to MLX affine q8 or q4 (group 32;
     /// one more rounding).
-    #[arg(long, value_parser = parse_k_quants, default_value = "dequantize")]
+    #[arg(long, value_parser = parse_k_quants, default_value = "exact")]
     pub gguf_k_quants: KQuants,
 }
 
