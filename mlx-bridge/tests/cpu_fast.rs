@@ -123,11 +123,45 @@ fn attention_equals_the_fallback_for_decode_and_short_chunks() {
 }
 
 #[test]
-fn long_chunks_keep_the_fallbacks_matmuls() {
+fn long_float32_chunks_run_the_parallel_kernel_and_equal_the_fallback() {
+    // A 300-token chunk after 212 cached positions: 6 query heads over 2 KV heads, head size 64.
+    let (len, keys) = (300usize, 512usize);
+    let (q, _) = array(&[1, 6, len as i32, 64], 10);
+    let (k, _) = array(&[1, 2, keys as i32, 64], 11);
+    let (v, _) = array(&[1, 2, keys as i32, 64], 12);
+    // Gemma's sliding window of 128 as a bool mask, with row 7 masked out entirely (the fallback's
+    // softmax then averages every key); an additive mask of assorted biases.
+    let window: Vec<bool> = (0..len)
+        .flat_map(|i| (0..keys).map(move |j| i != 7 && j <= keys - len + i && j + 128 > keys - len + i))
+        .collect();
+    let window = Array::from_slice(&window, &[len as i32, keys as i32]).unwrap();
+    let additive: Vec<f32> = (0..len * keys).map(|i| -((i % 7) as f32) * 0.5).collect();
+    let additive = Array::from_slice(&additive, &[len as i32, keys as i32]).unwrap();
+    let masks = [
+        (AttentionMask::Causal, "causal"),
+        (AttentionMask::None, "none"),
+        (AttentionMask::Array(&window), "bool window"),
+        (AttentionMask::Array(&additive), "additive"),
+    ];
+    for (mask, what) in masks {
+        let (ours, theirs, ops) = both(|| fast::scaled_dot_product_attention(&q, &k, &v, 0.125, mask).unwrap());
+        assert!(uses(&ops, "MlxcelAttention") && !uses(&ops, "Matmul"), "{what}: {ops:?}");
+        assert_near(&ours, &theirs, 1e-5, &format!("L={len}, S={keys}, mask {what}"));
+    }
+    // Keys and values as views (a transposed cache layout), as the models pass them.
+    let kt = k.transpose(&[0, 2, 1, 3]).unwrap().contiguous().unwrap().transpose(&[0, 2, 1, 3]).unwrap();
+    let (ours, theirs, _) =
+        both(|| fast::scaled_dot_product_attention(&q, &kt, &v, 0.125, AttentionMask::Causal).unwrap());
+    assert_near(&ours, &theirs, 1e-5, "keys through a transposed view");
+}
+
+#[test]
+fn long_half_precision_chunks_keep_the_fallbacks_matmuls() {
     let (q, _) = array(&[1, 2, 512, 16], 10);
     let (k, _) = array(&[1, 2, 512, 16], 11);
+    let bf = |a: &Array| a.astype(Dtype::BF16).unwrap();
     let _guard = switch();
-    let out = fast::scaled_dot_product_attention(&q, &k, &k, 0.25, AttentionMask::Causal).unwrap();
+    let out = fast::scaled_dot_product_attention(&bf(&q), &bf(&k), &bf(&k), 0.25, AttentionMask::Causal).unwrap();
     let ops = mlx_bridge::pending_graph_ops(&[&out]);
     assert!(!uses(&ops, "MlxcelAttention") && uses(&ops, "Matmul"), "{ops:?}");
 }

@@ -7,13 +7,16 @@
 #include "mlx-bridge/src/cpp/cpu_fast.h"
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
 #include <vector>
 
+#include "mlx-bridge/src/cpp/block_quant/pool.h"
 #include "mlx/backend/cpu/encoder.h"
 #include "mlx/primitives.h"
 
@@ -98,6 +101,82 @@ MLXCEL_CLONES float dot_f32(const float* a, const float* b, std::int64_t n) {
 
 MLXCEL_CLONES void axpy_f32(float alpha, const float* x, float* y, std::int64_t n) {
   for (std::int64_t i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+// Q K^T and P V for a block of query rows of one head: each key and value row is read once per
+// block (from L2, then L1 for the other rows) instead of once per query row, and the per-key work
+// inlines and vectorises.
+MLXCEL_CLONES void block_scores_f32(const float* __restrict q, std::int64_t rows, std::int64_t D,
+                                    const float* __restrict k, std::int64_t stride, std::int64_t n,
+                                    float* __restrict out, std::int64_t out_stride) {
+  for (std::int64_t s = 0; s < n; ++s) {
+    const float* __restrict key = k + s * stride;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* __restrict query = q + r * D;
+      float partial[16] = {};
+      std::int64_t d = 0;
+      for (; d + 16 <= D; d += 16)
+        for (int j = 0; j < 16; ++j) partial[j] += query[d + j] * key[d + j];
+      float sum = 0.0f;
+      for (; d < D; ++d) sum += query[d] * key[d];
+      for (float p : partial) sum += p;
+      out[r * out_stride + s] = sum;
+    }
+  }
+}
+
+MLXCEL_CLONES void block_weighted_sum_f32(const float* __restrict p, std::int64_t p_stride, std::int64_t rows,
+                                          const float* __restrict v, std::int64_t stride, std::int64_t n,
+                                          std::int64_t Dv, float* __restrict acc) {
+  for (std::int64_t i = 0; i < rows * Dv; ++i) acc[i] = 0.0f;
+  for (std::int64_t s = 0; s < n; ++s) {
+    const float* __restrict value = v + s * stride;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float w = p[r * p_stride + s];
+      if (w == 0.0f) continue;
+      float* __restrict out = acc + r * Dv;
+      // Fixed 16-wide steps: the bridge builds at -O2, whose cost model vectorises these and not
+      // a loop of unknown length.
+      std::int64_t d = 0;
+      for (; d + 16 <= Dv; d += 16)
+        for (int j = 0; j < 16; ++j) out[d + j] += w * value[d + j];
+      for (; d < Dv; ++d) out[d] += w * value[d];
+    }
+  }
+}
+
+// exp(x - shift) for every x, in place, then their sum. Scores minus their maximum are <= 0;
+// libm's expf is a call per value and MLX's softmax runs its scalar exp (most of a prefill's
+// attention time), so this is Cephes' expf polynomial, branch-free so the loop vectorises:
+// 2^n * p(r) with x = n ln2 + r, |r| <= ln2 / 2, within 2 ulp. Below -87.3, exp is 0.
+inline float exp_nonpositive(float v) {
+  const float c = std::max(v, -87.3f);
+  const float k = std::floor(c * 1.44269504088896341f + 0.5f);
+  const float r = c - k * 0.693359375f + k * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const float scale = std::bit_cast<float>((static_cast<std::int32_t>(k) + 127) << 23);
+  return v < -87.3f ? 0.0f : p * scale;
+}
+
+MLXCEL_CLONES float exp_shifted_sum_f32(float* __restrict x, std::int64_t n, float shift) {
+  std::int64_t e = 0;
+  for (; e + 16 <= n; e += 16)
+    for (int j = 0; j < 16; ++j) x[e + j] = exp_nonpositive(x[e + j] - shift);
+  for (; e < n; ++e) x[e] = exp_nonpositive(x[e] - shift);
+  float partial[16] = {};
+  std::int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    for (int j = 0; j < 16; ++j) partial[j] += x[i + j];
+  float sum = 0.0f;
+  for (; i < n; ++i) sum += x[i];
+  for (float p : partial) sum += p;
+  return sum;
 }
 
 template <typename F>
@@ -279,6 +358,88 @@ class Rope : public mx::Primitive {
 
 enum class MaskKind { None, Causal, Array };
 
+// float32 attention for any number of queries, split over the kernel thread pool by (batch,
+// head, block of query rows): decode steps spread their heads, prefill chunks their rows. Per row
+// the same arithmetic as the fallback (q * scale, Q K^T, mask, softmax, P V) in one pass over the
+// visible keys, so a causal chunk computes half the scores the fallback's matmuls do.
+struct ParallelAttention {
+  static constexpr std::int64_t kRowsPerChunk = 8;
+
+  const float* q;
+  const float* k;
+  const float* v;
+  float* out;
+  View4 qv, kv, vv, mask_view;
+  const void* mask_data;
+  bool bool_mask;
+  MaskKind mask;
+  float scale;
+
+  void run() {
+    const std::int64_t blocks = (qv.shape[2] + kRowsPerChunk - 1) / kRowsPerChunk;
+    const std::int64_t chunks = qv.shape[0] * qv.shape[1] * blocks;
+    mlxcel::bq::Pool::instance().run(
+        static_cast<int>(chunks), [](void* self, int chunk) { static_cast<ParallelAttention*>(self)->rows(chunk); },
+        this);
+  }
+
+  void rows(int chunk) const {
+    const std::int64_t Hq = qv.shape[1], L = qv.shape[2], D = qv.shape[3];
+    const std::int64_t Hkv = kv.shape[1], S = kv.shape[2], Dv = vv.shape[3];
+    const std::int64_t blocks = (L + kRowsPerChunk - 1) / kRowsPerChunk;
+    const std::int64_t b = chunk / (Hq * blocks), h = chunk / blocks % Hq, block = chunk % blocks;
+    const std::int64_t hk = h / (Hq / Hkv);
+    const std::int64_t first = block * kRowsPerChunk, rows = std::min(L, first + kRowsPerChunk) - first;
+    thread_local std::vector<float> queries, scores, acc;
+    queries.resize(static_cast<std::size_t>(rows * D));
+    scores.resize(static_cast<std::size_t>(rows * S));
+    acc.resize(static_cast<std::size_t>(rows * Dv));
+    const float lowest = std::numeric_limits<float>::lowest();
+    const float* k_head = k + b * kv.strides[0] + hk * kv.strides[1];
+    const float* v_head = v + b * vv.strides[0] + hk * vv.strides[1];
+    // Keys past a row's causal edge get no score: exp would make them exactly 0.
+    auto visible = [&](std::int64_t l) {
+      return mask == MaskKind::Causal ? std::clamp<std::int64_t>(S - L + l + 1, 0, S) : S;
+    };
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const float* qrow = q + qv.at(b, h, first + r);
+      for (std::int64_t d = 0; d < D; ++d) queries[r * D + d] = scale * qrow[d];
+    }
+    const std::int64_t n = visible(first + rows - 1);
+    std::int64_t reach = n;  // the values the block reads: all S once a row averages every key
+    block_scores_f32(queries.data(), rows, D, k_head, kv.strides[2], n, scores.data(), S);
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const std::int64_t l = first + r;
+      float* row = scores.data() + r * S;
+      if (mask == MaskKind::Array) {
+        const std::int64_t m = mask_view.at(b, h, l);
+        for (std::int64_t s = 0; s < n; ++s) {
+          const std::int64_t at = m + s * mask_view.strides[3];
+          if (bool_mask) {
+            if (!static_cast<const bool*>(mask_data)[at]) row[s] = lowest;
+          } else {
+            row[s] += static_cast<const float*>(mask_data)[at];
+          }
+        }
+      }
+      const std::int64_t seen = visible(l);
+      float max_score = lowest;
+      for (std::int64_t s = 0; s < seen; ++s) max_score = std::max(max_score, row[s]);
+      // Every key masked: the fallback's softmax of equal scores is uniform over all of them.
+      const bool none_visible = max_score == lowest;
+      if (none_visible) std::fill(row, row + S, 0.0f);
+      if (none_visible) reach = S;
+      const std::int64_t used = none_visible ? S : seen;
+      const float inv_total = 1.0f / exp_shifted_sum_f32(row, used, none_visible ? 0.0f : max_score);
+      for (std::int64_t s = 0; s < used; ++s) row[s] *= inv_total;
+      std::fill(row + used, row + std::max(used, n), 0.0f);
+    }
+    block_weighted_sum_f32(scores.data(), S, rows, v_head, vv.strides[2], reach, Dv, acc.data());
+    for (std::int64_t r = 0; r < rows; ++r)
+      std::copy(acc.begin() + r * Dv, acc.begin() + (r + 1) * Dv, out + ((b * Hq + h) * L + first + r) * Dv);
+  }
+};
+
 class Attention : public mx::Primitive {
  public:
   Attention(mx::Stream stream, float scale, MaskKind mask) : mx::Primitive(stream), scale_(scale), mask_(mask) {}
@@ -294,6 +455,14 @@ class Attention : public mx::Primitive {
     encoder.set_output_array(out);
     const bool bool_mask = mask_ == MaskKind::Array && inputs[3].dtype() == mx::bool_;
 
+    if (out.dtype() == mx::float32 && q.strides()[3] == 1 && k.strides()[3] == 1 && v.strides()[3] == 1) {
+      const void* mask_data = mask_ == MaskKind::Array ? inputs[3].data<void>() : nullptr;
+      ParallelAttention job{q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
+                            View4::of(q), View4::of(k), View4::of(v), mask_ == MaskKind::Array ? View4::of(inputs[3]) : View4{},
+                            mask_data, bool_mask, mask_, scale_};
+      encoder.dispatch([job]() mutable { job.run(); });
+      return;
+    }
     dispatch_float(out.dtype(), "scaled_dot_product_attention", [&](auto tag) {
       using T = decltype(tag);
       const void* mask_data = mask_ == MaskKind::Array ? inputs[3].data<void>() : nullptr;
@@ -434,8 +603,9 @@ std::optional<array> rope(const array& x, int dims, bool traditional, std::optio
                std::move(inputs));
 }
 
-// Beyond this many query-key products per head the fallback's matmuls (through the BLAS) beat a
-// plain loop: prefill chunks go there, decode steps and short chunks come here.
+// Beyond this many query-key products per head the fallback's matmuls (through the BLAS) beat the
+// serial loop that rounds like the fallback in bfloat16/float16; float32 runs the parallel kernel
+// at any size.
 constexpr std::int64_t kMaxLoopScores = 16 * 8192;
 
 std::optional<array> scaled_dot_product_attention(const array& q, const array& k, const array& v, float scale,
@@ -448,7 +618,8 @@ std::optional<array> scaled_dot_product_attention(const array& q, const array& k
   if (k.shape(0) != q.shape(0) || v.shape(0) != q.shape(0) || k.shape(-1) != q.shape(-1) ||
       k.shape(1) != v.shape(1) || k.shape(2) != v.shape(2) || q.shape(1) % k.shape(1) != 0)
     return std::nullopt;
-  if (static_cast<std::int64_t>(q.shape(2)) * k.shape(2) > kMaxLoopScores) return std::nullopt;
+  if (dtype != mx::float32 && static_cast<std::int64_t>(q.shape(2)) * k.shape(2) > kMaxLoopScores)
+    return std::nullopt;
   MaskKind kind = MaskKind::None;
   std::vector<array> inputs = {mx::astype(q, dtype, s), mx::astype(k, dtype, s), mx::astype(v, dtype, s)};
   if (mask_mode == "causal") {
