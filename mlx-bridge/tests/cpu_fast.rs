@@ -165,3 +165,28 @@ fn long_half_precision_chunks_keep_the_fallbacks_matmuls() {
     let ops = mlx_bridge::pending_graph_ops(&[&out]);
     assert!(!uses(&ops, "MlxcelAttention") && uses(&ops, "Matmul"), "{ops:?}");
 }
+
+#[test]
+fn gated_activations_equal_the_compiled_blocks() {
+    // Values across both saturations (|x| up to ~60) and around 0, in an odd length.
+    let n = 3 * 1111;
+    let gate: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.37).sin() * (1.0 + (i % 60) as f32)).collect();
+    let up: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.11).cos()).collect();
+    let gate = Array::from_slice(&gate, &[3, 1111]).unwrap();
+    let up = Array::from_slice(&up, &[3, 1111]).unwrap();
+    type Block = fn(&Array, &Array) -> mlx_bridge::Result<Array>;
+    let blocks: [(Block, &str, &str); 2] = [
+        (mlx_bridge::fused::silu_gate, "MlxcelSiluGate", "silu"),
+        (mlx_bridge::fused::gelu_tanh_gate, "MlxcelGeluTanhGate", "gelu_tanh"),
+    ];
+    for (block, kernel, what) in blocks {
+        let (ours, theirs, ops) = both(|| block(&gate, &up).unwrap());
+        assert!(uses(&ops, kernel), "{what}: {ops:?}");
+        // Relative to each value's size: the two exps differ in their last bits.
+        let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0f32, f32::max);
+        assert!(worst <= 2e-6, "{what}: worst relative difference {worst}");
+        // A transposed view of the same values.
+        let (ours, theirs, _) = both(|| block(&gate.t().unwrap(), &up.t().unwrap()).unwrap());
+        assert_near(&ours, &theirs, 1e-4, &format!("{what} of a view"));
+    }
+}

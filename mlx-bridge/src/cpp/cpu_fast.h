@@ -23,5 +23,7 @@ std::optional<mx::array> rope(const mx::array& x, int dims, bool traditional, st
 std::optional<mx::array> scaled_dot_product_attention(const mx::array& q, const mx::array& k, const mx::array& v,
                                                       float scale, const std::string& mask_mode,
                                                       const std::optional<mx::array>& mask);
+// silu(gate) * up (`silu`) or gelu_tanh(gate) * up.
+std::optional<mx::array> gated_activation(bool silu, const mx::array& gate, const mx::array& up);
 
 }  // namespace mlxcel::cpu_fast

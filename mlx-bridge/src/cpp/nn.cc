@@ -167,6 +167,12 @@ std::unique_ptr<ArrayList> fused(FusedBlock block, const ArrayList& inputs) {
                                 " inputs, got " + std::to_string(inputs.items.size()));
   }
   auto out = std::make_unique<ArrayList>();
+  if (block == FusedBlock::SiluGate || block == FusedBlock::GeluTanhGate) {
+    if (auto y = cpu_fast::gated_activation(block == FusedBlock::SiluGate, inputs.items[0], inputs.items[1])) {
+      out->items = {std::move(*y)};
+      return out;
+    }
+  }
   out->items = mx::compile(s.fn)(inputs.items);
   return out;
 }
