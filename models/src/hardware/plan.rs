@@ -555,6 +555,7 @@ mod tests {
             ("cpu_kernels", "off"),
             ("cuda_kernels", "off"),
             ("threads", "4"),
+            ("activation_precision", "int16"),
         ];
         assert_eq!(rows, expected.map(|(name, value)| (name, value.to_string())));
     }
