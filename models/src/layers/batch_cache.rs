@@ -14,7 +14,7 @@
 
 use mlx_bridge::{Array, Dtype, concatenate};
 
-use super::cache::{AttentionInputs, AttentionMask, CACHE_STEP, KvCache, grow, write};
+use super::cache::{AttentionInputs, AttentionMask, CACHE_STEP, KvCache, LayerCache, Positions, grow, write};
 use crate::error::{ModelError, Result};
 
 #[derive(Debug, Clone)]
@@ -237,6 +237,16 @@ impl BatchKvCache {
             Ok(buffer.slice_axis(0, row as i32, row as i32 + 1)?.slice_axis(2, self.len - kept, self.len)?)
         };
         KvCache::from_entries(self.window, rows(keys)?, rows(values)?, offset)
+    }
+}
+
+impl LayerCache for BatchKvCache {
+    fn update(&mut self, keys: &Array, values: &Array) -> Result<AttentionInputs> {
+        BatchKvCache::update(self, keys, values)
+    }
+
+    fn positions(&self) -> Result<Positions> {
+        Positions::from_offsets(self.offsets())
     }
 }
 
