@@ -313,6 +313,10 @@ fn concurrent_streams_each_get_their_own_answer() {
     }
     assert_eq!(server.metric("mlxcel_active_sequences"), 0.0);
     assert_eq!(server.metric("mlxcel_requests_total{route=\"/v1/chat/completions\",status=\"200\"}"), CLIENTS as f64);
+    // Concurrent sequences decoded in shared forward passes.
+    let (rows, passes) =
+        (server.metric("mlxcel_decode_batch_size_sum"), server.metric("mlxcel_decode_batch_size_count"));
+    assert!(passes > 0.0 && rows > passes, "{rows} rows in {passes} decode passes");
 }
 
 /// Polls `condition` for up to 10 s.

@@ -331,7 +331,14 @@ impl<'m> Scheduler<'m> {
         let mut pipelines: Vec<_> = rows.into_iter().map(|s| s.tokens.pipeline_mut()).collect();
         let stepped = std::panic::catch_unwind(AssertUnwindSafe(|| batch.step(model, &mut pipelines)));
         let outcomes = match stepped {
-            Ok(Ok(outcomes)) => outcomes,
+            Ok(Ok(outcomes)) => {
+                // The batch now holds the rows the forward pass ran over (those with no next
+                // token left before it).
+                if !self.batch.is_empty() {
+                    self.shared.metrics.decode_batch_size.observe(self.batch.members().len() as f64);
+                }
+                outcomes
+            }
             Ok(Err(error)) => {
                 tracing::error!("a batched decode step failed: {error}");
                 return self.fail_batch(&members, ApiError::internal(error.to_string()));
