@@ -40,11 +40,17 @@ enum Fault {
     /// Take 20 ms per token: a stream that is surely still running when a test disconnects it
     /// or shuts the server down.
     Slow,
+    /// Panic inside the batched decode step mid-sequence: it must fail the requests in that
+    /// step, and the engine must go on.
+    StepPanic,
 }
 
 impl Fault {
-    const MARKERS: [(&'static str, Fault); 2] =
-        [("mlxcel-fault-injection:panic", Fault::Panic), ("mlxcel-fault-injection:slow", Fault::Slow)];
+    const MARKERS: [(&'static str, Fault); 3] = [
+        ("mlxcel-fault-injection:panic", Fault::Panic),
+        ("mlxcel-fault-injection:slow", Fault::Slow),
+        ("mlxcel-fault-injection:step-panic", Fault::StepPanic),
+    ];
 
     fn in_prompt(prompt: &Prompt) -> Option<Fault> {
         let Prompt::Chat(messages) = prompt else { return None };
@@ -328,8 +334,14 @@ impl<'m> Scheduler<'m> {
         let (batch, model) = (&mut self.batch, self.model.loaded_model());
         let mut rows: Vec<_> = self.running.iter_mut().filter(|s| members.contains(&s.id)).collect();
         rows.sort_by_key(|s| members.iter().position(|&m| m == s.id));
+        let step_panic = rows.iter().any(|s| s.fault == Some(Fault::StepPanic) && s.generated > 0);
         let mut pipelines: Vec<_> = rows.into_iter().map(|s| s.tokens.pipeline_mut()).collect();
-        let stepped = std::panic::catch_unwind(AssertUnwindSafe(|| batch.step(model, &mut pipelines)));
+        let stepped = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if step_panic {
+                panic!("fault injection: {:?}", Fault::StepPanic);
+            }
+            batch.step(model, &mut pipelines)
+        }));
         let outcomes = match stepped {
             Ok(Ok(outcomes)) => {
                 // The batch now holds the rows the forward pass ran over (those with no next
