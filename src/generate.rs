@@ -136,6 +136,12 @@ impl<'m> TokenGenerator<'m> {
         &self.pipeline
     }
 
+    /// The generation core, for a [`crate::pipeline::DecodeBatch`] to step; tokens it produces
+    /// are counted with [`TokenGenerator::record`].
+    pub fn pipeline_mut(&mut self) -> &mut Pipeline<'m, Sampled> {
+        &mut self.pipeline
+    }
+
     pub fn into_pipeline(self) -> Pipeline<'m, Sampled> {
         self.pipeline
     }
@@ -147,6 +153,12 @@ impl<'m> TokenGenerator<'m> {
 
     fn step(&mut self) -> Result<Option<SampledToken>, GenerateError> {
         let Some(token) = self.pipeline.next_token()? else { return Ok(None) };
+        self.record();
+        Ok(Some(token))
+    }
+
+    /// Counts a token the pipeline produced (here, or in a batch step) in the statistics.
+    pub fn record(&mut self) {
         let now = Instant::now();
         let first = *self.first_token_at.get_or_insert_with(|| {
             self.stats.prompt_seconds = (now - self.started).as_secs_f64();
@@ -155,7 +167,6 @@ impl<'m> TokenGenerator<'m> {
         self.stats.generated_tokens += 1;
         self.stats.generation_seconds = (now - first).as_secs_f64();
         self.finish_stats();
-        Ok(Some(token))
     }
 
     fn finish_stats(&mut self) {

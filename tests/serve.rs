@@ -313,6 +313,10 @@ fn concurrent_streams_each_get_their_own_answer() {
     }
     assert_eq!(server.metric("mlxcel_active_sequences"), 0.0);
     assert_eq!(server.metric("mlxcel_requests_total{route=\"/v1/chat/completions\",status=\"200\"}"), CLIENTS as f64);
+    // Concurrent sequences decoded in shared forward passes.
+    let (rows, passes) =
+        (server.metric("mlxcel_decode_batch_size_sum"), server.metric("mlxcel_decode_batch_size_count"));
+    assert!(passes > 0.0 && rows > passes, "{rows} rows in {passes} decode passes");
 }
 
 /// Polls `condition` for up to 10 s.
@@ -419,6 +423,21 @@ fn a_panic_in_the_engine_fails_only_its_request() {
     let (status, _) = server.post("/v1/chat/completions", chat_body(&model, &user("hi"), 4));
     assert_eq!(status, 200, "the engine goes on serving");
     assert_eq!(server.metric("mlxcel_failed_sequences_total"), 1.0);
+}
+
+#[test]
+fn a_failed_batched_decode_step_fails_its_requests_and_the_engine_goes_on() {
+    let server = Server::start_with_env("llama-tiny", &[], &[("MLXCEL_FAULT_INJECTION", "1")]);
+    let model = server.model();
+    let (status, body) =
+        server.post("/v1/chat/completions", chat_body(&model, &user("mlxcel-fault-injection:step-panic"), 8));
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["error"]["type"], "server_error");
+    let (status, _) = server.post("/v1/chat/completions", chat_body(&model, &user("hi"), 4));
+    assert_eq!(status, 200, "the engine goes on serving");
+    assert_eq!(server.metric("mlxcel_failed_sequences_total"), 1.0);
+    // The gauge is set after the step that answered the last request.
+    eventually("no active sequence", || server.metric("mlxcel_active_sequences") == 0.0);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use mlx_bridge::{Array, Dtype};
 
 use crate::error::{ModelError, Result};
-use crate::layers::KvCache;
+use crate::layers::{BatchKvCache, KvCache};
 
 /// Which positions get logits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,6 +20,12 @@ pub enum Logits {
 pub trait CausalLm {
     /// Logits `[B, L or 1, vocab]` for token ids `[B, L]`, continuing from `caches`.
     fn forward_logits(&self, ids: &Array, caches: &mut [KvCache], which: Logits) -> Result<Array>;
+
+    /// [`CausalLm::forward_logits`] for `B` sequences at their own positions, one row each
+    /// (a server's decoding sequences in one pass): the same layers over batch caches (one per
+    /// layer, [`BatchKvCache::merge`] of the sequences' own). Row `b` of the logits equals
+    /// sequence `b`'s alone, up to float rounding.
+    fn forward_batch(&self, ids: &Array, caches: &mut [BatchKvCache], which: Logits) -> Result<Array>;
 
     /// Fresh caches, one per layer that computes its own keys and values.
     fn make_caches(&self) -> Vec<KvCache>;

@@ -1,13 +1,15 @@
 //! Continuous scheduling on the engine thread, llama.cpp's slots in spirit: up to `--parallel`
-//! sequences run at once; each step gives every decoding sequence one token and spends at most one
-//! prefill chunk's worth of tokens on prompts, so a new prompt is fed in chunks between the
+//! sequences run at once; each step spends at most one prefill chunk's worth of tokens on prompts,
+//! then gives every decoding sequence one token, so a new prompt is fed in chunks between the
 //! running streams' steps instead of stalling them. Finished, failed and cancelled sequences
 //! (a closed event channel: the client went away) leave between steps, and waiting requests take
 //! their slots.
 //!
-//! Each sequence runs its own forward passes through the generation core, pipelined as
-//! `generate`'s are: while one sequence's token is read back, the steps scheduled for the others
-//! are already computing.
+//! Prompt chunks run per sequence; a prefilled sequence joins the [`DecodeBatch`], and each step
+//! decodes all its members in one forward pass (they share the weight reads), each sampled with
+//! its own request's parameters. The generation core pipelines it as `generate` does: the next
+//! step is scheduled before this step's tokens are read back. A failure of one request's token
+//! fails that request alone; a failure of the batched forward pass fails the requests in it.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -22,7 +24,8 @@ use super::engine::{
 use super::error::ApiError;
 use super::prefix_cache::PrefixCache;
 use crate::api::{Event, Model};
-use crate::generate::{FinishReason, Start, TokenGenerator};
+use crate::generate::{FinishReason, SampledToken, Start, TokenGenerator};
+use crate::pipeline::DecodeBatch;
 use crate::text_events::TextAssembler;
 
 /// How often an idle engine looks at the shutdown flag.
@@ -37,11 +40,17 @@ enum Fault {
     /// Take 20 ms per token: a stream that is surely still running when a test disconnects it
     /// or shuts the server down.
     Slow,
+    /// Panic inside the batched decode step mid-sequence: it must fail the requests in that
+    /// step, and the engine must go on.
+    StepPanic,
 }
 
 impl Fault {
-    const MARKERS: [(&'static str, Fault); 2] =
-        [("mlxcel-fault-injection:panic", Fault::Panic), ("mlxcel-fault-injection:slow", Fault::Slow)];
+    const MARKERS: [(&'static str, Fault); 3] = [
+        ("mlxcel-fault-injection:panic", Fault::Panic),
+        ("mlxcel-fault-injection:slow", Fault::Slow),
+        ("mlxcel-fault-injection:step-panic", Fault::StepPanic),
+    ];
 
     fn in_prompt(prompt: &Prompt) -> Option<Fault> {
         let Prompt::Chat(messages) = prompt else { return None };
@@ -55,6 +64,8 @@ impl Fault {
 const SLOW_TOKEN: Duration = Duration::from_millis(20);
 
 struct Sequence<'m> {
+    /// Its name in the decode batch.
+    id: u64,
     tokens: TokenGenerator<'m>,
     text: TextAssembler<'m>,
     events: tokio_mpsc::UnboundedSender<SequenceEvent>,
@@ -80,6 +91,9 @@ pub(super) struct Scheduler<'m> {
     prefill_chunk: usize,
     waiting: VecDeque<Request>,
     running: Vec<Sequence<'m>>,
+    /// The running sequences that are decoding.
+    batch: DecodeBatch,
+    next_id: u64,
     prefix: PrefixCache,
     fault_injection: bool,
 }
@@ -94,6 +108,8 @@ impl<'m> Scheduler<'m> {
             prefill_chunk: model.plan().prefill_chunk.max(1) as usize,
             waiting: VecDeque::new(),
             running: Vec::new(),
+            batch: DecodeBatch::new(),
+            next_id: 0,
             prefix: PrefixCache::new(config.cache_ram),
             fault_injection: std::env::var("MLXCEL_FAULT_INJECTION").is_ok_and(|v| v == "1"),
         }
@@ -247,7 +263,9 @@ impl<'m> Scheduler<'m> {
         )
         .map_err(|e| ApiError::invalid(e.to_string()))?;
         self.shared.metrics.prompt_tokens.inc_by(prompt.len() as u64);
+        self.next_id += 1;
         Ok(Sequence {
+            id: self.next_id,
             tokens,
             text: TextAssembler::new(self.model.tokenizer(), self.model.eos_token_ids(), &request.stop),
             events: request.events,
@@ -260,7 +278,7 @@ impl<'m> Scheduler<'m> {
         })
     }
 
-    /// One scheduling step: prompt chunks within the budget, then one token per decoding sequence.
+    /// One scheduling step: prompt chunks within the budget, then one batched decode step.
     fn step(&mut self) {
         let mut budget = self.prefill_chunk;
         let mut index = 0;
@@ -268,35 +286,127 @@ impl<'m> Scheduler<'m> {
             let sequence = &mut self.running[index];
             let outcome = if sequence.events.is_closed() {
                 Outcome::Finished(FinishReason::Cancelled)
-            } else if sequence.tokens.prefilling() {
-                if budget == 0 {
-                    index += 1;
-                    continue;
-                }
+            } else if sequence.tokens.prefilling() && budget > 0 {
                 budget = budget.saturating_sub(sequence.tokens.pipeline().prefill_remaining().min(self.prefill_chunk));
-                guarded(|| prefill(sequence))
+                match guarded(|| prefill(sequence)) {
+                    Outcome::Running if !sequence.tokens.prefilling() => {
+                        self.snapshot_prompt(index);
+                        self.join_batch(index)
+                    }
+                    other => other,
+                }
             } else {
-                guarded(|| decode(sequence, self.model, self.shared))
+                Outcome::Running
             };
-            let outcome = match outcome {
-                Outcome::Running if !self.running[index].tokens.prefilling() => {
-                    self.snapshot_prompt(index);
-                    Outcome::Running
-                }
-                other => other,
-            };
-            match outcome {
-                Outcome::Running => index += 1,
-                Outcome::Finished(reason) => {
-                    let sequence = self.running.remove(index);
-                    self.finish(sequence, reason);
-                }
-                Outcome::Failed(error) => {
-                    let sequence = self.running.remove(index);
-                    self.fail(sequence, error);
-                }
+            if self.settle(index, outcome) {
+                index += 1;
             }
         }
+        self.decode();
+    }
+
+    /// A prefilled sequence becomes a row of the decode batch.
+    fn join_batch(&mut self, index: usize) -> Outcome {
+        let sequence = &mut self.running[index];
+        let (batch, id) = (&mut self.batch, sequence.id);
+        guarded(|| match batch.join(id, sequence.tokens.pipeline_mut()) {
+            Ok(()) => Outcome::Running,
+            Err(error) => Outcome::Failed(ApiError::internal(error.to_string())),
+        })
+    }
+
+    /// One token for every member of the decode batch, from one forward pass.
+    fn decode(&mut self) {
+        let mut index = 0;
+        while index < self.running.len() {
+            let outcome = match &self.running[index] {
+                sequence if self.batch.contains(sequence.id) => guarded(|| inject_fault(sequence)),
+                _ => Outcome::Running,
+            };
+            if self.settle(index, outcome) {
+                index += 1;
+            }
+        }
+        if self.batch.is_empty() {
+            return;
+        }
+        let members = self.batch.members().to_vec();
+        let (batch, model) = (&mut self.batch, self.model.loaded_model());
+        let mut rows: Vec<_> = self.running.iter_mut().filter(|s| members.contains(&s.id)).collect();
+        rows.sort_by_key(|s| members.iter().position(|&m| m == s.id));
+        let step_panic = rows.iter().any(|s| s.fault == Some(Fault::StepPanic) && s.generated > 0);
+        let mut pipelines: Vec<_> = rows.into_iter().map(|s| s.tokens.pipeline_mut()).collect();
+        let stepped = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            if step_panic {
+                panic!("fault injection: {:?}", Fault::StepPanic);
+            }
+            batch.step(model, &mut pipelines)
+        }));
+        let outcomes = match stepped {
+            Ok(Ok(outcomes)) => {
+                // The batch now holds the rows the forward pass ran over (those with no next
+                // token left before it).
+                if !self.batch.is_empty() {
+                    self.shared.metrics.decode_batch_size.observe(self.batch.members().len() as f64);
+                }
+                outcomes
+            }
+            Ok(Err(error)) => {
+                tracing::error!("a batched decode step failed: {error}");
+                return self.fail_batch(&members, ApiError::internal(error.to_string()));
+            }
+            Err(panic) => {
+                tracing::error!("a batched decode step panicked: {}", panic_message(&panic));
+                self.batch.clear();
+                return self
+                    .fail_batch(&members, ApiError::internal("the engine failed while generating this request"));
+            }
+        };
+        for (id, outcome) in members.into_iter().zip(outcomes) {
+            let Some(index) = self.running.iter().position(|s| s.id == id) else { continue };
+            let sequence = &mut self.running[index];
+            let outcome = match outcome {
+                Ok(None) => Outcome::Finished(FinishReason::Length),
+                Ok(Some(token)) => match guarded(|| deliver(sequence, token, self.model, self.shared)) {
+                    // It left the batch in the step: that was its last token (max_tokens, or the
+                    // end of the context).
+                    Outcome::Running if !self.batch.contains(id) => Outcome::Finished(FinishReason::Length),
+                    other => other,
+                },
+                Err(error) => Outcome::Failed(ApiError::internal(error.to_string())),
+            };
+            self.settle(index, outcome);
+        }
+    }
+
+    /// Fails the sequences `members` after a decode step that lost all their tokens.
+    fn fail_batch(&mut self, members: &[u64], error: ApiError) {
+        self.batch.clear();
+        while let Some(index) = self.running.iter().position(|s| members.contains(&s.id)) {
+            let sequence = self.running.remove(index);
+            self.fail(sequence, error.clone());
+        }
+    }
+
+    /// Acts on a step's outcome for `running[index]`; returns whether it is still running.
+    fn settle(&mut self, index: usize, outcome: Outcome) -> bool {
+        let reason = match outcome {
+            Outcome::Running => return true,
+            Outcome::Finished(reason) => Ok(reason),
+            Outcome::Failed(error) => Err(error),
+        };
+        let mut sequence = self.running.remove(index);
+        if self.batch.contains(sequence.id)
+            && let Err(error) = self.batch.leave(sequence.id, sequence.tokens.pipeline_mut())
+        {
+            // Its caches are lost (nothing is kept for a later prompt); the others go on.
+            tracing::warn!("a sequence could not leave the decode batch: {error}");
+        }
+        match reason {
+            Ok(reason) => self.finish(sequence, reason),
+            Err(error) => self.fail(sequence, error),
+        }
+        false
     }
 
     /// Models with sliding-window layers keep the prompt's caches as soon as it is prefilled: a
@@ -350,6 +460,7 @@ impl<'m> Scheduler<'m> {
 
     /// Ends every running and waiting request with `error` (shutdown, or a panic in the loop).
     pub(super) fn fail_all(&mut self, error: ApiError) {
+        self.batch.clear();
         for sequence in std::mem::take(&mut self.running) {
             let _ = sequence.events.send(SequenceEvent::Failed(error.clone()));
             self.shared.release();
@@ -382,17 +493,19 @@ fn prefill(sequence: &mut Sequence<'_>) -> Outcome {
     }
 }
 
-fn decode(sequence: &mut Sequence<'_>, model: &Model, shared: &Shared) -> Outcome {
+/// What fault injection asks of a decoding sequence before its next token.
+fn inject_fault(sequence: &Sequence<'_>) -> Outcome {
     match sequence.fault {
         Some(Fault::Panic) if sequence.generated > 0 => panic!("fault injection: {:?}", Fault::Panic),
         Some(Fault::Slow) => std::thread::sleep(SLOW_TOKEN),
         _ => {}
     }
-    let token = match sequence.tokens.next() {
-        None => return Outcome::Finished(FinishReason::Length),
-        Some(Err(error)) => return Outcome::Failed(ApiError::internal(error.to_string())),
-        Some(Ok(token)) => token,
-    };
+    Outcome::Running
+}
+
+/// Hands a sequence's new token to its text assembler and its client.
+fn deliver(sequence: &mut Sequence<'_>, token: SampledToken, model: &Model, shared: &Shared) -> Outcome {
+    sequence.tokens.record();
     let now = Instant::now();
     match sequence.last_token {
         None => shared.metrics.time_to_first_token.observe((now - sequence.arrived).as_secs_f64()),

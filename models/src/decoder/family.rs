@@ -12,7 +12,7 @@ use super::{Decoder, DecoderSpec, FeedForward, Ffn, Layer, LayerSpec, gguf_name,
 use crate::causal_lm::{CausalLm, Logits};
 use crate::error::{ModelError, Result};
 use crate::gguf::{self, GgufFile, GgufTensor};
-use crate::layers::{Attention, Experts, GatedMlp, KvCache, KvProjection, Linear, Projection, SparseMoe};
+use crate::layers::{Attention, BatchKvCache, Experts, GatedMlp, KvCache, KvProjection, Linear, Projection, SparseMoe};
 use crate::load::{LoadOptions, Loader};
 use crate::weights::{QuantizationConfig, WeightStore};
 
@@ -98,6 +98,10 @@ impl<C: Family> Model<C> {
 impl<C> CausalLm for Model<C> {
     fn forward_logits(&self, ids: &Array, caches: &mut [KvCache], which: Logits) -> Result<Array> {
         self.decoder.forward_logits(ids, caches, which)
+    }
+
+    fn forward_batch(&self, ids: &Array, caches: &mut [BatchKvCache], which: Logits) -> Result<Array> {
+        self.decoder.forward_batch(ids, caches, which)
     }
 
     fn make_caches(&self) -> Vec<KvCache> {

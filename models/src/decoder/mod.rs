@@ -17,7 +17,10 @@ pub use names::{gguf_name, hf_name};
 use crate::causal_lm::{CausalLm, Logits, check_step, select_positions};
 use crate::config::{Dimensions, ModelConfig};
 use crate::error::Result;
-use crate::layers::{Activation, Attention, Embedding, GatedMlp, KvCache, Linear, RmsNorm, RopeConfig, SparseMoe};
+use crate::layers::{
+    Activation, Attention, BatchKvCache, Embedding, GatedMlp, KvCache, LayerCache, Linear, Positions, RmsNorm,
+    RopeConfig, SparseMoe,
+};
 use crate::validate::positive_finite;
 
 /// What each layer's feed-forward block is.
@@ -163,8 +166,8 @@ pub struct Decoder {
 }
 
 impl Layer {
-    fn forward(&self, x: &Array, cache: &mut KvCache, offset: i32) -> Result<Array> {
-        let attention = self.attention.forward(&self.input_norm.forward(x)?, cache, offset)?;
+    fn forward(&self, x: &Array, cache: &mut impl LayerCache, positions: &Positions) -> Result<Array> {
+        let attention = self.attention.forward(&self.input_norm.forward(x)?, cache, positions)?;
         let attention = match &self.post_attention_norm {
             Some(norm) => norm.forward(&attention)?,
             None => attention,
@@ -189,17 +192,18 @@ impl Decoder {
     }
 }
 
-impl CausalLm for Decoder {
-    fn forward_logits(&self, ids: &Array, caches: &mut [KvCache], which: Logits) -> Result<Array> {
+impl Decoder {
+    /// One forward pass over one sequence's caches or a batch's: the same layers either way.
+    fn forward_over(&self, ids: &Array, caches: &mut [impl LayerCache], which: Logits) -> Result<Array> {
         check_step(ids, caches.len(), self.layers.len())?;
-        let offset = caches[0].offset();
+        let positions = caches[0].positions()?;
         let mut h = self.embed.lookup(&ids.astype(Dtype::I32)?)?;
         if self.spec.gemma {
             // mul_scalar rounds the factor to the activations' dtype, as transformers does.
             h = h.mul_scalar((self.spec.hidden_size as f64).sqrt())?;
         }
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
-            h = layer.forward(&h, cache, offset)?;
+            h = layer.forward(&h, cache, &positions)?;
         }
         let h = self.norm.forward(&select_positions(h, which)?)?;
         let logits = match &self.head {
@@ -211,6 +215,16 @@ impl CausalLm for Decoder {
             Some(cap) => Ok(logits.div_scalar(cap as f64)?.tanh()?.mul_scalar(cap as f64)?),
             None => Ok(logits),
         }
+    }
+}
+
+impl CausalLm for Decoder {
+    fn forward_logits(&self, ids: &Array, caches: &mut [KvCache], which: Logits) -> Result<Array> {
+        self.forward_over(ids, caches, which)
+    }
+
+    fn forward_batch(&self, ids: &Array, caches: &mut [BatchKvCache], which: Logits) -> Result<Array> {
+        self.forward_over(ids, caches, which)
     }
 
     fn make_caches(&self) -> Vec<KvCache> {

@@ -5,7 +5,7 @@
 use mlx_bridge::{Array, Dtype, fast, where_select};
 
 use crate::error::Result;
-use crate::layers::{AttentionInputs, AttentionMask, KvCache, Linear, RmsNorm, Rope};
+use crate::layers::{AttentionInputs, AttentionMask, LayerCache, Linear, Positions, RmsNorm, Rope};
 
 /// A projection and its optional bias.
 pub struct Projection {
@@ -55,33 +55,39 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// Attends with keys and values computed from `x` and appended to `cache`.
-    pub fn forward(&self, x: &Array, cache: &mut KvCache, offset: i32) -> Result<Array> {
-        Ok(self.forward_keeping_kv(x, cache, offset)?.0)
+    /// Attends with keys and values computed from `x` and appended to `cache`; `positions` are
+    /// where `x`'s tokens sit (the cache's [`LayerCache::positions`] before this step).
+    pub fn forward(&self, x: &Array, cache: &mut impl LayerCache, positions: &Positions) -> Result<Array> {
+        Ok(self.forward_keeping_kv(x, cache, positions)?.0)
     }
 
     /// [`Attention::forward`], also returning what was attended over, for layers that share it.
-    pub fn forward_keeping_kv(&self, x: &Array, cache: &mut KvCache, offset: i32) -> Result<(Array, AttentionInputs)> {
+    pub fn forward_keeping_kv(
+        &self,
+        x: &Array,
+        cache: &mut impl LayerCache,
+        positions: &Positions,
+    ) -> Result<(Array, AttentionInputs)> {
         let kv = self.kv.as_ref().expect("a layer with its own cache has k/v projections");
         let mut out = Linear::forward_many(&[&self.q.linear, &kv.k.linear, &kv.v.linear], x)?.into_iter();
         let mut next = |projection: &Projection| projection.biased(out.next().expect("three projections"));
         let (q, k, v) = (next(&self.q)?, next(&kv.k)?, next(&kv.v)?);
-        let keys = self.heads(&k, self.kv_heads, kv.k_norm.as_ref(), offset, true)?;
-        let values = self.heads(&v, self.kv_heads, kv.v_norm.as_ref(), offset, false)?;
+        let keys = self.heads(&k, self.kv_heads, kv.k_norm.as_ref(), positions, true)?;
+        let values = self.heads(&v, self.kv_heads, kv.v_norm.as_ref(), positions, false)?;
         let inputs = cache.update(&keys, &values)?;
-        let queries = self.heads(&q, self.heads, self.q_norm.as_ref(), offset, true)?;
+        let queries = self.heads(&q, self.heads, self.q_norm.as_ref(), positions, true)?;
         Ok((self.attend(&queries, &inputs, x)?, inputs))
     }
 
     /// Attends over keys and values another layer computed this step.
-    pub fn forward_shared(&self, x: &Array, inputs: &AttentionInputs, offset: i32) -> Result<Array> {
+    pub fn forward_shared(&self, x: &Array, inputs: &AttentionInputs, positions: &Positions) -> Result<Array> {
         let q = self.q.forward(x)?;
-        let queries = self.heads(&q, self.heads, self.q_norm.as_ref(), offset, true)?;
+        let queries = self.heads(&q, self.heads, self.q_norm.as_ref(), positions, true)?;
         self.attend(&queries, inputs, x)
     }
 
     /// `[B, L, n * D]` to `[B, n, L, D]`, normed per head and rotated as configured.
-    fn heads(&self, y: &Array, n: i32, norm: Option<&RmsNorm>, offset: i32, rotate: bool) -> Result<Array> {
+    fn heads(&self, y: &Array, n: i32, norm: Option<&RmsNorm>, positions: &Positions, rotate: bool) -> Result<Array> {
         let (b, l) = (y.dim(0)?, y.dim(1)?);
         let y = y.reshape(&[b, l, n, self.head_dim])?;
         let y = match norm {
@@ -90,7 +96,7 @@ impl Attention {
         };
         let y = y.transpose(&[0, 2, 1, 3])?;
         match (&self.rope, rotate) {
-            (Some(rope), true) => rope.apply(&y, offset),
+            (Some(rope), true) => rope.apply(&y, positions),
             _ => Ok(y),
         }
     }
@@ -128,6 +134,8 @@ fn softcapped_attention(queries: &Array, inputs: &AttentionInputs, scale: f32, c
             let allowed: Vec<bool> = (0..l).flat_map(|i| (0..s).map(move |j| j <= s - l + i)).collect();
             Some(Array::from_slice(&allowed, &[l, s])?)
         }
+        // A batch's `[B, 1, L, S]` mask gets the query-group axis the scores have here.
+        AttentionMask::Array(mask) if mask.ndim() == 4 => Some(mask.expand_dims(&[2])?),
         AttentionMask::Array(mask) => Some(mask.clone()),
     };
     let scores = match allowed {
@@ -141,6 +149,7 @@ fn softcapped_attention(queries: &Array, inputs: &AttentionInputs, scale: f32, c
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::layers::KvCache;
     use mlx_bridge::concatenate;
 
     const D: i32 = 16;
@@ -190,7 +199,9 @@ mod tests {
         let mut at = 0;
         while at < 7 {
             let end = (at + chunk).min(7);
-            outs.push(attention.forward(&x.slice_axis(1, at, end).unwrap(), &mut cache, at).unwrap());
+            outs.push(
+                attention.forward(&x.slice_axis(1, at, end).unwrap(), &mut cache, &Positions::Shared(at)).unwrap(),
+            );
             at = end;
         }
         concatenate(&outs.iter().collect::<Vec<_>>(), 1).unwrap().to_vec::<f32>().unwrap()
@@ -232,7 +243,7 @@ mod tests {
         (kv.k_norm, kv.k.bias, kv.v.bias) = (None, None, None);
         let x = tokens(3);
         let mut cache = KvCache::growing();
-        let got = a.forward(&x, &mut cache, 0).unwrap();
+        let got = a.forward(&x, &mut cache, &Positions::Shared(0)).unwrap();
         let o_in = |b: &Attention| {
             let kv = b.kv.as_ref().unwrap();
             let f = |l: &Linear| l.forward(&x).unwrap().to_vec::<f32>().unwrap();

@@ -14,7 +14,7 @@
 
 use mlx_bridge::{Array, Dtype, concatenate};
 
-use super::cache::{AttentionInputs, AttentionMask, CACHE_STEP, KvCache, grow, write};
+use super::cache::{AttentionInputs, AttentionMask, CACHE_STEP, KvCache, LayerCache, Positions, grow, write};
 use crate::error::{ModelError, Result};
 
 #[derive(Debug, Clone)]
@@ -95,7 +95,8 @@ impl BatchKvCache {
     }
 
     /// Appends `keys`/`values` (`[B, H, L, D]`, the same `L` new positions for every row) and
-    /// returns what this step's queries attend over, with the mask `[B, 1, L, S]`.
+    /// returns what this step's queries attend over, with the mask `[B, 1, L, S]` (none when
+    /// every key is visible to every query).
     pub fn update(&mut self, keys: &Array, values: &Array) -> Result<AttentionInputs> {
         let steps = keys.dim(2)?;
         if keys.dim(0)? as usize != self.base.len() || steps < 1 || values.dim(2)? != steps {
@@ -115,12 +116,15 @@ impl BatchKvCache {
         }
         let k = write(self.keys.as_ref().expect("allocated above"), keys, self.len)?;
         let v = write(self.values.as_ref().expect("allocated above"), values, self.len)?;
-        let mask = self.mask(self.len, steps, end)?;
-        let inputs = AttentionInputs {
-            keys: k.slice_axis(2, 0, end)?,
-            values: v.slice_axis(2, 0, end)?,
-            mask: AttentionMask::Array(mask),
+        // One token per row, no row padded and the window not yet passed: every key is visible,
+        // and the attention needs no mask (a lone row, or rows of one length).
+        let padded = self.base.iter().any(|&base| base < 0);
+        let mask = if steps == 1 && !padded && self.window.is_none_or(|window| end <= window) {
+            AttentionMask::None
+        } else {
+            AttentionMask::Array(self.mask(self.len, steps, end)?)
         };
+        let inputs = AttentionInputs { keys: k.slice_axis(2, 0, end)?, values: v.slice_axis(2, 0, end)?, mask };
         self.keys = Some(k);
         self.values = Some(v);
         self.len = end;
@@ -237,6 +241,16 @@ impl BatchKvCache {
             Ok(buffer.slice_axis(0, row as i32, row as i32 + 1)?.slice_axis(2, self.len - kept, self.len)?)
         };
         KvCache::from_entries(self.window, rows(keys)?, rows(values)?, offset)
+    }
+}
+
+impl LayerCache for BatchKvCache {
+    fn update(&mut self, keys: &Array, values: &Array) -> Result<AttentionInputs> {
+        BatchKvCache::update(self, keys, values)
+    }
+
+    fn positions(&self) -> Result<Positions> {
+        Positions::from_offsets(self.offsets())
     }
 }
 

@@ -1,6 +1,10 @@
 //! Per-layer key/value caches, kept outside the model (mlx-lm's discipline) and owned by the
 //! generation loop. Keys and values are `[batch, kv_heads, positions, head_dim]`, already
 //! position-encoded.
+//!
+//! The layers hold a cache through [`LayerCache`]: a [`KvCache`] (one sequence, or rows all at
+//! one position) or a [`super::BatchKvCache`] (rows at their own positions), so one forward pass
+//! serves a single sequence and a batch of them alike.
 
 use mlx_bridge::{Array, concatenate, fast};
 
@@ -37,6 +41,49 @@ pub struct AttentionInputs {
     pub keys: Array,
     pub values: Array,
     pub mask: AttentionMask,
+}
+
+/// Where a step's tokens sit: the positions RoPE rotates them to.
+#[derive(Debug, Clone)]
+pub enum Positions {
+    /// Every row's first token at this position.
+    Shared(i32),
+    /// Row `b`'s first token at `offsets[b]` (sequences of different lengths decoded together);
+    /// `array` holds the same offsets as int32 `[B]`, for RoPE's per-row offsets.
+    PerRow { offsets: Vec<i32>, array: Array },
+}
+
+impl Positions {
+    /// `Shared` when every row is at the same position (the exact single-sequence path).
+    pub fn from_offsets(offsets: Vec<i32>) -> Result<Positions> {
+        match offsets.first() {
+            Some(&first) if offsets.iter().all(|&o| o == first) => Ok(Positions::Shared(first)),
+            _ => {
+                let array = Array::from_slice(&offsets, &[offsets.len() as i32])?;
+                Ok(Positions::PerRow { offsets, array })
+            }
+        }
+    }
+}
+
+/// What an attention layer needs from its cache: append this step's keys and values, and say
+/// where the step's tokens sit.
+pub trait LayerCache {
+    /// Appends `keys`/`values` (`[B, H, L, D]`) and returns what this step's queries attend over.
+    fn update(&mut self, keys: &Array, values: &Array) -> Result<AttentionInputs>;
+
+    /// The positions of the next tokens.
+    fn positions(&self) -> Result<Positions>;
+}
+
+impl LayerCache for KvCache {
+    fn update(&mut self, keys: &Array, values: &Array) -> Result<AttentionInputs> {
+        KvCache::update(self, keys, values)
+    }
+
+    fn positions(&self) -> Result<Positions> {
+        Ok(Positions::Shared(self.offset))
+    }
 }
 
 #[derive(Debug, Clone, Copy)]

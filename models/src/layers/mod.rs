@@ -16,7 +16,7 @@ mod rope;
 pub use activation::gelu_tanh;
 pub use attention::{Attention, KvProjection, Projection};
 pub use batch_cache::BatchKvCache;
-pub use cache::{AttentionInputs, AttentionMask, CACHE_STEP, KvCache};
+pub use cache::{AttentionInputs, AttentionMask, CACHE_STEP, KvCache, LayerCache, Positions};
 pub use embedding::Embedding;
 pub use linear::Linear;
 pub use mlp::{Activation, GatedMlp};

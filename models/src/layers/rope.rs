@@ -3,10 +3,11 @@
 //! its `rope_freqs` / `rope_factors_*` tensors) and one implementation over MLX's fused kernel,
 //! numerically following transformers' `modeling_rope_utils.py`.
 
-use mlx_bridge::{Array, fast};
+use mlx_bridge::{Array, fast, where_select};
 use serde_json::Value;
 
 use crate::error::Result;
+use crate::layers::Positions;
 use crate::validate::positive_finite;
 
 /// How the base frequencies are rescaled for a longer context.
@@ -274,17 +275,34 @@ impl Rope {
         }
     }
 
-    /// Rotates `x` (`[B, H, L, D]`) for positions `offset..offset + L`.
-    pub fn apply(&self, x: &Array, offset: i32) -> Result<Array> {
-        let rope = match &self.long {
-            Some((long, original)) if offset + x.dim(-2)? > *original => long,
-            _ => &self.rope,
-        };
+    /// Rotates `x` (`[B, H, L, D]`): row `b` for positions `p_b..p_b + L`, `p_b` its position.
+    pub fn apply(&self, x: &Array, positions: &Positions) -> Result<Array> {
+        let length = x.dim(-2)?;
         let x = match &self.feature_scale {
             Some(scale) => x.mul(&scale.astype(x.dtype())?)?,
             None => x.clone(),
         };
-        Ok(rope.apply(&x, offset)?)
+        let (offsets, array) = match positions {
+            Positions::Shared(offset) => return Ok(self.frequencies(offset + length).apply(&x, *offset)?),
+            Positions::PerRow { offsets, array } => (offsets, array),
+        };
+        let Some((long, original)) = &self.long else { return Ok(self.rope.apply_dynamic(&x, array)?) };
+        // LongRoPE picks its frequencies by each sequence's own length: rows on both sides of the
+        // switch get both rotations and keep their own.
+        let uses_long: Vec<bool> = offsets.iter().map(|&offset| offset + length > *original).collect();
+        if uses_long.iter().all(|&l| l == uses_long[0]) {
+            return Ok(self.frequencies(offsets[0] + length).apply_dynamic(&x, array)?);
+        }
+        let rows = Array::from_slice(&uses_long, &[uses_long.len() as i32, 1, 1, 1])?;
+        Ok(where_select(&rows, &long.apply_dynamic(&x, array)?, &self.rope.apply_dynamic(&x, array)?)?)
+    }
+
+    /// The frequencies for a sequence that will have `length` positions after this step.
+    fn frequencies(&self, length: i32) -> &fast::Rope {
+        match &self.long {
+            Some((long, original)) if length > *original => long,
+            _ => &self.rope,
+        }
     }
 
     /// The factor this RoPE puts on attention scores (folded into the attention scale).
@@ -326,7 +344,7 @@ mod tests {
         let data: Vec<f32> = (0..l * d).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect();
         let x = Array::from_slice(&data, &[1, 1, l, d]).unwrap();
         let rope = config.build().unwrap();
-        let got = rope.apply(&x, offset).unwrap().to_vec::<f32>().unwrap();
+        let got = rope.apply(&x, &Positions::Shared(offset)).unwrap().to_vec::<f32>().unwrap();
         // A factor folded into the attention scale is not applied to the features.
         let scale = scale / (rope.score_scale() as f64).sqrt();
         let want = reference(&data, offset..offset + l, inv_freq, config.dims as usize, scale);
@@ -393,6 +411,31 @@ mod tests {
         let base = inv_freq(100.0, 4);
         check(&c, &[base[0] / 1.0, base[1] / 2.0], 0, attention);
         check(&c, &[base[0] / 3.0, base[1] / 5.0], 2, attention);
+    }
+
+    #[test]
+    fn per_row_positions_rotate_each_row_as_alone() {
+        let longrope = json!({"rope_parameters": {"rope_type": "longrope", "rope_theta": 100.0,
+            "short_factor": [1.0, 2.0], "long_factor": [3.0, 5.0], "partial_rotary_factor": 0.5},
+            "original_max_position_embeddings": 4});
+        let configs =
+            [config(json!({"rope_theta": 100.0})).unwrap(), RopeConfig::from_hf(&longrope, 8, 16, 1e4).unwrap()];
+        // Two positions per row: row 0 stays within LongRoPE's original 4 positions, rows 1 and 2 pass it.
+        let offsets = [0, 3, 6];
+        let data: Vec<f32> = (0..3 * 2 * 8).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect();
+        let x = Array::from_slice(&data, &[3, 1, 2, 8]).unwrap();
+        for config in &configs {
+            let rope = config.build().unwrap();
+            let batched = rope.apply(&x, &Positions::from_offsets(offsets.to_vec()).unwrap()).unwrap();
+            for (b, &offset) in offsets.iter().enumerate() {
+                let b = b as i32;
+                let alone = rope.apply(&x.slice_axis(0, b, b + 1).unwrap(), &Positions::Shared(offset)).unwrap();
+                let row = batched.slice_axis(0, b, b + 1).unwrap().to_vec::<f32>().unwrap();
+                let alone = alone.to_vec::<f32>().unwrap();
+                let worst = row.iter().zip(&alone).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(worst < 1e-6, "{:?} row {b}: {worst}", config.scaling);
+            }
+        }
     }
 
     #[test]

@@ -25,8 +25,8 @@ use crate::causal_lm::{CausalLm, check_step, select_positions};
 use crate::error::{ModelError, Result};
 use crate::hardware::DecodePath;
 use crate::layers::{
-    self, Activation, Attention, AttentionInputs, Embedding, GatedMlp, KvCache, KvProjection, Linear, Projection,
-    RmsNorm, Rope,
+    self, Activation, Attention, AttentionInputs, BatchKvCache, Embedding, GatedMlp, KvCache, KvProjection, LayerCache,
+    Linear, Positions, Projection, RmsNorm, Rope,
 };
 pub use crate::load::LoadOptions;
 use crate::load::Loader;
@@ -218,11 +218,30 @@ impl CausalLm for Gemma3n {
     }
 
     fn forward_logits(&self, ids: &Array, caches: &mut [KvCache], which: Logits) -> Result<Array> {
+        self.forward_over(ids, caches, which)
+    }
+
+    fn forward_batch(&self, ids: &Array, caches: &mut [BatchKvCache], which: Logits) -> Result<Array> {
+        self.forward_over(ids, caches, which)
+    }
+
+    fn context_length(&self) -> usize {
+        self.config.max_position_embeddings as usize
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size as usize
+    }
+}
+
+impl Gemma3n {
+    /// One forward pass over one sequence's caches or a batch's: the same layers either way.
+    fn forward_over(&self, ids: &Array, caches: &mut [impl LayerCache], which: Logits) -> Result<Array> {
         let c = &self.config;
         check_step(ids, caches.len(), c.num_caches())?;
-        // One position for the whole step: kv-shared layers rope their queries at the position
-        // before their source layer appended this step's keys.
-        let offset = caches[0].offset();
+        // One set of positions for the whole step: kv-shared layers rope their queries at the
+        // positions before their source layer appended this step's keys.
+        let positions = caches[0].positions()?;
         let ids = ids.astype(Dtype::I32)?;
         let h0 = self.embed_tokens.lookup(&ids)?;
         let h0 = h0.mul_scalar((c.hidden_size as f64).sqrt())?;
@@ -232,7 +251,7 @@ impl CausalLm for Gemma3n {
         let mut shared = SharedKv::default();
         for (i, layer) in self.layers.iter().enumerate() {
             let per_layer_input = per_layer.slice_axis(2, i as i32, i as i32 + 1)?.squeeze(&[2])?;
-            streams = layer.forward(c, streams, &per_layer_input, caches, &mut shared, offset, self.decode_path)?;
+            streams = layer.forward(c, streams, &per_layer_input, caches, &mut shared, &positions, self.decode_path)?;
         }
         let h = select_positions(streams.unembed(&self.altup_unembed_projections)?, which)?;
         let logits = self.embed_tokens.as_linear(&self.norm.forward(&h)?)?;
@@ -243,14 +262,6 @@ impl CausalLm for Gemma3n {
             Some(cap) => Ok(logits.div_scalar(cap as f64)?.tanh()?.mul_scalar(cap as f64)?),
             None => Ok(logits),
         }
-    }
-
-    fn context_length(&self) -> usize {
-        self.config.max_position_embeddings as usize
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.config.vocab_size as usize
     }
 }
 
@@ -326,9 +337,9 @@ impl DecoderLayer {
         c: &Config,
         streams: Streams,
         per_layer_input: &Array,
-        caches: &mut [KvCache],
+        caches: &mut [impl LayerCache],
         shared: &mut SharedKv,
-        offset: i32,
+        positions: &Positions,
         path: DecodePath,
     ) -> Result<Streams> {
         let predictions = self.altup.predict(&streams)?;
@@ -338,17 +349,19 @@ impl DecoderLayer {
 
         let attn = match self.kv_source {
             KvSource::Own { cache, publishes: true } => {
-                let (attn, inputs) = self.attention.forward_keeping_kv(&normed, &mut caches[cache], offset)?;
+                let (attn, inputs) = self.attention.forward_keeping_kv(&normed, &mut caches[cache], positions)?;
                 *shared.slot(self.kind) = Some(inputs);
                 attn
             }
-            KvSource::Own { cache, publishes: false } => self.attention.forward(&normed, &mut caches[cache], offset)?,
+            KvSource::Own { cache, publishes: false } => {
+                self.attention.forward(&normed, &mut caches[cache], positions)?
+            }
             KvSource::Shared => {
                 let inputs = shared
                     .slot(self.kind)
                     .as_ref()
                     .ok_or_else(|| ModelError::Input("a kv-shared layer ran before its source layer".into()))?;
-                self.attention.forward_shared(&normed, inputs, offset)?
+                self.attention.forward_shared(&normed, inputs, positions)?
             }
         };
         let attn = self.post_attention_layernorm.forward(&attn)?;

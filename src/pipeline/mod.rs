@@ -3,6 +3,12 @@
 //! pass uses too), then decode steps pipelined like mlx-lm's: step n+1 is built and scheduled with
 //! `async_eval` before token n is read back, so graph building overlaps the device work. What
 //! picks each token is pluggable ([`TokenChoice`]): the sampler, or greedy argmax.
+//!
+//! A server steps many pipelines at once: [`DecodeBatch`] runs one forward pass per step over
+//! every sequence that is decoding, through the same per-sequence steps ([`Pipeline`]'s turns)
+//! as a sequence decoding alone.
+
+mod batch;
 
 use mlx_bridge::{Array, Dtype};
 use mlxcel_models::layers::KvCache;
@@ -11,6 +17,8 @@ use mlxcel_models::{Logits, ModelError, Prefill};
 use crate::generate::GenerateError;
 use crate::model::LoadedModel;
 use crate::sampling::Sampler;
+
+pub use batch::DecodeBatch;
 
 /// A chosen token still on the device (lazy), with what was asked about its distribution.
 pub struct Chosen {
@@ -230,44 +238,79 @@ impl<'m, C: TokenChoice> Pipeline<'m, C> {
         if self.prefilling() {
             self.prefill_all()?;
         }
-        let Some((chosen, position)) = self.pending.take() else { return Ok(None) };
-        self.remaining -= 1;
-        let needs_history = self.choice.needs_history();
-        let room = self.remaining > 0 && self.history.len() + 1 < self.context;
+        let Some(mut turn) = self.take_turn() else { return Ok(None) };
         // Build the next step on the still-lazy token unless the choice must see its value first.
-        if room && !needs_history {
-            let token = chosen.token.astype(Dtype::I32)?.reshape(&[1, 1])?;
-            self.pending = Some(self.decode_step(&token, self.history.len())?);
+        if turn.ahead() {
+            self.decode_step(&turn)?;
         }
-        let token = match chosen.read(position) {
-            Ok(token) => token,
-            Err(error) => {
-                // Nothing after a failed token is worth computing.
-                self.pending = None;
-                self.remaining = 0;
-                return Err(error);
-            }
-        };
-        self.history.push(token.id);
-        if room && needs_history {
-            let fed = Array::from_slice(&[token.id as i32], &[1, 1])?;
-            self.pending = Some(self.decode_step(&fed, self.history.len() - 1)?);
+        let token = self.read(&mut turn)?;
+        if turn.after() {
+            self.decode_step(&turn)?;
         }
         Ok(Some(token))
     }
 
-    /// Feeds `token`, the one at `position`, and schedules the choice from its logits.
-    fn decode_step(&mut self, token: &Array, position: usize) -> Result<(Chosen, usize), GenerateError> {
-        let logits = self.model.forward_last(token, &mut self.caches)?;
-        self.schedule(&logits, position)
+    /// Starts a decode step: takes the scheduled token, and says whether another step follows.
+    fn take_turn(&mut self) -> Option<Turn> {
+        let (chosen, position) = self.pending.take()?;
+        self.remaining -= 1;
+        Some(Turn {
+            chosen: Some(chosen),
+            position,
+            room: self.remaining > 0 && self.history.len() + 1 < self.context,
+            needs_history: self.choice.needs_history(),
+        })
+    }
+
+    /// The `[1, 1]` id the next step feeds and its position: the turn's token, still lazy ahead
+    /// of reading it, or the one read back.
+    fn step_input(&self, turn: &Turn) -> Result<(Array, usize), GenerateError> {
+        Ok(match &turn.chosen {
+            Some(chosen) => (chosen.token.astype(Dtype::I32)?.reshape(&[1, 1])?, self.history.len()),
+            None => {
+                let last = *self.history.last().expect("a read token is in the history");
+                (Array::from_slice(&[last as i32], &[1, 1])?, self.history.len() - 1)
+            }
+        })
+    }
+
+    /// Reads the turn's token back (the step's one wait for the device) into the history.
+    fn read(&mut self, turn: &mut Turn) -> Result<SampledToken, GenerateError> {
+        let chosen = turn.chosen.take().expect("a turn's token is read once");
+        match chosen.read(turn.position) {
+            Ok(token) => {
+                self.history.push(token.id);
+                Ok(token)
+            }
+            Err(error) => {
+                // Nothing after a failed token is worth computing.
+                self.pending = None;
+                self.remaining = 0;
+                turn.room = false;
+                Err(error)
+            }
+        }
+    }
+
+    /// Feeds the turn's token through this pipeline's own caches and schedules the next choice.
+    fn decode_step(&mut self, turn: &Turn) -> Result<(), GenerateError> {
+        let (token, position) = self.step_input(turn)?;
+        let logits = self.model.forward_last(&token, &mut self.caches)?;
+        self.pending = Some(self.schedule(&logits, position)?);
+        Ok(())
     }
 
     /// Chooses from `logits` `[1, 1, vocab]`, those at `position`, and starts computing the choice.
     fn schedule(&mut self, logits: &Array, position: usize) -> Result<(Chosen, usize), GenerateError> {
-        let logits = logits.reshape(&[1, -1])?.astype(Dtype::F32)?;
-        let chosen = self.choice.choose(&logits, &self.history)?;
+        let chosen = self.choose(logits)?;
         mlx_bridge::async_eval(&chosen.arrays())?;
         Ok((chosen, position))
+    }
+
+    /// The choice from `logits` `[1, 1, vocab]` (lazy; nothing scheduled yet).
+    fn choose(&mut self, logits: &Array) -> Result<Chosen, GenerateError> {
+        let logits = logits.reshape(&[1, -1])?.astype(Dtype::F32)?;
+        self.choice.choose(&logits, &self.history)
     }
 
     /// The prompt and the tokens read back so far.
@@ -289,7 +332,29 @@ impl<'m, C: TokenChoice> Pipeline<'m, C> {
     }
 
     /// A copy of the caches right now (cheap: MLX arrays are shared, and updates make new ones).
+    /// Empty while the pipeline is a row of a [`DecodeBatch`], which holds its caches then.
     pub fn snapshot(&self) -> Vec<KvCache> {
         self.caches.clone()
+    }
+}
+
+/// One sequence's part of a decode step: the token scheduled last step (until it is read back),
+/// the position it was chosen at, and whether a next step follows.
+struct Turn {
+    chosen: Option<Chosen>,
+    position: usize,
+    room: bool,
+    needs_history: bool,
+}
+
+impl Turn {
+    /// Whether the next step is built on the token before it is read back.
+    fn ahead(&self) -> bool {
+        self.room && !self.needs_history
+    }
+
+    /// Whether the next step waits for the token's value (penalties read it).
+    fn after(&self) -> bool {
+        self.room && self.needs_history
     }
 }
