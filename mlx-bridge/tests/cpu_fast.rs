@@ -190,3 +190,37 @@ fn gated_activations_equal_the_compiled_blocks() {
         assert_near(&ours, &theirs, 1e-4, &format!("{what} of a view"));
     }
 }
+
+#[test]
+fn back_to_back_pool_jobs_keep_their_own_work() {
+    // Pooled primitives of different kinds evaluated one after another, thousands of times: a
+    // worker must never run a chunk of one job with another's function or context. A smoke
+    // check only: the race the pool had (fixed in pool.cc) crashed a Gemma 3 270M benchmark in
+    // 3 of 8 runs but never this test, even at 20000 steps.
+    let _guard = switch();
+    mlx_bridge::block_quant::set_num_threads(2).unwrap();
+    let q8: Vec<u8> = (0..64).flat_map(|_| std::iter::once(0x00).chain(std::iter::once(0x3c)).chain(0..32u8)).collect();
+    let w = mlx_bridge::block_quant::BlockMatrix::from_gguf(
+        "stress.q8",
+        mlx_bridge::block_quant::BlockFormat::Q8_0,
+        &q8,
+        64,
+        32,
+    )
+    .unwrap();
+    let (x, _) = array(&[3, 32], 20);
+    let (gate, _) = array(&[4, 4096], 21);
+    let (q, _) = array(&[1, 4, 16, 32], 22);
+    let (k, _) = array(&[1, 2, 16, 32], 23);
+    let step = || {
+        let y = w.matmul_t(&x).unwrap();
+        let h = mlx_bridge::fused::silu_gate(&gate, &gate).unwrap();
+        let a = fast::scaled_dot_product_attention(&q, &k, &k, 0.2, AttentionMask::Causal).unwrap();
+        mlx_bridge::eval(&[&y, &h, &a]).unwrap();
+        [y, h, a].map(|out| out.to_vec::<f32>().unwrap())
+    };
+    let first = step();
+    for i in 0..3000 {
+        assert_eq!(step(), first, "evaluation {i}");
+    }
+}

@@ -205,9 +205,10 @@ const GPU_KEEP_QUANTIZED: &str = "keeps the memory a quantized checkpoint was ch
      Gemma 3n E2B 4-bit decoded 74.8 tok/s vs 66.4 bf16 in one session, 52.8 vs 68.0 in another";
 const CPU_KERNELS: &str = "measured (SmolLM2 Q4_1, mlxcel bench --breakdown): MLX's CPU fallbacks build 3919 graph nodes \
      per decode token, mlxcel's kernels 1299";
-const ACTIVATION_PRECISION: &str = "measured (SmolLM2 Q4_1, 2-core x86, mlxcel generate): int8 activations, as \
-     llama.cpp rounds them, turn the greedy answer to \"What is the capital of France?\" into French nonsense where \
-     float32 and int16 say Paris; int16 costs ~12% of decode speed there (docs/benchmarks/cpu-x86_64.md)";
+const ACTIVATION_PRECISION: &str = "measured (SmolLM2 Q4_1, 2-core x86): int8 activations, as llama.cpp rounds them, \
+     turn SmolLM2's greedy answer to \"What is the capital of France?\" into French nonsense where float32 and int16 \
+     say Paris, and move Gemma 3 270M's logits by 2.35% of the largest (int16: 0.0075%); int16 costs 3% of decode \
+     (98.0 vs 100.6 tok/s) and 15% of prefill (596 vs 704) in mlxcel bench (docs/benchmarks/cpu-x86_64.md)";
 const NO_CUDA_KERNELS: &str = "the model does not run on an NVIDIA GPU";
 const GPU_NO_CPU_KERNELS: &str = "the model runs on the GPU, where MLX's fused kernels serve these ops";
 const GPU_PREFILL_CHUNK: &str =
@@ -239,9 +240,10 @@ impl ClassDefaults {
                 },
                 dequantize: ClassDefault {
                     value: false,
-                    reason: "measured (SmolLM2 Q4_1, 2-core x86, mlxcel bench): weights kept in their block formats \
-                             on mlxcel's CPU kernels decode 21.6 tok/s vs 14.0 dequantized to float32, prefill the same, \
-                             in 104 MiB vs 633 (docs/benchmarks/cpu-x86_64.md)",
+                    reason: "measured (2-core x86, mlxcel bench, one run): weights kept in their block formats on \
+                             mlxcel's CPU kernels decode SmolLM2 Q4_1 at 98.0 tok/s vs 16.0 dequantized to float32 and \
+                             prefill 596 vs 303, in 217 MiB peak RSS vs 784; Gemma 3 270M Q4_K_M 62.9 vs 6.5, 649 vs 421, \
+                             403 MiB vs 2101 (docs/benchmarks/cpu-x86_64.md)",
                 },
                 cpu_kernels: ClassDefault { value: true, reason: CPU_KERNELS },
                 cuda_kernels: ClassDefault { value: false, reason: NO_CUDA_KERNELS },

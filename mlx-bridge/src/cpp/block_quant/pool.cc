@@ -97,17 +97,21 @@ void Pool::set_threads(int n) {
   start(n);
 }
 
+// The chunk index of a closed epoch: past any job's chunk count.
+constexpr std::uint64_t kClosed = 0x7fffffff;
+
 int Pool::work(std::uint32_t epoch) {
   int ran = 0;
   std::uint64_t w = claim_.load(std::memory_order_acquire);
   for (;;) {
     if (static_cast<std::uint32_t>(w >> 32) != epoch) break;
     const auto k = static_cast<std::uint32_t>(w);
-    if (static_cast<int>(k) >= chunks_.load(std::memory_order_relaxed)) break;
-    // Read before the claim: a successful claim proves the job is still this epoch's, since
-    // the next job's fields are written only after every chunk of this one is done.
-    const ChunkFn fn = fn_.load(std::memory_order_relaxed);
-    void* ctx = ctx_.load(std::memory_order_relaxed);
+    // Read before the claim, with acquire: run() closes the finished job's epoch before it
+    // writes the next job's fields, so a field read here that is already the next job's makes
+    // the claim below fail. A successful claim thus proves all three belong to this epoch.
+    if (static_cast<int>(k) >= chunks_.load(std::memory_order_acquire)) break;
+    const ChunkFn fn = fn_.load(std::memory_order_acquire);
+    void* ctx = ctx_.load(std::memory_order_acquire);
     if (claim_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel, std::memory_order_acquire)) {
       fn(ctx, static_cast<int>(k));
       ++ran;
@@ -150,11 +154,17 @@ void Pool::run(int chunks, ChunkFn fn, void* ctx) {
     for (int k = 0; k < chunks; ++k) fn(ctx, k);
     return;
   }
+  // First close the previous job's epoch: a worker that read its claim word but not yet the
+  // fields could otherwise pair the old claim with this job's chunk count and function (it
+  // crashed that way, running a stale context). The closed epoch has no chunk to claim.
+  const auto previous = static_cast<std::uint32_t>(claim_.load(std::memory_order_relaxed) >> 32);
+  claim_.store((static_cast<std::uint64_t>(previous + 1) << 32) | kClosed);
+  std::atomic_thread_fence(std::memory_order_release);
   fn_.store(fn, std::memory_order_relaxed);
   ctx_.store(ctx, std::memory_order_relaxed);
   chunks_.store(chunks, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
-  const auto epoch = static_cast<std::uint32_t>(claim_.load(std::memory_order_relaxed) >> 32) + 1;
+  const auto epoch = previous + 2;
   claim_.store(static_cast<std::uint64_t>(epoch) << 32);  // seq_cst: publishes, and orders against sleepers_
   if (sleepers_.load() > 0) {
     { std::lock_guard<std::mutex> sl(sleep_mutex_); }
