@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Renders benchmarks/serving.py's JSON (one file per model) as docs/benchmarks/serving-cpu.md.
 
-    python3 benchmarks/serving_page.py docs/benchmarks/serving-cpu/*.json > docs/benchmarks/serving-cpu.md
+    python3 benchmarks/serving_page.py [--notes NOTES.md] benchmarks/results/serving-cpu/*.json \
+        > docs/benchmarks/serving-cpu.md
+
+NOTES.md, if given, is appended verbatim.
 """
 import json
 import sys
@@ -53,10 +56,16 @@ def render(records):
 
 
 def main():
-    records = [json.load(open(path)) for path in sys.argv[1:]]
+    args = sys.argv[1:]
+    notes = None
+    if args[:1] == ["--notes"] and len(args) > 1:
+        notes, args = open(args[1]).read(), args[2:]
+    records = [json.load(open(path)) for path in args]
     if not records:
-        raise SystemExit("usage: serving_page.py RESULTS.json...")
+        raise SystemExit("usage: serving_page.py [--notes NOTES.md] RESULTS.json...")
     sys.stdout.write(render(records))
+    if notes:
+        sys.stdout.write("\n" + notes)
 
 
 if __name__ == "__main__":

@@ -207,8 +207,8 @@ const CPU_KERNELS: &str = "measured (SmolLM2 Q4_1, mlxcel bench --breakdown): ML
      per decode token, mlxcel's kernels 1299";
 const ACTIVATION_PRECISION: &str = "measured (SmolLM2 Q4_1, 2-core x86): int8 activations, as llama.cpp rounds them, \
      turn SmolLM2's greedy answer to \"What is the capital of France?\" into French nonsense where float32 and int16 \
-     say Paris, and move Gemma 3 270M's logits by 2.35% of the largest (int16: 0.0075%); int16 costs 3% of decode \
-     (98.0 vs 100.6 tok/s) and 15% of prefill (596 vs 704) in mlxcel bench (docs/benchmarks/cpu-x86_64.md)";
+     say Paris, and move Gemma 3 270M's logits by 2.35% of the largest (int16: 0.0075%); int16 costs SmolLM2 15% of \
+     decode (84.0 vs 98.6 tok/s) and 23% of prefill (536 vs 692), Gemma 3 270M 1% and 8%, in one mlxcel bench run (docs/benchmarks/cpu-x86_64.md)";
 const NO_CUDA_KERNELS: &str = "the model does not run on an NVIDIA GPU";
 const GPU_NO_CPU_KERNELS: &str = "the model runs on the GPU, where MLX's fused kernels serve these ops";
 const GPU_PREFILL_CHUNK: &str =
@@ -241,9 +241,9 @@ impl ClassDefaults {
                 dequantize: ClassDefault {
                     value: false,
                     reason: "measured (2-core x86, mlxcel bench, one run): weights kept in their block formats on \
-                             mlxcel's CPU kernels decode SmolLM2 Q4_1 at 98.0 tok/s vs 16.0 dequantized to float32 and \
-                             prefill 596 vs 303, in 217 MiB peak RSS vs 784; Gemma 3 270M Q4_K_M 62.9 vs 6.5, 649 vs 421, \
-                             403 MiB vs 2101 (docs/benchmarks/cpu-x86_64.md)",
+                             mlxcel's CPU kernels decode SmolLM2 Q4_1 at 84.0 tok/s vs 14.4 dequantized to float32 and \
+                             prefill 536 vs 279, in 216 MiB peak RSS vs 779; Gemma 3 270M Q4_K_M 52.9 vs 5.4, 608 vs 393, \
+                             403 MiB vs 2100 (docs/benchmarks/cpu-x86_64.md)",
                 },
                 cpu_kernels: ClassDefault { value: true, reason: CPU_KERNELS },
                 cuda_kernels: ClassDefault { value: false, reason: NO_CUDA_KERNELS },
