@@ -155,6 +155,11 @@ async fn authenticate(State(app): State<App>, request: Request, next: Next) -> R
     }
 }
 
+/// The one 413 every body-limit path answers with.
+fn body_too_large() -> ApiError {
+    ApiError::too_large("the request body is larger than this server accepts")
+}
+
 /// The most of a declared-oversized body read before answering 413, and for how long.
 const OVERSIZE_DRAIN_BYTES: usize = 64 << 20;
 const OVERSIZE_DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
@@ -176,7 +181,7 @@ async fn read_declared_oversize(State(limit): State<usize>, request: Request, ne
                 let drain = async { while let Some(Ok(_)) = body.next().await {} };
                 let _ = tokio::time::timeout(OVERSIZE_DRAIN_TIME, drain).await;
             }
-            ApiError::too_large("the request body is larger than this server accepts").into_response()
+            body_too_large().into_response()
         }
         _ => next.run(request).await,
     }
@@ -189,7 +194,7 @@ async fn openai_shaped_413(response: Response) -> Response {
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/json"));
     if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return ApiError::too_large("the request body is larger than this server accepts").into_response();
+        return body_too_large().into_response();
     }
     response
 }
@@ -211,7 +216,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let status = rejection.status();
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        return ApiError::too_large("the request body is larger than this server accepts");
+        return body_too_large();
     }
     ApiError::invalid(rejection.body_text())
 }

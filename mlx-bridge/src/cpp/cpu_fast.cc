@@ -177,6 +177,8 @@ MLXCEL_CLONES float exp_shifted_sum_f32(float* __restrict x, std::int64_t n, flo
 // exp_nonpositive.
 inline float exp_clamped(float v) { return v > 0.0f ? 1.0f / exp_nonpositive(-std::min(v, 88.3f)) : exp_nonpositive(v); }
 
+inline float silu_one(float x) { return x / (1.0f + exp_clamped(-x)); }
+
 // silu(g) * u and gelu_tanh(g) * u over n float32 values: MLX's compiled CPU kernels for these
 // evaluate exp one value at a time through a libm fma call, a sixth of a prefill; these loops
 // vectorise.
@@ -184,11 +186,8 @@ MLXCEL_CLONES void silu_gate_f32(const float* __restrict g, const float* __restr
                                  std::int64_t n) {
   std::int64_t i = 0;
   for (; i + 16 <= n; i += 16)
-    for (int j = 0; j < 16; ++j) {
-      const float x = g[i + j];
-      out[i + j] = x / (1.0f + exp_clamped(-x)) * u[i + j];
-    }
-  for (; i < n; ++i) out[i] = g[i] / (1.0f + exp_clamped(-g[i])) * u[i];
+    for (int j = 0; j < 16; ++j) out[i + j] = silu_one(g[i + j]) * u[i + j];
+  for (; i < n; ++i) out[i] = silu_one(g[i]) * u[i];
 }
 
 inline float gelu_tanh_one(float x) {
@@ -418,7 +417,7 @@ class GatedActivation : public mx::Primitive {
           for (std::int64_t i = 0; i < d; ++i) {
             const float x = g[g_rows[r] + i * g_last], y = u[u_rows[r] + i * u_last];
             o[static_cast<std::int64_t>(r) * d + i] =
-                (kind == GateKind::Silu ? x / (1.0f + exp_clamped(-x)) : gelu_tanh_one(x)) * y;
+                (kind == GateKind::Silu ? silu_one(x) : gelu_tanh_one(x)) * y;
           }
       });
       return;
