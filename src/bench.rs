@@ -1,6 +1,8 @@
 //! Throughput measurement with llama-bench's conventions: `ppN` is the rate at which an N-token
 //! prompt is processed from an empty cache (after `depth` tokens of context), `tgN` the rate at
-//! which N tokens are generated one at a time after that context. Each test runs `warmup` times
+//! which N tokens are generated one at a time after that context, and `tgN@bB` the aggregate rate
+//! of B sequences generating N tokens each in one batched forward pass per step (the server's
+//! decode; llama-batched-bench's `-npl`). Each test runs `warmup` times
 //! unrecorded, then `repetitions` times; the report carries mean ± standard deviation, time to
 //! first token for prompt tests, and the peak memory MLX saw.
 //!
@@ -17,23 +19,38 @@ use serde::Serialize;
 
 use crate::generate::GenerateError;
 use crate::model::LoadedModel;
-use crate::pipeline::{Greedy, Pipeline};
+use crate::pipeline::{DecodeBatch, Greedy, Pipeline};
 
 /// One test: `pp` or `tg`, at a context depth.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Test {
-    Prompt { tokens: usize, depth: usize },
-    Generate { tokens: usize, depth: usize },
+    Prompt {
+        tokens: usize,
+        depth: usize,
+    },
+    /// `batch` sequences at once, each after its own `depth` tokens of context.
+    Generate {
+        tokens: usize,
+        depth: usize,
+        batch: usize,
+    },
 }
 
 impl Test {
-    /// `pp512`, `tg128`, `pp512@d1024`.
+    /// `pp512`, `tg128`, `pp512@d1024`, `tg128@b16`.
     pub fn name(&self) -> String {
-        let (kind, tokens, depth) = match *self {
-            Test::Prompt { tokens, depth } => ("pp", tokens, depth),
-            Test::Generate { tokens, depth } => ("tg", tokens, depth),
+        let (kind, tokens, depth, batch) = match *self {
+            Test::Prompt { tokens, depth } => ("pp", tokens, depth, 1),
+            Test::Generate { tokens, depth, batch } => ("tg", tokens, depth, batch),
         };
-        if depth > 0 { format!("{kind}{tokens}@d{depth}") } else { format!("{kind}{tokens}") }
+        let mut name = format!("{kind}{tokens}");
+        if depth > 0 {
+            name += &format!("@d{depth}");
+        }
+        if batch > 1 {
+            name += &format!("@b{batch}");
+        }
+        name
     }
 
     fn depth(&self) -> usize {
@@ -42,11 +59,19 @@ impl Test {
         }
     }
 
+    /// Sequences decoding together.
+    pub fn batch(&self) -> usize {
+        match *self {
+            Test::Prompt { .. } => 1,
+            Test::Generate { batch, .. } => batch,
+        }
+    }
+
     /// Positions the test needs in the cache (`None`: more than a `usize` holds).
     pub fn positions(&self) -> Option<usize> {
         match *self {
             Test::Prompt { tokens, depth } => depth.checked_add(tokens),
-            Test::Generate { tokens, depth } => depth.checked_add(1)?.checked_add(tokens),
+            Test::Generate { tokens, depth, .. } => depth.checked_add(1)?.checked_add(tokens),
         }
     }
 }
@@ -85,6 +110,8 @@ pub struct Measurement {
     pub n_prompt: usize,
     pub n_gen: usize,
     pub depth: usize,
+    /// Sequences generating together (`tg` tests; their aggregate rate).
+    pub batch: usize,
     pub repetitions: usize,
     pub tokens_per_second: TokensPerSecond,
     /// Prompt tests: time until the first token's logits are ready.
@@ -133,12 +160,12 @@ pub fn measure(model: &LoadedModel, test: Test, settings: BenchSettings) -> Resu
     for run in 0..settings.warmup + settings.repetitions {
         // Fresh ids per run: a repeated prompt could hit caches that real prompts never do.
         let key = random::key(settings.seed.wrapping_add(run as u64))?;
-        let ids = random_ids(vocab, positions, &key)?;
         let depth = test.depth();
-        let mut caches = model.make_caches();
-        prefill(model, &ids[..depth], settings.prefill_chunk, &mut caches)?;
         let (rate, ttft) = match test {
             Test::Prompt { tokens, .. } => {
+                let ids = random_ids(vocab, positions, &key)?;
+                let mut caches = model.make_caches();
+                prefill(model, &ids[..depth], settings.prefill_chunk, &mut caches)?;
                 let started = Instant::now();
                 if let Some(logits) = prefill(model, &ids[depth..depth + tokens], settings.prefill_chunk, &mut caches)?
                 {
@@ -147,16 +174,20 @@ pub fn measure(model: &LoadedModel, test: Test, settings: BenchSettings) -> Resu
                 let seconds = started.elapsed().as_secs_f64();
                 (tokens as f64 / seconds, Some(seconds * 1e3))
             }
-            Test::Generate { tokens, .. } => {
+            Test::Generate { tokens, batch: 1, .. } => {
                 // The generation core with greedy choice: one more token than timed steps, the
                 // first coming from the prefill.
+                let ids = random_ids(vocab, depth + 1, &key)?;
                 let mut pipeline =
-                    Pipeline::new(model, &ids[..=depth], caches, depth, Greedy, tokens + 1, settings.prefill_chunk)?;
+                    Pipeline::new(model, &ids, model.make_caches(), 0, Greedy, tokens + 1, settings.prefill_chunk)?;
                 pipeline.prefill_all()?;
                 pipeline.wait()?;
                 let started = Instant::now();
                 while pipeline.next_token()?.is_some() {}
                 (tokens as f64 / started.elapsed().as_secs_f64(), None)
+            }
+            Test::Generate { tokens, batch, .. } => {
+                (batched_decode_rate(model, test, batch, tokens, settings, &key)?, None)
             }
         };
         if run >= settings.warmup {
@@ -174,12 +205,54 @@ pub fn measure(model: &LoadedModel, test: Test, settings: BenchSettings) -> Resu
         n_prompt,
         n_gen,
         depth: test.depth(),
+        batch: test.batch(),
         repetitions: settings.repetitions,
         tokens_per_second: TokensPerSecond { mean: spread.mean, std: spread.std, samples: rates },
         ttft_ms: (!ttfts.is_empty()).then(|| Spread::of(&ttfts)),
         peak_memory_bytes: memory::peak(),
         peak_rss_bytes: peak_rss_bytes(),
     })
+}
+
+/// `batch` sequences, each with its own random context, prefilled alone and then decoding
+/// `tokens` more tokens together through [`DecodeBatch`]: the aggregate tokens per second.
+fn batched_decode_rate(
+    model: &LoadedModel,
+    test: Test,
+    batch: usize,
+    tokens: usize,
+    settings: BenchSettings,
+    key: &Array,
+) -> Result<f64, GenerateError> {
+    let depth = test.depth();
+    let ids = random_ids(model.vocab_size() as i64, batch * (depth + 1), key)?;
+    let mut members = Vec::with_capacity(batch);
+    let mut decoding = DecodeBatch::new();
+    for (id, prompt) in ids.chunks(depth + 1).enumerate() {
+        let mut pipeline =
+            Pipeline::new(model, prompt, model.make_caches(), 0, Greedy, tokens + 1, settings.prefill_chunk)?;
+        pipeline.prefill_all()?;
+        pipeline.wait()?;
+        decoding.join(id as u64, &mut pipeline)?;
+        members.push((id as u64, pipeline));
+    }
+    decoding.settle()?;
+    let started = Instant::now();
+    // The first step reads the prefills' tokens back (and schedules the first forward pass):
+    // they are not counted, as `tg` counts the tokens after the first.
+    let mut generated = 0;
+    let mut first = true;
+    while !members.is_empty() {
+        let mut rows: Vec<&mut Pipeline<'_, Greedy>> = members.iter_mut().map(|(_, pipeline)| pipeline).collect();
+        for outcome in decoding.step(model, &mut rows)? {
+            generated += usize::from(outcome?.is_some() && !first);
+        }
+        first = false;
+        // Those with no token left have left the batch; a member's last token is read in the
+        // step after its last forward pass.
+        members.retain(|(id, _)| decoding.contains(*id));
+    }
+    Ok(generated as f64 / started.elapsed().as_secs_f64())
 }
 
 /// `count` random token ids below `vocab`.

@@ -359,6 +359,7 @@ fn every_hostile_input_fails_with_one_clear_line() {
         run_case("9: bench depth overflow", bench(&good, &["-d", "18446744073709551615"]), "overflows"),
         run_case("9: bench --bits on a checkpoint", bench(&good, &["--bits", "4"]), "--bits"),
         run_case("9: bench prefill chunk 0", bench(&good, &["--prefill-chunk", "0"]), "--prefill-chunk"),
+        run_case("9: bench batch 0", bench(&good, &["-b", "0"]), "--batch"),
         run_case("9: generate prefill chunk 0", generate(&good, &["--prefill-chunk", "0"]), "--prefill-chunk"),
         run_case("9: bench past the context", bench(&good, &["-p", "300"]), "context of 256"),
         run_case(

@@ -156,6 +156,35 @@ fn long_float32_chunks_run_the_parallel_kernel_and_equal_the_fallback() {
 }
 
 #[test]
+fn batched_decode_steps_equal_the_fallback() {
+    // Eight rows decoding together, as a server's batch: 6 query heads over 2 KV heads (the
+    // kernel then takes a block's rows from one KV head's query heads), rows left-padded by their
+    // own amounts (a per-row bool mask), and two-token steps with a causal edge.
+    let (batch, keys) = (8i32, 40i32);
+    let (k_buffer, _) = array(&[batch, 2, 64, 32], 13);
+    let (v_buffer, _) = array(&[batch, 2, 64, 32], 14);
+    let k = k_buffer.slice_axis(2, 0, keys).unwrap();
+    let v = v_buffer.slice_axis(2, 0, keys).unwrap();
+    for length in [1, 2] {
+        let (q, _) = array(&[batch, 6, length, 32], 15 + length as u64);
+        let padded: Vec<bool> = (0..batch)
+            .flat_map(|b| (0..length).flat_map(move |l| (0..keys).map(move |j| j >= 3 * b && j <= keys - length + l)))
+            .collect();
+        let padded = Array::from_slice(&padded, &[batch, 1, length, keys]).unwrap();
+        let masks = [
+            (AttentionMask::None, "none"),
+            (AttentionMask::Causal, "causal"),
+            (AttentionMask::Array(&padded), "padding"),
+        ];
+        for (mask, what) in masks {
+            let (ours, theirs, ops) = both(|| fast::scaled_dot_product_attention(&q, &k, &v, 0.125, mask).unwrap());
+            assert!(uses(&ops, "MlxcelAttention"), "{what}: {ops:?}");
+            assert_near(&ours, &theirs, 2e-6, &format!("B={batch}, L={length}, mask {what}"));
+        }
+    }
+}
+
+#[test]
 fn long_half_precision_chunks_keep_the_fallbacks_matmuls() {
     let (q, _) = array(&[1, 2, 512, 16], 10);
     let (k, _) = array(&[1, 2, 512, 16], 11);

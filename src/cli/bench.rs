@@ -42,6 +42,10 @@ pub struct BenchArgs {
     /// Generation lengths to test (tg), comma-separated; 0 skips generation tests.
     #[arg(short = 'n', long = "n-gen", value_delimiter = ',', default_value = "128")]
     n_gen: Vec<usize>,
+    /// Sequences decoding together in the tg tests (one batched forward pass per step, as the
+    /// server's), comma-separated; their aggregate rate is reported.
+    #[arg(short = 'b', long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    batch: Vec<u32>,
     /// Context depths (tokens already in the cache), comma-separated.
     #[arg(short = 'd', long = "n-depth", value_delimiter = ',', default_value = "0")]
     depth: Vec<usize>,
@@ -307,7 +311,10 @@ fn tests(args: &BenchArgs) -> anyhow::Result<Vec<Test>> {
     let mut tests = Vec::new();
     for &depth in &args.depth {
         tests.extend(args.n_prompt.iter().filter(|&&n| n > 0).map(|&tokens| Test::Prompt { tokens, depth }));
-        tests.extend(args.n_gen.iter().filter(|&&n| n > 0).map(|&tokens| Test::Generate { tokens, depth }));
+        for &batch in &args.batch {
+            let generate = |&tokens| Test::Generate { tokens, depth, batch: batch as usize };
+            tests.extend(args.n_gen.iter().filter(|&&n| n > 0).map(generate));
+        }
     }
     if tests.is_empty() {
         bail!("no tests: every -p and -n value is 0");
@@ -434,7 +441,7 @@ fn csv(profile: &HardwareProfile, runs: &[Run]) -> String {
     let quote = |field: &str| {
         if field.contains([',', '"', '\n']) { format!("\"{}\"", field.replace('"', "\"\"")) } else { field.to_string() }
     };
-    let mut out = "model,source,size_bytes,params,backend,dtype,bits,decode_path,pretranspose,dequantize,test,n_prompt,n_gen,depth,tps_mean,tps_std,ttft_ms,peak_memory_bytes,peak_rss_bytes\n".to_string();
+    let mut out = "model,source,size_bytes,params,backend,dtype,bits,decode_path,pretranspose,dequantize,test,n_prompt,n_gen,depth,batch,tps_mean,tps_std,ttft_ms,peak_memory_bytes,peak_rss_bytes\n".to_string();
     for run in runs {
         let m = &run.measurement;
         let setting = |name: &str| run.variant.get(name).map_or_else(String::new, |v| v.to_string().replace('"', ""));
@@ -453,6 +460,7 @@ fn csv(profile: &HardwareProfile, runs: &[Run]) -> String {
             m.n_prompt.to_string(),
             m.n_gen.to_string(),
             m.depth.to_string(),
+            m.batch.to_string(),
             format!("{:.4}", m.tokens_per_second.mean),
             format!("{:.4}", m.tokens_per_second.std),
             m.ttft_ms.map_or(String::new(), |t| format!("{:.3}", t.mean)),

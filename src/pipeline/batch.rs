@@ -67,6 +67,13 @@ impl DecodeBatch {
         Ok(())
     }
 
+    /// Evaluates the caches the joins built, so that what follows (a benchmark's timed steps)
+    /// does not pay for them.
+    pub fn settle(&self) -> Result<(), GenerateError> {
+        let buffers: Vec<&Array> = self.caches.iter().flat_map(BatchKvCache::buffers).collect();
+        Ok(mlx_bridge::eval(&buffers)?)
+    }
+
     /// Takes member `id` out of the batch, its row of the caches back in `pipeline` (so it can
     /// go on alone, or its caches be kept for a later prompt).
     pub fn leave<C>(&mut self, id: u64, pipeline: &mut Pipeline<'_, C>) -> Result<(), GenerateError> {
@@ -84,6 +91,10 @@ impl DecodeBatch {
     }
 
     fn drop_rows(&mut self, rows: &[usize]) -> Result<(), GenerateError> {
+        // Filtering takes every kept row into new buffers: a copy of the whole cache.
+        if rows.is_empty() {
+            return Ok(());
+        }
         let keep: Vec<usize> = (0..self.members.len()).filter(|r| !rows.contains(r)).collect();
         if keep.is_empty() {
             self.clear();

@@ -462,7 +462,10 @@ enum class MaskKind { None, Causal, Array };
 // float32 attention for any number of queries, split over the kernel thread pool by (batch,
 // head, block of query rows): decode steps spread their heads, prefill chunks their rows. Per row
 // the same arithmetic as the fallback (q * scale, Q K^T, mask, softmax, P V) in one pass over the
-// visible keys, so a causal chunk computes half the scores the fallback's matmuls do.
+// visible keys, so a causal chunk computes half the scores the fallback's matmuls do. A block's
+// rows share their reads of the keys and values: with grouped-query attention and enough work to
+// spread, a block takes its rows from every query head of one key-value head (a batched decode
+// step then reads each cache row once, not once per query head).
 struct ParallelAttention {
   static constexpr std::int64_t kRowsPerChunk = 8;
 
@@ -475,10 +478,21 @@ struct ParallelAttention {
   bool bool_mask;
   MaskKind mask;
   float scale;
+  // Whether a block's rows come from all the query heads of one key-value head.
+  bool grouped = false;
+
+  std::int64_t heads() const { return grouped ? kv.shape[1] : qv.shape[1]; }
+  std::int64_t rows_per_head() const { return (grouped ? qv.shape[1] / kv.shape[1] : 1) * qv.shape[2]; }
+  std::int64_t blocks() const { return (rows_per_head() + kRowsPerChunk - 1) / kRowsPerChunk; }
+  std::int64_t chunks() const { return qv.shape[0] * heads() * blocks(); }
 
   void run() {
-    const std::int64_t blocks = (qv.shape[2] + kRowsPerChunk - 1) / kRowsPerChunk;
-    const std::int64_t chunks = qv.shape[0] * qv.shape[1] * blocks;
+    // Grouping cuts the key-value reads by the group size but also the number of blocks: keep
+    // at least two per pool thread, or a lone decode step would run its heads on fewer threads.
+    const std::int64_t threads = mlxcel::bq::Pool::instance().threads();
+    grouped = qv.shape[1] != kv.shape[1];
+    if (grouped && chunks() < 2 * threads) grouped = false;
+    const std::int64_t chunks = this->chunks();
     mlxcel::bq::Pool::instance().run(
         static_cast<int>(chunks), [](void* self, int chunk) { static_cast<ParallelAttention*>(self)->rows(chunk); },
         this);
@@ -487,10 +501,13 @@ struct ParallelAttention {
   void rows(int chunk) const {
     const std::int64_t Hq = qv.shape[1], L = qv.shape[2], D = qv.shape[3];
     const std::int64_t Hkv = kv.shape[1], S = kv.shape[2], Dv = vv.shape[3];
-    const std::int64_t blocks = (L + kRowsPerChunk - 1) / kRowsPerChunk;
-    const std::int64_t b = chunk / (Hq * blocks), h = chunk / blocks % Hq, block = chunk % blocks;
-    const std::int64_t hk = h / (Hq / Hkv);
-    const std::int64_t first = block * kRowsPerChunk, rows = std::min(L, first + kRowsPerChunk) - first;
+    const std::int64_t group = Hq / Hkv, G = heads(), per_head = rows_per_head(), nblocks = blocks();
+    const std::int64_t b = chunk / (G * nblocks), unit = chunk / nblocks % G, block = chunk % nblocks;
+    const std::int64_t hk = grouped ? unit : unit / group;
+    const std::int64_t first = block * kRowsPerChunk, rows = std::min(per_head, first + kRowsPerChunk) - first;
+    // Row r of the block: query head and position.
+    auto head_of = [&](std::int64_t r) { return grouped ? hk * group + (first + r) / L : unit; };
+    auto pos_of = [&](std::int64_t r) { return (first + r) % L; };
     thread_local std::vector<float> queries, scores, acc;
     queries.resize(static_cast<std::size_t>(rows * D));
     scores.resize(static_cast<std::size_t>(rows * S));
@@ -502,15 +519,16 @@ struct ParallelAttention {
     auto visible = [&](std::int64_t l) {
       return mask == MaskKind::Causal ? std::clamp<std::int64_t>(S - L + l + 1, 0, S) : S;
     };
+    std::int64_t n = 0;
     for (std::int64_t r = 0; r < rows; ++r) {
-      const float* qrow = q + qv.at(b, h, first + r);
+      const float* qrow = q + qv.at(b, head_of(r), pos_of(r));
       for (std::int64_t d = 0; d < D; ++d) queries[r * D + d] = scale * qrow[d];
+      n = std::max(n, visible(pos_of(r)));
     }
-    const std::int64_t n = visible(first + rows - 1);
     std::int64_t reach = n;  // the values the block reads: all S once a row averages every key
     block_scores_f32(queries.data(), rows, D, k_head, kv.strides[2], n, scores.data(), S);
     for (std::int64_t r = 0; r < rows; ++r) {
-      const std::int64_t l = first + r;
+      const std::int64_t h = head_of(r), l = pos_of(r);
       float* row = scores.data() + r * S;
       if (mask == MaskKind::Array) {
         const std::int64_t m = mask_view.at(b, h, l);
@@ -537,7 +555,8 @@ struct ParallelAttention {
     }
     block_weighted_sum_f32(scores.data(), S, rows, v_head, vv.strides[2], reach, Dv, acc.data());
     for (std::int64_t r = 0; r < rows; ++r)
-      std::copy(acc.begin() + r * Dv, acc.begin() + (r + 1) * Dv, out + ((b * Hq + h) * L + first + r) * Dv);
+      std::copy(acc.begin() + r * Dv, acc.begin() + (r + 1) * Dv,
+                out + ((b * Hq + head_of(r)) * L + pos_of(r)) * Dv);
   }
 };
 

@@ -79,6 +79,11 @@ impl BatchKvCache {
         Ok(merged)
     }
 
+    /// The key and value buffers (for evaluating a merge before it is timed).
+    pub fn buffers(&self) -> impl Iterator<Item = &Array> {
+        self.keys.iter().chain(&self.values)
+    }
+
     pub fn batch_size(&self) -> usize {
         self.base.len()
     }
@@ -172,6 +177,9 @@ impl BatchKvCache {
     pub fn filter(&mut self, keep: &[usize]) -> Result<()> {
         if let Some(&bad) = keep.iter().find(|&&row| row >= self.base.len()) {
             return Err(ModelError::Input(format!("row {bad} of a batch of {}", self.base.len())));
+        }
+        if keep.iter().copied().eq(0..self.base.len()) {
+            return Ok(());
         }
         let rows: Vec<i32> = keep.iter().map(|&row| row as i32).collect();
         let index = Array::from_slice(&rows, &[rows.len() as i32])?;
