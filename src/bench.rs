@@ -352,10 +352,11 @@ mod tests {
     #[test]
     fn test_names_follow_llama_bench() {
         assert_eq!(Test::Prompt { tokens: 512, depth: 0 }.name(), "pp512");
-        assert_eq!(Test::Generate { tokens: 128, depth: 4096 }.name(), "tg128@d4096");
-        assert_eq!(Test::Generate { tokens: 128, depth: 10 }.positions(), Some(139));
+        assert_eq!(Test::Generate { tokens: 128, depth: 4096, batch: 1 }.name(), "tg128@d4096");
+        assert_eq!(Test::Generate { tokens: 64, depth: 256, batch: 16 }.name(), "tg64@d256@b16");
+        assert_eq!(Test::Generate { tokens: 128, depth: 10, batch: 4 }.positions(), Some(139));
         assert_eq!(Test::Prompt { tokens: 1, depth: usize::MAX }.positions(), None);
-        assert_eq!(Test::Generate { tokens: 0, depth: usize::MAX }.positions(), None);
+        assert_eq!(Test::Generate { tokens: 0, depth: usize::MAX, batch: 1 }.positions(), None);
     }
 
     #[test]
