@@ -3,6 +3,8 @@
 //! Optional array arguments travel as nullable raw pointers (cxx has no `Option<&T>`); the safe
 //! wrappers in this crate are the only callers.
 
+use crate::compile::{TracedFn, call_traced};
+
 #[allow(clippy::too_many_arguments)]
 #[cxx::bridge(namespace = "mlxcel")]
 pub(crate) mod bridge {
@@ -130,6 +132,12 @@ pub(crate) mod bridge {
         SiluGatedMlp,
         /// Every weight pre-transposed to `[in, out]`: inputs `x, gate_wt, up_wt, down_wt`.
         SiluGatedMlpT,
+    }
+
+    extern "Rust" {
+        /// A Rust function of arrays that `mx::compile` traces.
+        type TracedFn<'a>;
+        fn call_traced(f: &TracedFn<'_>, inputs: &ArrayList) -> Result<UniquePtr<ArrayList>>;
     }
 
     unsafe extern "C++" {
@@ -311,6 +319,10 @@ pub(crate) mod bridge {
         // Blocks compiled once with mx::compile.
         fn fused(block: FusedBlock, inputs: &ArrayList) -> Result<UniquePtr<ArrayList>>;
         fn set_compile_enabled(enabled: bool);
+        // A Rust function compiled with mx::compile under `id` (traced when first called with
+        // these input shapes), and the forgetting of its compiled graphs.
+        fn compiled_call(f: &TracedFn<'_>, id: u64, inputs: &ArrayList) -> Result<UniquePtr<ArrayList>>;
+        fn compiled_forget(id: u64);
         fn set_cpu_kernels(enabled: bool);
         fn cpu_kernels() -> bool;
         fn set_cuda_kernels(enabled: bool);

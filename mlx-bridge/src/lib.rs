@@ -11,6 +11,7 @@
 
 mod array;
 pub mod block_quant;
+pub mod compile;
 pub mod device;
 mod error;
 pub mod fast;

@@ -99,6 +99,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             pretranspose,
             quantized: QuantizedWeights::Mlx,
             k_quants: Default::default(),
+            compiled_decode: false,
         };
         models.push((
             pretranspose,

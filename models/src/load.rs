@@ -24,6 +24,8 @@ pub struct LoadOptions {
     pub quantized: QuantizedWeights,
     /// What GGUF K-quant tensors become.
     pub k_quants: KQuants,
+    /// Decode steps run each layer's work around its cache as compiled graphs.
+    pub compiled_decode: bool,
 }
 
 impl LoadOptions {
@@ -35,6 +37,7 @@ impl LoadOptions {
             pretranspose: plan.pretranspose,
             quantized: QuantizedWeights::for_plan(plan),
             k_quants,
+            compiled_decode: plan.compiled_decode,
         }
     }
 }
@@ -181,6 +184,7 @@ mod tests {
             pretranspose,
             quantized: QuantizedWeights::Mlx,
             k_quants: KQuants::Dequantize,
+            compiled_decode: false,
         }
     }
 

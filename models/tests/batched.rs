@@ -55,13 +55,29 @@ fn load(name: &str, decode_path: DecodePath) -> Box<dyn CausalLm> {
 }
 
 fn load_variant(name: &str, variant: &str, quantized: QuantizedWeights, decode_path: DecodePath) -> Box<dyn CausalLm> {
+    load_with(name, variant, quantized, decode_path, false)
+}
+
+fn load_with(
+    name: &str,
+    variant: &str,
+    quantized: QuantizedWeights,
+    decode_path: DecodePath,
+    compiled_decode: bool,
+) -> Box<dyn CausalLm> {
     let dir = fixture(&format!("{name}-tiny")).join(variant);
     let config = read_config(&dir);
     let text = config.get("text_config").unwrap_or(&config);
     let model_type = text["model_type"].as_str().or(config["model_type"].as_str()).unwrap();
     let family = families::by_model_type(model_type).unwrap_or_else(|| panic!("{model_type}"));
-    let options =
-        LoadOptions { dtype: Dtype::F32, decode_path, pretranspose: false, quantized, k_quants: KQuants::Dequantize };
+    let options = LoadOptions {
+        dtype: Dtype::F32,
+        decode_path,
+        pretranspose: false,
+        quantized,
+        k_quants: KQuants::Dequantize,
+        compiled_decode,
+    };
     (family.load)(&dir, &config, options).unwrap()
 }
 
@@ -171,6 +187,16 @@ fn gemma3n_batched_decode_equals_each_sequence_alone() {
     // kv-shared layers, sliding layers and AltUp, on both decode paths.
     for path in [DecodePath::Fused, DecodePath::Split] {
         check("gemma3n", LENGTHS, path);
+    }
+}
+
+#[test]
+fn compiled_batched_decode_equals_each_sequence_alone() {
+    // The compiled pieces traced once per batch size: rows joining and leaving retrace them.
+    let _kernels = kernels();
+    for name in ["llama", "gemma3n", "qwen3_moe"] {
+        let model = load_with(name, "fp32", QuantizedWeights::Mlx, DecodePath::Fused, true);
+        run_on(model.as_ref(), name, LENGTHS, DecodePath::Fused, 0.0);
     }
 }
 

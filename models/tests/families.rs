@@ -1,7 +1,8 @@
 //! Qwen2.5, Qwen3, Qwen3-MoE, Phi-3 and SmolLM3 against transformers' float32 logits on tiny
 //! random checkpoints (`tests/fixtures/gen_families.py`), from HF safetensors, MLX-quantized
 //! safetensors and GGUF files written as llama.cpp writes them, on both decode paths, with and
-//! without pre-transposed weights, at every prompt chunking.
+//! without pre-transposed weights, at every prompt chunking; the one-token chunks also with
+//! compiled decode steps.
 
 mod common;
 
@@ -33,7 +34,14 @@ const REPRESENTATIONS: [(QuantizedWeights, f32); 3] = [
 ];
 
 fn options(decode_path: DecodePath, pretranspose: bool, quantized: QuantizedWeights) -> LoadOptions {
-    LoadOptions { dtype: Dtype::F32, decode_path, pretranspose, quantized, k_quants: KQuants::Dequantize }
+    LoadOptions {
+        dtype: Dtype::F32,
+        decode_path,
+        pretranspose,
+        quantized,
+        k_quants: KQuants::Dequantize,
+        compiled_decode: false,
+    }
 }
 
 /// Every plan variant a family must agree on.
@@ -44,6 +52,7 @@ fn variants() -> Vec<LoadOptions> {
             all.push(options(path, pretranspose, QuantizedWeights::Mlx));
         }
     }
+    all.push(LoadOptions { compiled_decode: true, ..options(DecodePath::Fused, false, QuantizedWeights::Mlx) });
     all
 }
 
@@ -73,15 +82,20 @@ fn check_family<C: Family>(name: &str) {
     let reference = reference(&dir);
     let chunks = every_chunking(&reference.prompt);
     for options in variants() {
-        let what = format!("{name} fp32 {} pretranspose {}", options.decode_path, options.pretranspose);
+        let what = format!(
+            "{name} fp32 {} pretranspose {} compiled {}",
+            options.decode_path, options.pretranspose, options.compiled_decode
+        );
         let model = Model::<C>::load(&dir.join("fp32"), &read_config(&dir.join("fp32")), options).unwrap();
         assert_matches(&model, &reference.prompt, &reference.logits["fp32"], &chunks, &what);
     }
     for (quantized, relative) in REPRESENTATIONS {
-        for path in [DecodePath::Fused, DecodePath::Split] {
-            let options = options(path, false, quantized);
+        for (path, compiled_decode) in
+            [(DecodePath::Fused, false), (DecodePath::Split, false), (DecodePath::Fused, true)]
+        {
+            let options = LoadOptions { compiled_decode, ..options(path, false, quantized) };
             let q4 = Model::<C>::load(&dir.join("q4"), &read_config(&dir.join("q4")), options).unwrap();
-            let what = format!("{name} q4 {path} {quantized:?}");
+            let what = format!("{name} q4 {path} {quantized:?} compiled {compiled_decode}");
             assert_within(&q4, &reference.prompt, &reference.logits["q4"], &chunks, relative, &what);
         }
         let file = GgufFile::open(&dir.join("tiny.gguf")).unwrap();

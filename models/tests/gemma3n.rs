@@ -31,6 +31,7 @@ fn options(decode_path: DecodePath, pretranspose: bool) -> LoadOptions {
         pretranspose,
         quantized: QuantizedWeights::Mlx,
         k_quants: Default::default(),
+        compiled_decode: false,
     }
 }
 
@@ -81,6 +82,33 @@ fn fused_split_and_pretransposed_paths_agree() {
             assert!(diff <= 1e-4, "{path:?} pretranspose={pretranspose} chunk {chunk}: {diff} from split");
             assert!(max_abs_diff(&got, &reference.logits["fp32"]) <= 1e-4);
         }
+    }
+}
+
+#[test]
+fn compiled_decode_steps_match_transformers() {
+    // Chunk 1 runs every position as a decode step: each layer's AltUp, Laurel, projections,
+    // feed-forward and per-layer gating as compiled graphs, RoPE and the sliding ring outside.
+    let reference = reference();
+    let compiled = |pretranspose, quantized| LoadOptions {
+        compiled_decode: true,
+        quantized,
+        ..options(DecodePath::Fused, pretranspose)
+    };
+    for pretranspose in [false, true] {
+        let model = load(&fixtures().join("fp32"), compiled(pretranspose, QuantizedWeights::Mlx)).unwrap();
+        for chunk in [1, 11] {
+            let diff = max_abs_diff(&logits(&model, &reference.prompt, chunk), &reference.logits["fp32"]);
+            assert!(diff <= 1e-4, "fp32 pretranspose={pretranspose} chunk {chunk}: {diff}");
+        }
+    }
+    for (quantized, relative) in [(QuantizedWeights::Mlx, 0.0), (QuantizedWeights::Blocks, 5e-4)] {
+        let model = load(&fixtures().join("q4"), compiled(true, quantized)).unwrap();
+        let expected = &reference.logits["q4"];
+        let largest = expected.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let bound = if relative > 0.0 { relative * largest } else { 1e-4 };
+        let diff = max_abs_diff(&logits(&model, &reference.prompt, 1), expected);
+        assert!(diff <= bound, "q4 {quantized:?}: {diff} > {bound}");
     }
 }
 

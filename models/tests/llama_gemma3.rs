@@ -41,6 +41,7 @@ fn llama_options(pretranspose: bool, quantized: QuantizedWeights) -> llama::Load
         pretranspose,
         quantized,
         k_quants: KQuants::Dequantize,
+        compiled_decode: false,
     }
 }
 
@@ -51,6 +52,7 @@ fn gemma3_options(decode_path: DecodePath, pretranspose: bool) -> gemma3::LoadOp
         pretranspose,
         quantized: QuantizedWeights::Mlx,
         k_quants: KQuants::Dequantize,
+        compiled_decode: false,
     }
 }
 
@@ -95,6 +97,9 @@ fn llama_float32_matches_transformers_with_llama3_rope_scaling() {
             assert_matches(&model, &reference.prompt, &reference.logits["fp32"], &format!("{path} {pretranspose}"));
         }
     }
+    let compiled = llama::LoadOptions { compiled_decode: true, ..llama_options(false, QuantizedWeights::Mlx) };
+    let model = load_llama(&dir.join("fp32"), compiled).unwrap();
+    assert_matches(&model, &reference.prompt, &reference.logits["fp32"], "compiled decode");
 }
 
 #[test]
@@ -102,8 +107,12 @@ fn llama_mlx_quantized_matches_transformers_on_the_dequantized_weights() {
     let dir = fixture("llama-tiny");
     let reference = reference(&dir);
     for (quantized, tolerance) in REPRESENTATIONS {
-        let model = load_llama(&dir.join("q4"), llama_options(false, quantized)).unwrap();
-        assert_within(&model, &reference.prompt, &reference.logits["q4"], tolerance, &format!("{quantized:?}"));
+        for compiled_decode in [false, true] {
+            let options = llama::LoadOptions { compiled_decode, ..llama_options(false, quantized) };
+            let model = load_llama(&dir.join("q4"), options).unwrap();
+            let what = format!("{quantized:?} compiled {compiled_decode}");
+            assert_within(&model, &reference.prompt, &reference.logits["q4"], tolerance, &what);
+        }
     }
 }
 
@@ -131,6 +140,9 @@ fn gemma3_float32_matches_transformers_on_every_path() {
         let model = load_gemma3(&dir.join("fp32"), gemma3_options(path, pretranspose)).unwrap();
         assert_matches(&model, &reference.prompt, &reference.logits["fp32"], &format!("{path} {pretranspose}"));
     }
+    let compiled = gemma3::LoadOptions { compiled_decode: true, ..gemma3_options(DecodePath::Fused, false) };
+    let model = load_gemma3(&dir.join("fp32"), compiled).unwrap();
+    assert_matches(&model, &reference.prompt, &reference.logits["fp32"], "compiled decode");
 }
 
 #[test]
@@ -138,9 +150,13 @@ fn gemma3_mlx_quantized_matches_transformers_on_the_dequantized_weights() {
     let dir = fixture("gemma3-tiny");
     let reference = reference(&dir);
     for (quantized, tolerance) in REPRESENTATIONS {
-        let options = gemma3::LoadOptions { quantized, ..gemma3_options(DecodePath::Fused, false) };
-        let model = load_gemma3(&dir.join("q4"), options).unwrap();
-        assert_within(&model, &reference.prompt, &reference.logits["q4"], tolerance, &format!("q4 {quantized:?}"));
+        for compiled_decode in [false, true] {
+            let options =
+                gemma3::LoadOptions { quantized, compiled_decode, ..gemma3_options(DecodePath::Fused, false) };
+            let model = load_gemma3(&dir.join("q4"), options).unwrap();
+            let what = format!("q4 {quantized:?} compiled {compiled_decode}");
+            assert_within(&model, &reference.prompt, &reference.logits["q4"], tolerance, &what);
+        }
     }
 }
 

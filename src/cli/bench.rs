@@ -85,6 +85,9 @@ pub struct BenchArgs {
     /// CPU-kernel activation precisions to compare: int8, int16 (default: the plan's).
     #[arg(long, value_delimiter = ',', value_parser = parse_activation_precision)]
     activation_precision: Vec<ActivationPrecision>,
+    /// Compiled decode steps to compare: on, off (default: the plan's).
+    #[arg(long, value_delimiter = ',', value_parser = parse_switch)]
+    compiled_decode: Vec<bool>,
     /// Tokens per prefill step (default: the plan's).
     #[arg(long, value_parser = parse_chunk)]
     prefill_chunk: Option<u32>,
@@ -352,6 +355,7 @@ fn variants(args: &BenchArgs, base: &LoadOptions) -> anyhow::Result<Vec<Executio
     combos = expand(combos, &args.cuda_kernels, |o, v| o.cuda_kernels = Some(v));
     combos = expand(combos, &args.threads, |o, v| o.threads = Some(v));
     combos = expand(combos, &args.activation_precision, |o, v| o.activation_precision = Some(v));
+    combos = expand(combos, &args.compiled_decode, |o, v| o.compiled_decode = Some(v));
     combos = expand(combos, &args.pretranspose, |o, v| o.pretranspose = Some(v));
     combos = expand(combos, &args.decode_path, |o, v| o.decode_path = Some(v));
     combos.into_iter().map(|plan| Ok(plan_for(&LoadOptions { plan, ..base.clone() })?)).collect()
@@ -398,13 +402,14 @@ fn row(profile: &HardwareProfile, run: &Run) -> Vec<String> {
     let m = &run.measurement;
     let setting = |name: &str| run.variant.get(name).map_or_else(String::new, |v| v.to_string().replace('"', ""));
     let variant = format!(
-        "{} pt={} dq={} ck={} t={} act={}",
+        "{} pt={} dq={} ck={} t={} act={} cd={}",
         setting("decode_path"),
         setting("pretranspose"),
         setting("dequantize"),
         setting("cpu_kernels"),
         setting("threads"),
-        setting("activation_precision")
+        setting("activation_precision"),
+        setting("compiled_decode")
     );
     let dtype = run.bits.map_or(run.dtype.clone(), |b| format!("{} q{b}", run.dtype));
     vec![

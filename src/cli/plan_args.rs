@@ -36,6 +36,9 @@ pub struct PlanArgs {
     /// rounding; faster, a few percent off in the logits).
     #[arg(long, value_parser = parse_activation_precision)]
     pub activation_precision: Option<ActivationPrecision>,
+    /// Decode steps with each layer's work around its cache compiled (mx::compile): on or off.
+    #[arg(long, value_parser = parse_switch)]
+    pub compiled_decode: Option<bool>,
     /// GGUF K-quant tensors where weights stay MLX-quantized: exact (Q4_K/Q5_K as MLX affine,
     /// Q6_K decoded), dequantize (all decoded), or requantize to MLX affine q8 or q4 (group 32;
     /// one more rounding).
@@ -61,6 +64,7 @@ impl PlanArgs {
             cuda_kernels: self.cuda_kernels,
             threads: self.threads,
             activation_precision: self.activation_precision,
+            compiled_decode: self.compiled_decode,
         }
     }
 

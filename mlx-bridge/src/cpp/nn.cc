@@ -1,6 +1,11 @@
 // mlx::core::fast kernels, quantization, and the fused blocks compiled with mx::compile.
+#include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <stdexcept>
+#include <unordered_map>
+
+#include "mlx/compile_impl.h"
 
 #include "mlx-bridge/src/cpp/cpu_fast.h"
 #include "mlx-bridge/src/cpp/cuda_fast.h"
@@ -175,6 +180,51 @@ std::unique_ptr<ArrayList> fused(FusedBlock block, const ArrayList& inputs) {
   }
   out->items = mx::compile(s.fn)(inputs.items);
   return out;
+}
+
+// ---- Rust functions compiled with mx::compile -------------------------------------------------
+
+namespace {
+
+// Keys for MLX's compile cache, far from the function addresses its other entries are keyed by.
+constexpr std::uintptr_t kTracedKeyBase = std::uintptr_t{1} << 62;
+
+// MLX keeps one compile cache per thread: the caches each id was compiled in, to forget it in.
+std::mutex traced_mutex;
+std::unordered_map<std::uint64_t, std::vector<mx::detail::CompileCacheWeakPtr>> traced_caches;
+
+}  // namespace
+
+std::unique_ptr<ArrayList> compiled_call(const TracedFn& f, std::uint64_t id, const ArrayList& inputs) {
+  {
+    auto cache = mx::detail::compile_cache();
+    auto current = cache.lock();
+    std::lock_guard<std::mutex> lock(traced_mutex);
+    auto& caches = traced_caches[id];
+    if (std::none_of(caches.begin(), caches.end(), [&](const auto& c) { return c.lock() == current; }))
+      caches.push_back(cache);
+  }
+  // Called only while MLX traces, within this call, so the reference to `f` stays valid.
+  auto trace = [&f](const std::vector<mx::array>& in) {
+    ArrayList list{in};
+    return call_traced(f, list)->items;
+  };
+  auto out = std::make_unique<ArrayList>();
+  out->items = mx::detail::compile(trace, kTracedKeyBase + id)(inputs.items);
+  return out;
+}
+
+void compiled_forget(std::uint64_t id) {
+  std::vector<mx::detail::CompileCacheWeakPtr> caches;
+  {
+    std::lock_guard<std::mutex> lock(traced_mutex);
+    auto found = traced_caches.find(id);
+    if (found == traced_caches.end()) return;
+    caches = std::move(found->second);
+    traced_caches.erase(found);
+  }
+  for (const auto& cache : caches)
+    if (!cache.expired()) mx::detail::compile_erase(cache, kTracedKeyBase + id);
 }
 
 void set_compile_enabled(bool enabled) {

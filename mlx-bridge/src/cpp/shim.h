@@ -25,6 +25,7 @@ enum class ReduceOp : std::uint8_t;
 enum class FusedBlock : std::uint8_t;
 struct Device;
 struct Stream;
+struct TracedFn;
 
 struct Array {
   mx::array inner;
@@ -133,6 +134,8 @@ ArrayPtr gather_qmm(const Array& x, const Array& w, const Array& scales, const A
                     const Array* lhs_indices, const Array* rhs_indices, bool transpose, std::int32_t group_size,
                     std::int32_t bits, rust::Str mode, bool sorted_indices);
 std::unique_ptr<ArrayList> fused(FusedBlock block, const ArrayList& inputs);
+std::unique_ptr<ArrayList> compiled_call(const TracedFn& f, std::uint64_t id, const ArrayList& inputs);
+void compiled_forget(std::uint64_t id);
 void set_compile_enabled(bool enabled);
 void set_cpu_kernels(bool enabled);
 bool cpu_kernels();

@@ -12,7 +12,9 @@ use super::{Decoder, DecoderSpec, FeedForward, Ffn, Layer, LayerSpec, gguf_name,
 use crate::causal_lm::{CausalLm, Logits};
 use crate::error::{ModelError, Result};
 use crate::gguf::{self, GgufFile, GgufTensor};
-use crate::layers::{Attention, BatchKvCache, Experts, GatedMlp, KvCache, KvProjection, Linear, Projection, SparseMoe};
+use crate::layers::{
+    Attention, BatchKvCache, CompiledStep, Experts, GatedMlp, KvCache, KvProjection, Linear, Projection, SparseMoe,
+};
 use crate::load::{LoadOptions, Loader};
 use crate::weights::{QuantizationConfig, WeightStore};
 
@@ -216,6 +218,7 @@ fn load_layer(spec: &DecoderSpec, layer: &LayerSpec, i: usize, w: &Loader) -> Re
         post_attention_norm: if spec.gemma { Some(norm("post_attention_layernorm")?) } else { None },
         post_ffn_norm: if spec.gemma { Some(norm("post_feedforward_layernorm")?) } else { None },
         window: layer.window,
+        compiled: w.options.compiled_decode.then(CompiledStep::new),
     })
 }
 

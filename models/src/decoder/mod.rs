@@ -18,8 +18,8 @@ use crate::causal_lm::{CausalLm, Logits, check_step, select_positions};
 use crate::config::{Dimensions, ModelConfig};
 use crate::error::Result;
 use crate::layers::{
-    Activation, Attention, BatchKvCache, Embedding, GatedMlp, KvCache, LayerCache, Linear, Positions, RmsNorm,
-    RopeConfig, SparseMoe,
+    Activation, Attention, BatchKvCache, CompiledStep, Embedding, GatedMlp, Heads, KvCache, LayerCache, Linear,
+    Positions, RmsNorm, RopeConfig, SparseMoe, is_decode_step,
 };
 use crate::validate::positive_finite;
 
@@ -152,6 +152,8 @@ struct Layer {
     post_attention_norm: Option<RmsNorm>,
     post_ffn_norm: Option<RmsNorm>,
     window: Option<i32>,
+    /// The plan's `compiled_decode`: decode steps run the work around the cache compiled.
+    compiled: Option<CompiledStep>,
 }
 
 /// A loaded decoder.
@@ -167,10 +169,23 @@ pub struct Decoder {
 
 impl Layer {
     fn forward(&self, x: &Array, cache: &mut impl LayerCache, positions: &Positions) -> Result<Array> {
+        if let Some(step) = self.compiled.as_ref().filter(|_| is_decode_step(x)) {
+            let heads =
+                step.before_cache(&[x], |x| Ok(self.attention.heads(&self.input_norm.forward(&x[0])?)?.into_arrays()))?;
+            let (attended, _) = self.attention.attend_own(Heads::from_arrays(heads)?, cache, positions)?;
+            let out = step
+                .after_attention(&[x, &attended], |a| Ok(vec![self.finish(&a[0], &self.attention.output(&a[1])?)?]))?;
+            return Ok(out.into_iter().next().expect("one output"));
+        }
         let attention = self.attention.forward(&self.input_norm.forward(x)?, cache, positions)?;
+        self.finish(x, &attention)
+    }
+
+    /// Everything after the attention output: the residual, the norms and the feed-forward block.
+    fn finish(&self, x: &Array, attention: &Array) -> Result<Array> {
         let attention = match &self.post_attention_norm {
-            Some(norm) => norm.forward(&attention)?,
-            None => attention,
+            Some(norm) => norm.forward(attention)?,
+            None => attention.clone(),
         };
         let h = x.add(&attention)?;
         let normed = self.ffn_norm.forward(&h)?;

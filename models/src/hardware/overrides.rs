@@ -17,6 +17,7 @@ pub const CPU_KERNELS_VAR: &str = "MLXCEL_CPU_KERNELS";
 pub const CUDA_KERNELS_VAR: &str = "MLXCEL_CUDA_KERNELS";
 pub const THREADS_VAR: &str = "MLXCEL_THREADS";
 pub const ACTIVATION_PRECISION_VAR: &str = "MLXCEL_ACTIVATION_PRECISION";
+pub const COMPILED_DECODE_VAR: &str = "MLXCEL_COMPILED_DECODE";
 /// More threads than this is a typo, not a machine.
 pub const MAX_THREADS: u32 = 1024;
 /// A million tokens per prefill step is already past any context length a model here supports.
@@ -130,6 +131,7 @@ pub struct Overrides {
     pub cuda_kernels: Option<bool>,
     pub threads: Option<u32>,
     pub activation_precision: Option<ActivationPrecision>,
+    pub compiled_decode: Option<bool>,
 }
 
 impl Default for Overrides {
@@ -152,6 +154,7 @@ impl Overrides {
             cuda_kernels: None,
             threads: None,
             activation_precision: None,
+            compiled_decode: None,
         }
     }
 
@@ -188,6 +191,7 @@ impl Overrides {
             cuda_kernels: read(&lookup, CUDA_KERNELS_VAR, parse_switch)?,
             threads: read(&lookup, THREADS_VAR, parse_threads)?,
             activation_precision: read(&lookup, ACTIVATION_PRECISION_VAR, parse_activation_precision)?,
+            compiled_decode: read(&lookup, COMPILED_DECODE_VAR, parse_switch)?,
         })
     }
 }
@@ -259,6 +263,12 @@ impl ExecutionPlan {
             self.provenance.activation_precision =
                 overridden(ACTIVATION_PRECISION_VAR, previous, &self.provenance.activation_precision.source);
             self.activation_precision = precision;
+        }
+        if let Some(compiled) = overrides.compiled_decode {
+            let previous = on_off(self.compiled_decode).to_string();
+            self.provenance.compiled_decode =
+                overridden(COMPILED_DECODE_VAR, previous, &self.provenance.compiled_decode.source);
+            self.compiled_decode = compiled;
         }
         self
     }
@@ -340,6 +350,7 @@ mod tests {
             (CUDA_KERNELS_VAR, "on"),
             (THREADS_VAR, "3"),
             (ACTIVATION_PRECISION_VAR, "INT8"),
+            (COMPILED_DECODE_VAR, "on"),
         ]);
         let expected = Overrides {
             origin: OverrideOrigin::Env,
@@ -352,6 +363,7 @@ mod tests {
             cuda_kernels: Some(true),
             threads: Some(3),
             activation_precision: Some(ActivationPrecision::Int8),
+            compiled_decode: Some(true),
         };
         assert_eq!(overrides, Ok(expected));
     }

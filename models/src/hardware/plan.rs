@@ -132,6 +132,7 @@ pub struct PlanProvenance {
     pub cuda_kernels: Provenance,
     pub threads: Provenance,
     pub activation_precision: Provenance,
+    pub compiled_decode: Provenance,
 }
 
 /// The code paths and precision to run with.
@@ -163,6 +164,10 @@ pub struct ExecutionPlan {
     /// block-quantized weights: int8 per block of 32 (llama.cpp's scheme) or int16.
     #[serde(serialize_with = "serialize_precision")]
     pub activation_precision: ActivationPrecision,
+    /// Decode steps run each layer's work before its cache (norms, projections, a family's
+    /// residual mixing) and after its attention (output projection, residuals, feed-forward) as
+    /// graphs compiled once with mx::compile, in every family; prefill runs op by op.
+    pub compiled_decode: bool,
     pub provenance: PlanProvenance,
 }
 
@@ -196,6 +201,7 @@ struct ClassDefaults {
     dequantize: ClassDefault<bool>,
     cpu_kernels: ClassDefault<bool>,
     cuda_kernels: ClassDefault<bool>,
+    compiled_decode: ClassDefault<bool>,
 }
 
 const APPLE_HALF_PRECISION: &str = "half the weight bytes of float32, and bandwidth-bound decode reads every weight per token; bf16 keeps fp32's range";
@@ -209,6 +215,7 @@ const ACTIVATION_PRECISION: &str = "measured (SmolLM2 Q4_1, 2-core x86): int8 ac
      turn SmolLM2's greedy answer to \"What is the capital of France?\" into French nonsense where float32 and int16 \
      say Paris, and move Gemma 3 270M's logits by 2.35% of the largest (int16: 0.0075%); int16 costs SmolLM2 15% of \
      decode (84.0 vs 98.6 tok/s) and 23% of prefill (536 vs 692), Gemma 3 270M 1% and 8%, in one mlxcel bench run (docs/benchmarks/cpu-x86_64.md)";
+const COMPILED_DECODE_UNMEASURED: &str = "provisional until measured on this class: off runs every op as built";
 const NO_CUDA_KERNELS: &str = "the model does not run on an NVIDIA GPU";
 const GPU_NO_CPU_KERNELS: &str = "the model runs on the GPU, where MLX's fused kernels serve these ops";
 const GPU_PREFILL_CHUNK: &str =
@@ -247,6 +254,7 @@ impl ClassDefaults {
                 },
                 cpu_kernels: ClassDefault { value: true, reason: CPU_KERNELS },
                 cuda_kernels: ClassDefault { value: false, reason: NO_CUDA_KERNELS },
+                compiled_decode: ClassDefault { value: false, reason: COMPILED_DECODE_UNMEASURED },
             },
             HardwareClass::Cuda { .. } => ClassDefaults {
                 decode_path: ClassDefault {
@@ -276,6 +284,7 @@ impl ClassDefaults {
                              mlxcel's kernels vs 76.7 without, though each kernel alone beats MLX's \
                              (docs/benchmarks/h200-kernels.md): decode is bound by per-operation cost, not by them",
                 },
+                compiled_decode: ClassDefault { value: false, reason: COMPILED_DECODE_UNMEASURED },
             },
             HardwareClass::AppleNeuralAccelerator => ClassDefaults {
                 decode_path: ClassDefault {
@@ -292,6 +301,7 @@ impl ClassDefaults {
                 dequantize: ClassDefault { value: false, reason: APPLE_KEEP_QUANTIZED },
                 cpu_kernels: ClassDefault { value: false, reason: GPU_NO_CPU_KERNELS },
                 cuda_kernels: ClassDefault { value: false, reason: NO_CUDA_KERNELS },
+                compiled_decode: ClassDefault { value: false, reason: COMPILED_DECODE_UNMEASURED },
             },
             HardwareClass::AppleGpu => ClassDefaults {
                 decode_path: ClassDefault {
@@ -308,6 +318,7 @@ impl ClassDefaults {
                 dequantize: ClassDefault { value: false, reason: APPLE_KEEP_QUANTIZED },
                 cpu_kernels: ClassDefault { value: false, reason: GPU_NO_CPU_KERNELS },
                 cuda_kernels: ClassDefault { value: false, reason: NO_CUDA_KERNELS },
+                compiled_decode: ClassDefault { value: false, reason: COMPILED_DECODE_UNMEASURED },
             },
         }
     }
@@ -339,6 +350,7 @@ impl ExecutionPlan {
                      units, which hyper-threads share",
                 ),
                 activation_precision: provenance(ACTIVATION_PRECISION),
+                compiled_decode: provenance(defaults.compiled_decode.reason),
             },
             hardware_class: class,
             decode_path: defaults.decode_path.value,
@@ -350,11 +362,12 @@ impl ExecutionPlan {
             cuda_kernels: defaults.cuda_kernels.value,
             threads: physical_cores.max(1),
             activation_precision: ActivationPrecision::Int16,
+            compiled_decode: defaults.compiled_decode.value,
         }
     }
 
     /// The settings in display order, with their values as text.
-    pub fn settings(&self) -> [PlanSetting<'_>; 9] {
+    pub fn settings(&self) -> [PlanSetting<'_>; 10] {
         [
             PlanSetting {
                 name: "decode_path",
@@ -396,6 +409,11 @@ impl ExecutionPlan {
                 name: "activation_precision",
                 value: self.activation_precision.name().to_string(),
                 provenance: &self.provenance.activation_precision,
+            },
+            PlanSetting {
+                name: "compiled_decode",
+                value: on_off(self.compiled_decode).to_string(),
+                provenance: &self.provenance.compiled_decode,
             },
         ]
     }
@@ -560,6 +578,7 @@ mod tests {
             ("cuda_kernels", "off"),
             ("threads", "4"),
             ("activation_precision", "int16"),
+            ("compiled_decode", "off"),
         ];
         assert_eq!(rows, expected.map(|(name, value)| (name, value.to_string())));
     }

@@ -54,6 +54,35 @@ pub struct Attention {
     pub softcap: Option<f32>,
 }
 
+/// A step's queries, keys and values as heads `[B, n, L, D]`, normed and not yet rotated: what
+/// a compiled decode block computes before the cache (kv-shared layers have no keys or values).
+pub struct Heads {
+    pub queries: Array,
+    pub kv: Option<(Array, Array)>,
+}
+
+impl Heads {
+    /// As arrays (a compiled block's outputs): queries, then keys and values if any.
+    pub fn into_arrays(self) -> Vec<Array> {
+        let mut arrays = vec![self.queries];
+        if let Some((keys, values)) = self.kv {
+            arrays.extend([keys, values]);
+        }
+        arrays
+    }
+
+    /// From [`Heads::into_arrays`]'s order.
+    pub fn from_arrays(arrays: Vec<Array>) -> Result<Heads> {
+        let mut arrays = arrays.into_iter();
+        let queries = arrays.next().ok_or_else(|| crate::ModelError::Input("no query heads".into()))?;
+        let kv = match (arrays.next(), arrays.next()) {
+            (Some(keys), Some(values)) => Some((keys, values)),
+            _ => None,
+        };
+        Ok(Heads { queries, kv })
+    }
+}
+
 impl Attention {
     /// Attends with keys and values computed from `x` and appended to `cache`; `positions` are
     /// where `x`'s tokens sit (the cache's [`LayerCache::positions`] before this step).
@@ -68,52 +97,89 @@ impl Attention {
         cache: &mut impl LayerCache,
         positions: &Positions,
     ) -> Result<(Array, AttentionInputs)> {
-        let kv = self.kv.as_ref().expect("a layer with its own cache has k/v projections");
-        let mut out = Linear::forward_many(&[&self.q.linear, &kv.k.linear, &kv.v.linear], x)?.into_iter();
-        let mut next = |projection: &Projection| projection.biased(out.next().expect("three projections"));
-        let (q, k, v) = (next(&self.q)?, next(&kv.k)?, next(&kv.v)?);
-        let keys = self.heads(&k, self.kv_heads, kv.k_norm.as_ref(), positions, true)?;
-        let values = self.heads(&v, self.kv_heads, kv.v_norm.as_ref(), positions, false)?;
-        let inputs = cache.update(&keys, &values)?;
-        let queries = self.heads(&q, self.heads, self.q_norm.as_ref(), positions, true)?;
-        Ok((self.attend(&queries, &inputs, x)?, inputs))
+        let (attended, inputs) = self.attend_own(self.heads(x)?, cache, positions)?;
+        Ok((self.output(&attended)?, inputs))
     }
 
     /// Attends over keys and values another layer computed this step.
     pub fn forward_shared(&self, x: &Array, inputs: &AttentionInputs, positions: &Positions) -> Result<Array> {
-        let q = self.q.forward(x)?;
-        let queries = self.heads(&q, self.heads, self.q_norm.as_ref(), positions, true)?;
-        self.attend(&queries, inputs, x)
+        self.output(&self.attend_shared(self.heads(x)?, inputs, positions)?)
     }
 
-    /// `[B, L, n * D]` to `[B, n, L, D]`, normed per head and rotated as configured.
-    fn heads(&self, y: &Array, n: i32, norm: Option<&RmsNorm>, positions: &Positions, rotate: bool) -> Result<Array> {
+    /// The step's heads from `x` `[B, L, hidden]`: projections and per-head norms, no rotation
+    /// (nothing here depends on the positions, so it can run inside a compiled block).
+    pub fn heads(&self, x: &Array) -> Result<Heads> {
+        let Some(kv) = &self.kv else {
+            let q = self.q.forward(x)?;
+            return Ok(Heads { queries: self.split_heads(&q, self.heads, self.q_norm.as_ref())?, kv: None });
+        };
+        let mut out = Linear::forward_many(&[&self.q.linear, &kv.k.linear, &kv.v.linear], x)?.into_iter();
+        let mut next = |projection: &Projection| projection.biased(out.next().expect("three projections"));
+        let (q, k, v) = (next(&self.q)?, next(&kv.k)?, next(&kv.v)?);
+        Ok(Heads {
+            queries: self.split_heads(&q, self.heads, self.q_norm.as_ref())?,
+            kv: Some((
+                self.split_heads(&k, self.kv_heads, kv.k_norm.as_ref())?,
+                self.split_heads(&v, self.kv_heads, kv.v_norm.as_ref())?,
+            )),
+        })
+    }
+
+    /// `heads` rotated to `positions`, their keys and values appended to `cache`, attended:
+    /// `[B, H, L, D]`, and what was attended over.
+    pub fn attend_own(
+        &self,
+        heads: Heads,
+        cache: &mut impl LayerCache,
+        positions: &Positions,
+    ) -> Result<(Array, AttentionInputs)> {
+        let (keys, values) =
+            heads.kv.ok_or_else(|| crate::ModelError::Input("a layer with its own cache has keys".into()))?;
+        let inputs = cache.update(&self.rotate(keys, positions)?, &values)?;
+        let queries = self.rotate(heads.queries, positions)?;
+        Ok((self.attend(&queries, &inputs)?, inputs))
+    }
+
+    /// `heads`' queries rotated to `positions` and attended over another layer's keys and values.
+    pub fn attend_shared(&self, heads: Heads, inputs: &AttentionInputs, positions: &Positions) -> Result<Array> {
+        self.attend(&self.rotate(heads.queries, positions)?, inputs)
+    }
+
+    /// The attended heads `[B, H, L, D]` through the output projection: `[B, L, hidden]`.
+    pub fn output(&self, attended: &Array) -> Result<Array> {
+        let [b, _, l, _] = attended.shape()[..] else { unreachable!("attention output is [B, H, L, D]") };
+        self.o.forward(&attended.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, self.heads * self.head_dim])?)
+    }
+
+    /// `[B, L, n * D]` to `[B, n, L, D]`, normed per head.
+    fn split_heads(&self, y: &Array, n: i32, norm: Option<&RmsNorm>) -> Result<Array> {
         let (b, l) = (y.dim(0)?, y.dim(1)?);
         let y = y.reshape(&[b, l, n, self.head_dim])?;
         let y = match norm {
             Some(norm) => norm.forward(&y)?,
             None => y,
         };
-        let y = y.transpose(&[0, 2, 1, 3])?;
-        match (&self.rope, rotate) {
-            (Some(rope), true) => rope.apply(&y, positions),
-            _ => Ok(y),
+        Ok(y.transpose(&[0, 2, 1, 3])?)
+    }
+
+    fn rotate(&self, y: Array, positions: &Positions) -> Result<Array> {
+        match &self.rope {
+            Some(rope) => rope.apply(&y, positions),
+            None => Ok(y),
         }
     }
 
-    fn attend(&self, queries: &Array, inputs: &AttentionInputs, x: &Array) -> Result<Array> {
-        let (b, l) = (x.dim(0)?, x.dim(1)?);
-        let out = match self.softcap {
-            None => fast::scaled_dot_product_attention(
+    fn attend(&self, queries: &Array, inputs: &AttentionInputs) -> Result<Array> {
+        match self.softcap {
+            None => Ok(fast::scaled_dot_product_attention(
                 queries,
                 &inputs.keys,
                 &inputs.values,
                 self.scale,
                 inputs.mask.as_fast(),
-            )?,
-            Some(cap) => softcapped_attention(queries, inputs, self.scale, cap)?,
-        };
-        self.o.forward(&out.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, self.heads * self.head_dim])?)
+            )?),
+            Some(cap) => softcapped_attention(queries, inputs, self.scale, cap),
+        }
     }
 }
 

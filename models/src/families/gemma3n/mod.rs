@@ -25,8 +25,8 @@ use crate::causal_lm::{CausalLm, check_step, select_positions};
 use crate::error::{ModelError, Result};
 use crate::hardware::DecodePath;
 use crate::layers::{
-    self, Activation, Attention, AttentionInputs, BatchKvCache, Embedding, GatedMlp, KvCache, KvProjection, LayerCache,
-    Linear, Positions, Projection, RmsNorm, Rope,
+    self, Activation, Attention, AttentionInputs, BatchKvCache, CompiledStep, Embedding, GatedMlp, Heads, KvCache,
+    KvProjection, LayerCache, Linear, Positions, Projection, RmsNorm, Rope, is_decode_step,
 };
 pub use crate::load::LoadOptions;
 use crate::load::Loader;
@@ -59,6 +59,17 @@ struct DecoderLayer {
     per_layer_input_gate: Linear,
     per_layer_projection: Linear,
     post_per_layer_input_norm: RmsNorm,
+    /// The plan's `compiled_decode` (with stacked AltUp streams, the fused path).
+    compiled: Option<CompiledStep>,
+}
+
+/// A layer's work before its cache: AltUp's predictions, the active stream, its Laurel
+/// residual and the attention heads.
+struct BeforeCache {
+    predictions: Streams,
+    active: Array,
+    laurel: Array,
+    heads: Heads,
 }
 
 struct Laurel {
@@ -328,6 +339,7 @@ impl DecoderLayer {
             per_layer_input_gate: linear("per_layer_input_gate", d_pl, d)?,
             per_layer_projection: linear("per_layer_projection", d, d_pl)?,
             post_per_layer_input_norm: norm("post_per_layer_input_norm", d)?,
+            compiled: (w.options.compiled_decode && w.options.decode_path == DecodePath::Fused).then(CompiledStep::new),
         })
     }
 
@@ -342,30 +354,82 @@ impl DecoderLayer {
         positions: &Positions,
         path: DecodePath,
     ) -> Result<Streams> {
-        let predictions = self.altup.predict(&streams)?;
+        if let (Some(step), Streams::Stacked(stacked)) = (self.compiled.as_ref(), &streams)
+            && is_decode_step(per_layer_input)
+        {
+            let before = step.before_cache(&[stacked], |a| {
+                let before = self.before_cache(c, &Streams::Stacked(a[0].clone()))?;
+                let Streams::Stacked(predictions) = before.predictions else { unreachable!("stacked in, stacked out") };
+                let mut out = vec![predictions, before.active, before.laurel];
+                out.extend(before.heads.into_arrays());
+                Ok(out)
+            })?;
+            let mut before = before.into_iter();
+            let mut next = || before.next().ok_or_else(|| ModelError::Input("a compiled step lost an output".into()));
+            let (predictions, active, laurel) = (next()?, next()?, next()?);
+            let attended = self.attend(Heads::from_arrays(before.collect())?, caches, shared, positions)?;
+            let after = step.after_attention(&[&attended, &active, &laurel, &predictions, per_layer_input], |a| {
+                let streams =
+                    self.after_attention(c, &a[0], &a[1], &a[2], Streams::Stacked(a[3].clone()), &a[4], path)?;
+                let Streams::Stacked(streams) = streams else { unreachable!("stacked in, stacked out") };
+                Ok(vec![streams])
+            })?;
+            return Ok(Streams::Stacked(after.into_iter().next().expect("one output")));
+        }
+        let before = self.before_cache(c, &streams)?;
+        let attended = self.attend(before.heads, caches, shared, positions)?;
+        self.after_attention(c, &attended, &before.active, &before.laurel, before.predictions, per_layer_input, path)
+    }
+
+    fn before_cache(&self, c: &Config, streams: &Streams) -> Result<BeforeCache> {
+        let predictions = self.altup.predict(streams)?;
         let active = predictions.get(c.altup_active_idx)?;
         let normed = self.input_layernorm.forward(&active)?;
         let laurel = self.laurel.forward(&normed)?;
+        let heads = self.attention.heads(&normed)?;
+        Ok(BeforeCache { predictions, active, laurel, heads })
+    }
 
-        let attn = match self.kv_source {
-            KvSource::Own { cache, publishes: true } => {
-                let (attn, inputs) = self.attention.forward_keeping_kv(&normed, &mut caches[cache], positions)?;
-                *shared.slot(self.kind) = Some(inputs);
-                attn
-            }
-            KvSource::Own { cache, publishes: false } => {
-                self.attention.forward(&normed, &mut caches[cache], positions)?
+    /// The attention over this layer's cache, or over the keys and values its source layer
+    /// shared this step: `[B, H, L, D]`.
+    fn attend(
+        &self,
+        heads: Heads,
+        caches: &mut [impl LayerCache],
+        shared: &mut SharedKv,
+        positions: &Positions,
+    ) -> Result<Array> {
+        match self.kv_source {
+            KvSource::Own { cache, publishes } => {
+                let (attended, inputs) = self.attention.attend_own(heads, &mut caches[cache], positions)?;
+                if publishes {
+                    *shared.slot(self.kind) = Some(inputs);
+                }
+                Ok(attended)
             }
             KvSource::Shared => {
                 let inputs = shared
                     .slot(self.kind)
                     .as_ref()
                     .ok_or_else(|| ModelError::Input("a kv-shared layer ran before its source layer".into()))?;
-                self.attention.forward_shared(&normed, inputs, positions)?
+                self.attention.attend_shared(heads, inputs, positions)
             }
-        };
-        let attn = self.post_attention_layernorm.forward(&attn)?;
-        let h = active.add(&attn)?.add(&laurel)?.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn after_attention(
+        &self,
+        c: &Config,
+        attended: &Array,
+        active: &Array,
+        laurel: &Array,
+        predictions: Streams,
+        per_layer_input: &Array,
+        path: DecodePath,
+    ) -> Result<Streams> {
+        let attn = self.post_attention_layernorm.forward(&self.attention.output(attended)?)?;
+        let h = active.add(&attn)?.add(laurel)?.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?;
         let ffw = self.mlp.forward(&self.pre_feedforward_layernorm.forward(&h)?)?;
         let h = h.add(&self.post_feedforward_layernorm.forward(&ffw)?)?;
 
