@@ -39,7 +39,8 @@ enum Command {
     /// Describe a checkpoint: architecture, parameters, dtypes, memory, execution plan.
     Inspect(inspect::InspectArgs),
     /// Measure prompt and generation throughput (llama-bench conventions).
-    Bench(bench::BenchArgs),
+    // Boxed: its many comma-list flags make it several times the size of the others.
+    Bench(Box<bench::BenchArgs>),
     /// Teacher-forced pass over token ids: all logits to .npy, per-position log-probs as JSON.
     Score(score::ScoreArgs),
     /// Serve the model over an OpenAI-compatible HTTP API.
