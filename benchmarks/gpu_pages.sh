@@ -8,8 +8,9 @@
 #   bash benchmarks/gpu_pages.sh mlx-lm-e4b  # mlx-lm 0.32.2 on E4B, same tests
 #   bash benchmarks/gpu_pages.sh interleaved # E2B bf16/4/8-bit, mlxcel and mlx-lm alternating
 #   bash benchmarks/gpu_pages.sh h200 "" 4    # E2B at these precisions (bf16, 4-bit), alternating,
-#                                            # mlxcel with its CUDA kernels off and on; then the
-#                                            # kernels alone (.gpu/bin/cuda_kernels) against MLX's
+#                                            # mlxcel with its CUDA kernels and compiled decode
+#                                            # steps off and on
+#   bash benchmarks/gpu_pages.sh h200-kernels # the kernels alone (.gpu/bin/cuda_kernels) against MLX's
 # JSON lands in $OUT/results; benchmarks/report renders docs/benchmarks/<hardware>.md from it.
 set -euo pipefail
 OUT=${OUT:-/tmp/out}
@@ -57,11 +58,12 @@ case "${1:-}" in
   h200)
     shift
     for bits in "$@"; do
-      $B bench --random e2b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --cuda-kernels off,on --breakdown 16 -o md \
-        --json-out "$OUT/results/mlxcel-e2b-${bits:-16}.json"
+      $B bench --random e2b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --cuda-kernels off,on \
+        --compiled-decode off,on --breakdown 16 -o md --json-out "$OUT/results/mlxcel-e2b-${bits:-16}.json"
       python3 benchmarks/peers.py mlx-lm --random e2b ${bits:+--bits $bits} --dtype bfloat16 -p 512,2048 -n 128 -r 3 \
         --out "$OUT/results/mlxlm-e2b-${bits:-16}.json"
-    done
-    [ -x .gpu/bin/cuda_kernels ] && .gpu/bin/cuda_kernels --json "$OUT/kernels.json" ;;
-  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS..." >&2; exit 2 ;;
+    done ;;
+  h200-kernels)
+    .gpu/bin/cuda_kernels --json "$OUT/kernels.json" ;;
+  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-kernels" >&2; exit 2 ;;
 esac
