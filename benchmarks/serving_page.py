@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""Renders benchmarks/serving.py's JSON (one file per model) as docs/benchmarks/serving-cpu.md.
+"""Renders benchmarks/serving.py's JSON (one file per model) as docs/benchmarks/serving-cpu.md,
+with `mlxcel bench -b` reports (schema mlxcel-bench/1) among the files as the batched decode
+alone, without HTTP or prompts.
 
     python3 benchmarks/serving_page.py [--notes NOTES.md] benchmarks/results/serving-cpu/*.json \
         > docs/benchmarks/serving-cpu.md
@@ -14,7 +16,26 @@ def fmt(value, digits=1):
     return "—" if value is None else f"{value:.{digits}f}"
 
 
-def render(records):
+def render_decode(reports):
+    """The batched decode step alone: each batch size's aggregate rate against one sequence's."""
+    lines = ["", "## Batched decode alone", "",
+             "`mlxcel bench -b`: B sequences, each after `depth` tokens of its own random context, decoding "
+             "together in one forward pass per step (the server's decode step, without HTTP, sampling "
+             "filters or prompts); aggregate generated tokens/s.", ""]
+    for report in reports:
+        lines.append(f"Command: `{report['command']}` (mlxcel {report['engine'].get('version', '—')}).")
+    lines += ["", "| model | test | depth | batch | aggregate tok/s | vs batch 1 |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for report in reports:
+        runs = report["runs"]
+        for r in runs:
+            alone = next((x for x in runs if x["depth"] == r["depth"] and x["batch"] == 1 and x["n_gen"] == r["n_gen"]), None)
+            ratio = r["tokens_per_second"]["mean"] / alone["tokens_per_second"]["mean"] if alone else None
+            lines.append(f"| {r['model']} | {r['test']} | {r['depth']} | {r['batch']} | "
+                         f"{fmt(r['tokens_per_second']['mean'])} | {fmt(ratio, 2)}x |")
+    return lines
+
+
+def render(records, reports):
     lines = ["# Serving on the CPU: mlxcel serve against llama.cpp's server", ""]
     first = records[0]
     lines += [
@@ -22,7 +43,9 @@ def render(records):
         f"(load average {first['machine']['load_average']:.2f} at the start). MLX {first['mlx_version']}, "
         f"mlxcel commit {first['commit']}, llama.cpp {first['engines'].get('llama.cpp') or '—'}.",
         "",
-        f"Command: `{first['command']}`; the page: `python3 benchmarks/serving_page.py FILES.json`.",
+        *[f"Command: `{record['command']}`." for record in records],
+        "",
+        "The page: `python3 benchmarks/serving_page.py --notes NOTES.md FILES.json`.",
         "",
         "Each level: C concurrent clients, each sending streaming /v1/completions requests one after another "
         f"({first['settings']['requests']} per client, ~{first['settings']['prompt_tokens']}-word prompts, "
@@ -52,6 +75,8 @@ def render(records):
         for p in record["prefix_cache"]:
             lines.append(f"| {p['model']} | {p['engine']} | {'on' if p['prefix_cache'] else 'off'} "
                          f"| {fmt(p['second_turn_ttft_ms'], 0)} |")
+    if reports:
+        lines += render_decode(reports)
     return "\n".join(lines) + "\n"
 
 
@@ -60,10 +85,12 @@ def main():
     notes = None
     if args[:1] == ["--notes"] and len(args) > 1:
         notes, args = open(args[1]).read(), args[2:]
-    records = [json.load(open(path)) for path in args]
+    files = [json.load(open(path)) for path in args]
+    records = [f for f in files if f.get("schema") == "mlxcel-serving/1"]
+    reports = [f for f in files if f.get("schema") == "mlxcel-bench/1"]
     if not records:
         raise SystemExit("usage: serving_page.py [--notes NOTES.md] RESULTS.json...")
-    sys.stdout.write(render(records))
+    sys.stdout.write(render(records, reports))
     if notes:
         sys.stdout.write("\n" + notes)
 
