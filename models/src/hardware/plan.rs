@@ -216,10 +216,10 @@ const ACTIVATION_PRECISION: &str = "measured (SmolLM2 Q4_1, 2-core x86): int8 ac
      say Paris, and move Gemma 3 270M's logits by 2.35% of the largest (int16: 0.0075%); int16 costs SmolLM2 15% of \
      decode (84.0 vs 98.6 tok/s) and 23% of prefill (536 vs 692), Gemma 3 270M 1% and 8%, in one mlxcel bench run (docs/benchmarks/cpu-x86_64.md)";
 const COMPILED_DECODE_UNMEASURED: &str = "provisional until measured on this class: off runs every op as built";
-const CPU_COMPILED_DECODE: &str = "measured (2-core x86, mlxcel bench --compiled-decode off,on --breakdown): mlxcel's CPU \
-     kernels already run a step's norms, RoPE, attention and gating as single ops, so compiling leaves SmolLM2 Q4_1 at 816 \
-     graph nodes per token and decodes 98.3 vs 101.8 tok/s off; Gemma 3n e2b-mini 4-bit 972 vs 1102 nodes, 30.9 vs \
-     33.4 tok/s off";
+const CPU_COMPILED_DECODE: &str = "measured (2-core x86, mlxcel bench --compiled-decode off,on --breakdown, one run): \
+     mlxcel's CPU kernels already run a step's norms, RoPE, attention and gating as single ops, so compiling leaves \
+     SmolLM2 Q4_1 at 816 graph nodes per token and decodes 89.7 tok/s vs 97.2 off; Gemma 3n e2b-mini 4-bit 972 vs \
+     1102 nodes, 31.7 vs 30.8 tok/s, within the spread (benchmarks/results/cpu-x86_64/compiled-decode-*.json)";
 const NO_CUDA_KERNELS: &str = "the model does not run on an NVIDIA GPU";
 const GPU_NO_CPU_KERNELS: &str = "the model runs on the GPU, where MLX's fused kernels serve these ops";
 const GPU_PREFILL_CHUNK: &str =
