@@ -210,7 +210,7 @@ def main():
     parser.add_argument("--requests", type=int, default=2, help="per client and level")
     parser.add_argument("--prompt-tokens", type=int, default=128, help="words per prompt (about as many tokens)")
     parser.add_argument("--max-tokens", type=int, default=64)
-    parser.add_argument("--history-tokens", type=int, default=2000, help="words of the second-turn history")
+    parser.add_argument("--history-tokens", type=int, default=2000, help="words of the second-turn history (0: no second-turn test)")
     parser.add_argument("--ctx", type=int, default=4096)
     parser.add_argument("--port", type=int, default=18081, help="llama.cpp's loopback port")
     parser.add_argument("--out", required=True)
@@ -232,7 +232,8 @@ def main():
                       f"TTFT p50 {result['ttft_p50_ms']:.0f} ms", file=sys.stderr)
             finally:
                 server.close()
-        for cache in (True, False):
+        # --history-tokens 0 skips the second-turn test (a second workload of the same page).
+        for cache in (True, False) if args.history_tokens > 0 else ():
             server = (MlxcelServer(args.mlxcel, gguf, 1, args.ctx, 2048 if cache else 0) if engine == "mlxcel"
                       else LlamaCppServer(gguf, 1, args.ctx, args.port))
             try:

@@ -48,23 +48,23 @@ def render(records, reports):
         "The page: `python3 benchmarks/serving_page.py --notes NOTES.md FILES.json`.",
         "",
         "Each level: C concurrent clients, each sending streaming /v1/completions requests one after another "
-        f"({first['settings']['requests']} per client, ~{first['settings']['prompt_tokens']}-word prompts, "
-        f"exactly {first['settings']['max_tokens']} generated tokens, EOS biased away), the same GGUF, prompts "
-        "and client for both servers; each server runs C slots. Aggregate tokens/s = generated tokens / wall "
-        "time; TTFT from sending the request to its first streamed text.",
+        f"({first['settings']['requests']} per client; the workload column: ~N-word prompts / exactly M generated "
+        "tokens, EOS biased away), the same GGUF, prompts and client for both servers; each server runs C slots. "
+        "Aggregate tokens/s = generated tokens / wall time; TTFT from sending the request to its first streamed text.",
         "",
-        "| model | engine | concurrency | requests | aggregate tok/s | vs own c=1 | vs llama.cpp | TTFT p50 ms | TTFT p99 ms |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| model | workload | engine | concurrency | requests | aggregate tok/s | vs own c=1 | vs llama.cpp | TTFT p50 ms | TTFT p99 ms |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for record in records:
         results = record["results"]
+        workload = f"{record['settings']['prompt_tokens']} / {record['settings']['max_tokens']}"
         for r in results:
             own = next((x for x in results if x["engine"] == r["engine"] and x["concurrency"] == 1), None)
             peer = next((x for x in results if x["engine"] == "llama.cpp" and x["concurrency"] == r["concurrency"]), None)
             vs_own = r["tokens_per_second"] / own["tokens_per_second"] if own else None
             vs_peer = r["tokens_per_second"] / peer["tokens_per_second"] if peer and r["engine"] != "llama.cpp" else None
             lines.append(
-                f"| {r['model']} | {r['engine']} | {r['concurrency']} | {r['requests']} | {fmt(r['tokens_per_second'])} "
+                f"| {r['model']} | {workload} | {r['engine']} | {r['concurrency']} | {r['requests']} | {fmt(r['tokens_per_second'])} "
                 f"| {fmt(vs_own, 2)}x | {fmt(vs_peer, 2) + 'x' if vs_peer else '—'} | {fmt(r['ttft_p50_ms'], 0)} "
                 f"| {fmt(r['ttft_p99_ms'], 0)} |")
     lines += ["", "## Second turn with and without the prefix cache", "",
@@ -72,7 +72,7 @@ def render(records, reports):
               "the second request's TTFT.", "",
               "| model | engine | prefix cache | second-turn TTFT ms |", "| --- | --- | --- | ---: |"]
     for record in records:
-        for p in record["prefix_cache"]:
+        for p in record.get("prefix_cache") or []:
             lines.append(f"| {p['model']} | {p['engine']} | {'on' if p['prefix_cache'] else 'off'} "
                          f"| {fmt(p['second_turn_ttft_ms'], 0)} |")
     if reports:
