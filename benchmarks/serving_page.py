@@ -43,7 +43,7 @@ def render(records, reports):
         f"(load average {first['machine']['load_average']:.2f} at the start). MLX {first['mlx_version']}, "
         f"mlxcel commit {first['commit']}, llama.cpp {first['engines'].get('llama.cpp') or '—'}.",
         "",
-        *[f"Command: `{record['command']}`." for record in records],
+        *[f"Command (mlxcel commit {record['commit']}, {record['date']}): `{record['command']}`." for record in records],
         "",
         "The page: `python3 benchmarks/serving_page.py --notes NOTES.md FILES.json`.",
         "",
