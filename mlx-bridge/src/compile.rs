@@ -30,13 +30,21 @@ pub type ArrayFn<'a> = dyn Fn(&[Array]) -> std::result::Result<Vec<Array>, Trace
 /// A function being traced, for the C++ side to call back while `mx::compile` traces it.
 pub struct TracedFn<'a>(&'a ArrayFn<'a>);
 
+/// Called from C++ while MLX traces. A panic may not unwind through the C++ frames (the process
+/// would abort), so it comes back as this call's error, as any failure of the function does.
 pub(crate) fn call_traced(
     f: &TracedFn<'_>,
     inputs: &ffi::ArrayList,
 ) -> std::result::Result<UniquePtr<ffi::ArrayList>, String> {
     let inputs = from_list("compiled function", inputs).map_err(|e| e.to_string())?;
-    let outputs = (f.0)(&inputs).map_err(|e| e.to_string())?;
+    let outputs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (f.0)(&inputs)))
+        .map_err(|panic| format!("the traced function panicked: {}", panic_text(&panic)))?
+        .map_err(|e| e.to_string())?;
     Ok(to_list(&outputs.iter().collect::<Vec<_>>()))
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> &str {
+    panic.downcast_ref::<&str>().copied().or_else(|| panic.downcast_ref::<String>().map(String::as_str)).unwrap_or("?")
 }
 
 /// One compiled function: its graphs (one per set of input shapes) live in MLX's compile cache

@@ -52,6 +52,20 @@ fn a_failing_function_is_an_error() {
     compiled.call(&[&x, &x], &add).unwrap();
     let err = compiled.call(&[&x, &y], &add).unwrap_err().to_string();
     assert!(err.contains("broadcast") || err.contains("shape"), "{err}");
+    // A panic while MLX traces comes back as an error instead of aborting the process.
+    let panics = |a: &[Array]| -> Result<Vec<Array>, TraceError> {
+        if a[0].shape() == vec![3] {
+            panic!("no rows of three");
+        }
+        Ok(vec![a[0].clone()])
+    };
+    let compiled = Compiled::new();
+    compiled.call(&[&x], &panics).unwrap();
+    let err = compiled.call(&[&y], &panics).unwrap_err().to_string();
+    assert!(err.contains("no rows of three"), "{err}");
+    // And compiling goes on working after it.
+    assert_eq!(values(&compiled.call(&[&x], &panics).unwrap()[0]), values(&x));
+    assert_eq!(values(&Compiled::new().call(&[&x, &x], &add).unwrap()[0]), [2.0, 4.0]);
     let empty = |_: &[Array]| -> Result<Vec<Array>, TraceError> { Err("nothing to compute".into()) };
     let err = Compiled::new().call(&[&x], &empty).unwrap_err().to_string();
     assert!(err.contains("nothing to compute"), "{err}");
