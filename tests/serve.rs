@@ -412,30 +412,28 @@ fn shutdown_ends_streams_with_a_final_event_and_exits_zero() {
     assert!(server.terminate().success());
 }
 
-#[test]
-fn a_panic_in_the_engine_fails_only_its_request() {
+/// A request whose prompt carries fault `marker` fails with a 500, and the engine goes on to
+/// answer the next one; the server is returned for further checks.
+fn fault_fails_only_its_request(marker: &str) -> Server {
     let server = Server::start_with_env("llama-tiny", &[], &[("MLXCEL_FAULT_INJECTION", "1")]);
     let model = server.model();
-    let (status, body) =
-        server.post("/v1/chat/completions", chat_body(&model, &user("mlxcel-fault-injection:panic"), 8));
+    let (status, body) = server.post("/v1/chat/completions", chat_body(&model, &user(marker), 8));
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["error"]["type"], "server_error");
     let (status, _) = server.post("/v1/chat/completions", chat_body(&model, &user("hi"), 4));
     assert_eq!(status, 200, "the engine goes on serving");
     assert_eq!(server.metric("mlxcel_failed_sequences_total"), 1.0);
+    server
+}
+
+#[test]
+fn a_panic_in_the_engine_fails_only_its_request() {
+    fault_fails_only_its_request("mlxcel-fault-injection:panic");
 }
 
 #[test]
 fn a_failed_batched_decode_step_fails_its_requests_and_the_engine_goes_on() {
-    let server = Server::start_with_env("llama-tiny", &[], &[("MLXCEL_FAULT_INJECTION", "1")]);
-    let model = server.model();
-    let (status, body) =
-        server.post("/v1/chat/completions", chat_body(&model, &user("mlxcel-fault-injection:step-panic"), 8));
-    assert_eq!(status, 500, "{body}");
-    assert_eq!(body["error"]["type"], "server_error");
-    let (status, _) = server.post("/v1/chat/completions", chat_body(&model, &user("hi"), 4));
-    assert_eq!(status, 200, "the engine goes on serving");
-    assert_eq!(server.metric("mlxcel_failed_sequences_total"), 1.0);
+    let server = fault_fails_only_its_request("mlxcel-fault-injection:step-panic");
     // The gauge is set after the step that answered the last request.
     eventually("no active sequence", || server.metric("mlxcel_active_sequences") == 0.0);
 }

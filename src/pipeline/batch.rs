@@ -91,10 +91,6 @@ impl DecodeBatch {
     }
 
     fn drop_rows(&mut self, rows: &[usize]) -> Result<(), GenerateError> {
-        // Filtering takes every kept row into new buffers: a copy of the whole cache.
-        if rows.is_empty() {
-            return Ok(());
-        }
         let keep: Vec<usize> = (0..self.members.len()).filter(|r| !rows.contains(r)).collect();
         if keep.is_empty() {
             self.clear();

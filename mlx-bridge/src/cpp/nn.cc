@@ -1,9 +1,9 @@
 // mlx::core::fast kernels, quantization, and the fused blocks compiled with mx::compile.
-#include <algorithm>
 #include <cmath>
 #include <mutex>
 #include <stdexcept>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "mlx/compile_impl.h"
 
@@ -196,13 +196,11 @@ std::unordered_map<std::uint64_t, std::vector<mx::detail::CompileCacheWeakPtr>> 
 }  // namespace
 
 std::unique_ptr<ArrayList> compiled_call(const TracedFn& f, std::uint64_t id, const ArrayList& inputs) {
-  {
-    auto cache = mx::detail::compile_cache();
-    auto current = cache.lock();
+  // Once per id and thread: the registration is off the per-step path.
+  thread_local std::unordered_set<std::uint64_t> registered;
+  if (registered.insert(id).second) {
     std::lock_guard<std::mutex> lock(traced_mutex);
-    auto& caches = traced_caches[id];
-    if (std::none_of(caches.begin(), caches.end(), [&](const auto& c) { return c.lock() == current; }))
-      caches.push_back(cache);
+    traced_caches[id].push_back(mx::detail::compile_cache());
   }
   // Called only while MLX traces, within this call, so the reference to `f` stays valid.
   auto trace = [&f](const std::vector<mx::array>& in) {

@@ -178,6 +178,7 @@ impl BatchKvCache {
         if let Some(&bad) = keep.iter().find(|&&row| row >= self.base.len()) {
             return Err(ModelError::Input(format!("row {bad} of a batch of {}", self.base.len())));
         }
+        // Every row kept in order: nothing to change, and taking the rows would copy the cache.
         if keep.iter().copied().eq(0..self.base.len()) {
             return Ok(());
         }
