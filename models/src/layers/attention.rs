@@ -5,6 +5,7 @@
 use mlx_bridge::{Array, Dtype, fast, where_select};
 
 use crate::error::Result;
+use crate::layers::cache::visible_keys;
 use crate::layers::{AttentionInputs, AttentionMask, LayerCache, Linear, Positions, RmsNorm, Rope};
 
 /// A projection and its optional bias.
@@ -196,10 +197,7 @@ fn softcapped_attention(queries: &Array, inputs: &AttentionInputs, scale: f32, c
     let scores = scores.div_scalar(cap as f64)?.tanh()?.mul_scalar(cap as f64)?;
     let allowed = match &inputs.mask {
         AttentionMask::None => None,
-        AttentionMask::Causal => {
-            let allowed: Vec<bool> = (0..l).flat_map(|i| (0..s).map(move |j| j <= s - l + i)).collect();
-            Some(Array::from_slice(&allowed, &[l, s])?)
-        }
+        AttentionMask::Causal => Some(visible_keys(s - l, l, s, None)?),
         // A batch's `[B, 1, L, S]` mask gets the query-group axis the scores have here.
         AttentionMask::Array(mask) if mask.ndim() == 4 => Some(mask.expand_dims(&[2])?),
         AttentionMask::Array(mask) => Some(mask.clone()),

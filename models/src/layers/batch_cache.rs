@@ -14,7 +14,9 @@
 
 use mlx_bridge::{Array, Dtype, concatenate};
 
-use super::cache::{AttentionInputs, AttentionMask, CACHE_STEP, KvCache, LayerCache, Positions, grow, write};
+use super::cache::{
+    AttentionInputs, AttentionMask, CACHE_STEP, KvCache, LayerCache, Positions, grow, visible_keys, write,
+};
 use crate::error::{ModelError, Result};
 
 #[derive(Debug, Clone)]
@@ -139,12 +141,8 @@ impl BatchKvCache {
 
     /// Which of the `total` keys each of the `steps` queries (from buffer index `from`) sees.
     fn mask(&self, from: i32, steps: i32, total: i32) -> Result<Array> {
+        let visible = visible_keys(from, steps, total, self.window)?.reshape(&[1, 1, steps, total])?;
         let key = Array::arange(0.0, total as f64, 1.0, Dtype::I32)?.reshape(&[1, 1, 1, total])?;
-        let query = Array::arange(from as f64, (from + steps) as f64, 1.0, Dtype::I32)?.reshape(&[1, 1, steps, 1])?;
-        let mut visible = key.less_equal(&query)?;
-        if let Some(window) = self.window {
-            visible = visible.logical_and(&query.sub(&key)?.less(&Array::scalar(window))?)?;
-        }
         // Row b's padding is buffer indices below -base[b].
         let padding: Vec<i32> = self.base.iter().map(|&base| (-base).max(0)).collect();
         let padding = Array::from_slice(&padding, &[padding.len() as i32, 1, 1, 1])?;

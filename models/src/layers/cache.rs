@@ -6,7 +6,7 @@
 //! one position) or a [`super::BatchKvCache`] (rows at their own positions), so one forward pass
 //! serves a single sequence and a batch of them alike.
 
-use mlx_bridge::{Array, concatenate, fast};
+use mlx_bridge::{Array, Dtype, concatenate, fast};
 
 use crate::error::{ModelError, Result};
 
@@ -251,10 +251,7 @@ impl KvCache {
             AttentionMask::Causal
         } else {
             // Query i is at position offset + i; key j at offset - history + j.
-            let allowed: Vec<bool> = (0..steps)
-                .flat_map(|i| (0..total).map(move |j| j <= history + i && j + window > history + i))
-                .collect();
-            AttentionMask::Array(Array::from_slice(&allowed, &[steps, total])?)
+            AttentionMask::Array(visible_keys(history, steps, total, Some(window))?)
         };
         let kept = total.min(window);
         self.keys = Some(full_k.slice_axis(2, total - kept, total)?);
@@ -298,6 +295,20 @@ impl KvCache {
         let older = buffer.slice_axis(2, self.head, self.len)?;
         Ok(Some(concatenate(&[&older, &newer], 2)?))
     }
+}
+
+/// `[steps, total]`: whether query `i`, at key index `first_query + i`, sees key `j`: causal, and
+/// within `window` positions if given. Built on the device: a host-side loop over a 2048-token
+/// chunk's 4M pairs, once per layer, costs more than the chunk's attention.
+pub(crate) fn visible_keys(first_query: i32, steps: i32, total: i32, window: Option<i32>) -> Result<Array> {
+    let key = Array::arange(0.0, total as f64, 1.0, Dtype::I32)?.reshape(&[1, total])?;
+    let query =
+        Array::arange(first_query as f64, (first_query + steps) as f64, 1.0, Dtype::I32)?.reshape(&[steps, 1])?;
+    let causal = key.less_equal(&query)?;
+    Ok(match window {
+        Some(window) => causal.logical_and(&query.sub(&key)?.less(&Array::scalar(window))?)?,
+        None => causal,
+    })
 }
 
 /// A zeroed buffer of `capacity` positions shaped like `like`, holding the first `keep` entries of `old`.
