@@ -149,18 +149,22 @@ impl Attention {
     /// The attended heads `[B, H, L, D]` through the output projection: `[B, L, hidden]`.
     pub fn output(&self, attended: &Array) -> Result<Array> {
         let [b, _, l, _] = attended.shape()[..] else { unreachable!("attention output is [B, H, L, D]") };
-        self.o.forward(&attended.transpose(&[0, 2, 1, 3])?.reshape(&[b, l, self.heads * self.head_dim])?)
+        // With one position the head and position axes trade places without moving any data.
+        let positions_first = if l == 1 { attended.clone() } else { attended.transpose(&[0, 2, 1, 3])? };
+        self.o.forward(&positions_first.reshape(&[b, l, self.heads * self.head_dim])?)
     }
 
-    /// `[B, L, n * D]` to `[B, n, L, D]`, normed per head.
+    /// `[B, L, n * D]` to `[B, n, L, D]`, normed per head (a decode step's one position needs no
+    /// transpose: a graph node fewer per projection).
     fn split_heads(&self, y: &Array, n: i32, norm: Option<&RmsNorm>) -> Result<Array> {
         let (b, l) = (y.dim(0)?, y.dim(1)?);
-        let y = y.reshape(&[b, l, n, self.head_dim])?;
+        let one_position = l == 1;
+        let y = y.reshape(&if one_position { [b, n, 1, self.head_dim] } else { [b, l, n, self.head_dim] })?;
         let y = match norm {
             Some(norm) => norm.forward(&y)?,
             None => y,
         };
-        Ok(y.transpose(&[0, 2, 1, 3])?)
+        Ok(if one_position { y } else { y.transpose(&[0, 2, 1, 3])? })
     }
 
     fn rotate(&self, y: Array, positions: &Positions) -> Result<Array> {

@@ -92,7 +92,8 @@ impl GatedMlp {
 
     pub fn forward(&self, x: &Array) -> Result<Array> {
         if let Kernel::Block(block) = self.kernel {
-            let weights = [&self.gate, &self.up, &self.down].map(|l| block_weight(l).expect("checked at load"));
+            let weights =
+                [&self.gate, &self.up, &self.down].map(|l| l.right_operand().expect("checked at load").for_input(x));
             let mut inputs = vec![x, weights[0], weights[1], weights[2]];
             inputs.extend(self.sparsity.as_ref());
             return Ok(fused::call(block, &inputs)?.remove(0));
@@ -112,35 +113,17 @@ impl GatedMlp {
     }
 }
 
-/// The weight a compiled block takes: `[out, in]` for dense layers, `[in, out]` for pre-transposed.
-fn block_weight(layer: &Linear) -> Option<&Array> {
-    match layer {
-        Linear::Dense { weight, .. } => Some(weight),
-        Linear::Transposed { weight_t } => Some(weight_t),
-        _ => None,
-    }
-}
-
-/// The compiled block for these weights: all dense or all pre-transposed, with a block for the
-/// activation (and sparsity) asked for.
+/// The compiled block for dense weights (each given as `W^T`, so the block multiplies without a
+/// transpose node per weight), with a block for the activation (and sparsity) asked for.
 fn block(activation: Activation, sparse: bool, gate: &Linear, up: &Linear, down: &Linear) -> Option<FusedBlock> {
-    let layouts = [gate, up, down].map(|l| match l {
-        Linear::Dense { .. } => Some(false),
-        Linear::Transposed { .. } => Some(true),
-        _ => None,
-    });
-    let transposed = match layouts {
-        [Some(a), Some(b), Some(c)] if a == b && b == c => a,
-        _ => return None,
-    };
-    Some(match (activation, sparse, transposed) {
-        (Activation::GeluTanh, false, false) => FusedBlock::GeluGatedMlp,
-        (Activation::GeluTanh, false, true) => FusedBlock::GeluGatedMlpT,
-        (Activation::GeluTanh, true, false) => FusedBlock::GeluGatedMlpSparse,
-        (Activation::GeluTanh, true, true) => FusedBlock::GeluGatedMlpTSparse,
-        (Activation::Silu, false, false) => FusedBlock::SiluGatedMlp,
-        (Activation::Silu, false, true) => FusedBlock::SiluGatedMlpT,
-        (Activation::Silu, true, _) => return None,
+    if [gate, up, down].iter().any(|l| l.right_operand().is_none()) {
+        return None;
+    }
+    Some(match (activation, sparse) {
+        (Activation::GeluTanh, false) => FusedBlock::GeluGatedMlpT,
+        (Activation::GeluTanh, true) => FusedBlock::GeluGatedMlpTSparse,
+        (Activation::Silu, false) => FusedBlock::SiluGatedMlpT,
+        (Activation::Silu, true) => return None,
     })
 }
 

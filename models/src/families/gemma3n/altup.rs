@@ -85,10 +85,10 @@ impl Streams {
 
 pub(super) struct AltUp {
     correct_output_scale: Array,
-    /// `[N, N]`, float32, clipped to ±altup_coef_clip.
-    correction_coefs: Array,
+    /// `[N, N]`, float32, clipped to ±altup_coef_clip, applied to the modalities as a layer.
+    correction_coefs: Linear,
     /// `[N*N, N]`, float32, clipped to ±altup_coef_clip.
-    prediction_coefs: Array,
+    prediction_coefs: Linear,
     modality_router: Linear,
     router_norm: RmsNorm,
     num_streams: usize,
@@ -99,9 +99,9 @@ pub(super) struct AltUp {
 impl AltUp {
     pub(super) fn load(c: &Config, w: &WeightStore, prefix: &str) -> Result<Self> {
         let n = c.altup_num_inputs as i32;
-        let coefs = |name: &str, rows: i32| -> Result<Array> {
+        let coefs = |name: &str, rows: i32| -> Result<Linear> {
             let coefs = w.tensor(&format!("{prefix}.altup.{name}.weight"), &[rows, n])?.astype(Dtype::F32)?;
-            Ok(match c.altup_coef_clip {
+            Linear::dense(match c.altup_coef_clip {
                 Some(clip) => coefs.clip_scalar(-clip as f64, clip as f64)?,
                 None => coefs,
             })
@@ -136,7 +136,7 @@ impl AltUp {
     pub(super) fn predict(&self, streams: &Streams) -> Result<Streams> {
         let n = self.num_streams;
         let modalities = self.modalities(&streams.get(self.active)?)?;
-        let coefs = modalities.matmul(&self.prediction_coefs.t()?)?; // [B, L, N*N]
+        let coefs = self.prediction_coefs.forward(&modalities)?; // [B, L, N*N]
         match streams {
             Streams::Split(x) => {
                 let dtype = x[0].dtype();
@@ -153,12 +153,11 @@ impl AltUp {
             }
             Streams::Stacked(x) => {
                 let mut shape = modalities.shape();
-                shape.extend([n as i32, n as i32]);
-                shape.remove(2);
-                // [B, L, N, N] transposed so that x^T (as [B, L, D, N]) @ coefs = predictions^T.
-                let coefs = coefs.reshape(&shape)?.transpose(&[0, 1, 3, 2])?;
+                shape.push(n as i32);
+                // Per position, the predictions [N, D] are M [N, N] @ streams [N, D].
+                let coefs = coefs.reshape(&shape)?;
                 let xf = x.astype(Dtype::F32)?;
-                let mixed = xf.transpose(&[1, 2, 3, 0])?.matmul(&coefs)?.transpose(&[3, 0, 1, 2])?;
+                let mixed = coefs.matmul(&xf.transpose(&[1, 2, 0, 3])?)?.transpose(&[2, 0, 1, 3])?;
                 Ok(Streams::Stacked(mixed.add(&xf)?.astype(x.dtype())?))
             }
         }
@@ -167,7 +166,7 @@ impl AltUp {
     /// `corr[i] = pred[i] + (correction_coefs @ m + 1)[i] * (activated - pred[active])`.
     pub(super) fn correct(&self, predictions: Streams, activated: &Array) -> Result<Streams> {
         let modalities = self.modalities(activated)?;
-        let coefs = modalities.matmul(&self.correction_coefs.t()?)?.add_scalar(1.0)?; // [B, L, N]
+        let coefs = self.correction_coefs.forward(&modalities)?.add_scalar(1.0)?; // [B, L, N]
         let innovation = activated.sub(&predictions.get(self.active)?)?.astype(Dtype::F32)?;
         let dtype = activated.dtype();
         match predictions {
