@@ -71,11 +71,31 @@ ArrayPtr dequantize(const Array& w, const Array& scales, const Array* biases, st
   return wrap(mx::dequantize(w.inner, scales.inner, optional(biases), group_size, bits, std::string(mode)));
 }
 
+namespace {
+// MLX 0.32.4's CUDA quantized matmul gives wrong products for more than one row when the inner
+// size is 64 (a relative error of ~1, or overflow, against the dequantized weight's matmul, in
+// bfloat16 and float32 alike); one row, and bfloat16 rows with inner sizes 256, 2048 and 8192,
+// are right (H200, examples/cuda_probe.rs). Float32 rows were checked only at 64 (the larger
+// sizes' checks did not finish compiling within the device call), so they all take the safe
+// route. Gemma 3n's Laurel projection back to the hidden size has inner size 64. These products
+// go through the dequantized weight instead: a prefill chunk's temporary, exact.
+bool mlx_cuda_quantized_matmul_unreliable(const mx::array& x) {
+  if (mx::default_device().type != mx::Device::gpu || x.ndim() == 0) return false;
+  const auto inner = static_cast<std::size_t>(x.shape(-1));
+  const bool rows = x.size() > inner;
+  return rows && (inner < 256 || x.dtype() == mx::float32);
+}
+}  // namespace
+
 ArrayPtr quantized_matmul(const Array& x, const Array& w, const Array& scales, const Array* biases, bool transpose,
                           std::int32_t group_size, std::int32_t bits, rust::Str mode) {
   if (auto out = cuda_fast::quantized_matmul(x.inner, w.inner, scales.inner, optional(biases), transpose, group_size,
                                              bits, std::string(mode)))
     return wrap(std::move(*out));
+  if (mlx_cuda_quantized_matmul_unreliable(x.inner)) {
+    auto dense = mx::dequantize(w.inner, scales.inner, optional(biases), group_size, bits, std::string(mode));
+    return wrap(mx::matmul(x.inner, transpose ? mx::swapaxes(dense, -1, -2) : dense));
+  }
   return wrap(mx::quantized_matmul(x.inner, w.inner, scales.inner, optional(biases), transpose, group_size, bits,
                                    std::string(mode)));
 }
