@@ -220,6 +220,9 @@ const CPU_COMPILED_DECODE: &str = "measured (2-core x86, mlxcel bench --compiled
      mlxcel's CPU kernels already run a step's norms, RoPE, attention and gating as single ops, so compiling leaves \
      SmolLM2 Q4_1 at 816 graph nodes per token and decodes 89.7 tok/s vs 97.2 off; Gemma 3n e2b-mini 4-bit 972 vs \
      1102 nodes, 31.7 vs 30.8 tok/s, within the spread (benchmarks/results/cpu-x86_64/compiled-decode-*.json)";
+const CUDA_KERNELS_MEASURED: &str = "measured (H200, Gemma 3n E2B bf16, mlxcel bench tg128 with compiled decode \
+                                     steps): 132.0 tok/s with mlxcel's kernels vs 108.0 without (one session; the \
+                                     session before, 111.0 vs 64.8, and 4-bit 84.7 vs 77.8); prefill does not use them";
 const NO_CUDA_KERNELS: &str = "the model does not run on an NVIDIA GPU";
 const GPU_NO_CPU_KERNELS: &str = "the model runs on the GPU, where MLX's fused kernels serve these ops";
 const GPU_PREFILL_CHUNK: &str =
@@ -276,18 +279,14 @@ impl ClassDefaults {
                     reason: "bf16 tensor-core matmuls at half fp32's weight bytes; bf16 keeps fp32's range",
                 },
                 prefill_chunk: ClassDefault {
-                    value: 512,
-                    reason: "measured (Gemma 3n E2B bf16, H100, mlxcel bench pp2048): 512-token chunks prefill \
-                             10.9k tok/s, 1024 8.1k, 2048 5.8k; pp512 is the same",
+                    value: 2048,
+                    reason: "measured (H200, Gemma 3n E2B bf16, mlxcel bench pp2048, one session): 2048-token \
+                             chunks prefill 39.3k tok/s, 1024 30.6k, 512 23.4k (with the sliding-window masks \
+                             built on the device; building them on the host made large chunks the slowest)",
                 },
                 dequantize: ClassDefault { value: false, reason: GPU_KEEP_QUANTIZED },
                 cpu_kernels: ClassDefault { value: false, reason: GPU_NO_CPU_KERNELS },
-                cuda_kernels: ClassDefault {
-                    value: false,
-                    reason: "measured (H200, Gemma 3n E2B 4-bit, mlxcel bench, one session): decode 75.1 tok/s with \
-                             mlxcel's kernels vs 76.7 without, though each kernel alone beats MLX's \
-                             (docs/benchmarks/h200-kernels.md): decode is bound by per-operation cost, not by them",
-                },
+                cuda_kernels: ClassDefault { value: true, reason: CUDA_KERNELS_MEASURED },
                 compiled_decode: ClassDefault {
                     value: true,
                     reason: "measured (H200, Gemma 3n E2B, mlxcel bench tg128, 9 samples per variant over three runs in \
