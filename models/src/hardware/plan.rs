@@ -481,9 +481,10 @@ mod tests {
         let cpu = HardwareClass::Cpu { arch: "x86_64".to_string() };
         assert_eq!(defaults(cpu), ("cpu-x86_64".to_string(), DecodePath::Fused, true, Dtype::F32, 512));
         let hopper = HardwareClass::Cuda { compute_capability: Some((9, 0)) };
-        assert_eq!(defaults(hopper), ("cuda-sm90".to_string(), DecodePath::Fused, false, Dtype::BF16, 512));
+        assert_eq!(defaults(hopper.clone()), ("cuda-sm90".to_string(), DecodePath::Fused, false, Dtype::BF16, 2048));
         let unknown_cuda = HardwareClass::Cuda { compute_capability: None };
-        assert_eq!(defaults(unknown_cuda), ("cuda".to_string(), DecodePath::Fused, false, Dtype::BF16, 512));
+        assert_eq!(defaults(unknown_cuda), ("cuda".to_string(), DecodePath::Fused, false, Dtype::BF16, 2048));
+        assert!(ExecutionPlan::for_class(hopper, 4).cuda_kernels);
         assert_eq!(
             defaults(HardwareClass::AppleNeuralAccelerator),
             ("apple-neural-accelerator".to_string(), DecodePath::Split, true, Dtype::BF16, 2048)
