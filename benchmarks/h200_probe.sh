@@ -6,7 +6,7 @@
 set -u
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT/results"
-bash .gpu/setup.sh /tmp/mlx-cuda >/dev/null 2>&1
+bash .gpu/setup.sh /tmp/mlx-cuda >/dev/null 2>&1 || { echo "setup of the MLX CUDA runtime failed" >&2; exit 1; }
 source /tmp/mlx-cuda/env.sh
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 B=.gpu/bin/mlxcel

@@ -5,7 +5,8 @@
 //!
 //!   cargo run --release -p mlx-bridge --no-default-features --example cuda_probe [qmm [--k K]] [nodes]
 //!
-//! Run with MLX_ENABLE_TF32=0 so float32 matmuls are float32. Exits non-zero on a mismatch. The
+//! GPU only (on the CPU, MLX's bfloat16 kernel misses the bfloat16 bound by design: it
+//! accumulates in bfloat16). Run with MLX_ENABLE_TF32=0 so float32 matmuls are float32. Exits non-zero on a mismatch. The
 //! quantized products go through mlx-bridge, so float32 with several rows checks the bridge's
 //! route around MLX's CUDA kernel (see `quantized_matmul` in nn.cc); the rest check MLX's own.
 

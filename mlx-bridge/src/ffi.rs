@@ -118,20 +118,15 @@ pub(crate) mod bridge {
         /// `gelu_tanh(relu(gate - (mean(gate) + std(gate) * k))) * up` over the last axis: the
         /// Gaussian top-k gated activation of Gemma 3n's sparse MLP layers; `k` a scalar array.
         GaussianTopkGeluGate,
-        /// `down(gelu_tanh(gate(x)) * up(x))` with `[out, in]` weights: inputs `x, gate_w, up_w, down_w`.
+        /// `down(gelu_tanh(gate(x)) * up(x))`, each weight given as `W^T` (`[in, out]`, or
+        /// `[1, in, out]` for one sequence `[1, L, in]`): inputs `x, gate_wt, up_wt, down_wt`.
         GeluGatedMlp,
-        /// The same with the Gaussian top-k cut on the gate: inputs `x, gate_w, up_w, down_w, k`.
+        /// The same with the Gaussian top-k cut on the gate: inputs `x, gate_wt, up_wt, down_wt, k`.
         GeluGatedMlpSparse,
-        /// Every weight pre-transposed to `[in, out]`: inputs `x, gate_wt, up_wt, down_wt`.
-        GeluGatedMlpT,
-        /// Pre-transposed and sparse: inputs `x, gate_wt, up_wt, down_wt, k`.
-        GeluGatedMlpTSparse,
         /// `silu(gate) * up`
         SiluGate,
-        /// `down(silu(gate(x)) * up(x))` with `[out, in]` weights: inputs `x, gate_w, up_w, down_w`.
+        /// `down(silu(gate(x)) * up(x))`, weights as for `GeluGatedMlp`: inputs `x, gate_wt, up_wt, down_wt`.
         SiluGatedMlp,
-        /// Every weight pre-transposed to `[in, out]`: inputs `x, gate_wt, up_wt, down_wt`.
-        SiluGatedMlpT,
     }
 
     extern "Rust" {

@@ -78,9 +78,10 @@ namespace {
 // are right (H200, examples/cuda_probe.rs). Float32 rows were checked only at 64 (the larger
 // sizes' checks did not finish compiling within the device call), so they all take the safe
 // route. Gemma 3n's Laurel projection back to the hidden size has inner size 64. These products
-// go through the dequantized weight instead: a prefill chunk's temporary, exact.
+// (prefill chunks, and batched decode steps of several rows) go through the dequantized weight
+// instead: a temporary per product, exact. Metal's kernels are not affected.
 bool mlx_cuda_quantized_matmul_unreliable(const mx::array& x) {
-  if (mx::default_device().type != mx::Device::gpu || x.ndim() == 0) return false;
+  if (!mx::cu::is_available() || mx::default_device().type != mx::Device::gpu || x.ndim() == 0) return false;
   const auto inner = static_cast<std::size_t>(x.shape(-1));
   const bool rows = x.size() > inner;
   return rows && (inner < 256 || x.dtype() == mx::float32);
@@ -145,17 +146,15 @@ Arrays silu_gate_block(const Arrays& in) { return {mx::multiply(silu_expr(in.at(
 
 enum class Act { GeluTanh, Silu };
 
-// down(act(gate(x)) * up(x)). `Transposed`: every weight is stored [in, out]; otherwise [out, in].
-template <Act A, bool Transposed, bool Sparse>
+// down(act(gate(x)) * up(x)), each weight given as W^T ([in, out], or [1, in, out] for one
+// sequence, so no transpose or flatten node sits between the activations and the product).
+template <Act A, bool Sparse>
 Arrays gated_mlp_block(const Arrays& in) {
   const auto& x = in.at(0);
-  auto project = [](const mx::array& h, const mx::array& w) {
-    return Transposed ? mx::matmul(h, w) : mx::matmul(h, mx::swapaxes(w, -1, -2));
-  };
-  auto gate = project(x, in.at(1));
+  auto gate = mx::matmul(x, in.at(1));
   if constexpr (Sparse) gate = gaussian_topk(gate, in.at(4));
   auto activated = A == Act::GeluTanh ? gelu_tanh_expr(gate) : silu_expr(gate);
-  return {project(mx::multiply(activated, project(x, in.at(2))), in.at(3))};
+  return {mx::matmul(mx::multiply(activated, mx::matmul(x, in.at(2))), in.at(3))};
 }
 
 struct BlockSpec {
@@ -170,15 +169,10 @@ BlockSpec spec(FusedBlock block) {
     case FusedBlock::GeluTanhGate: return {gelu_tanh_gate_block, 2, "gelu_tanh_gate"};
     case FusedBlock::Softcap: return {softcap_block, 2, "softcap"};
     case FusedBlock::GaussianTopkGeluGate: return {gaussian_topk_gelu_gate_block, 3, "gaussian_topk_gelu_gate"};
-    case FusedBlock::GeluGatedMlp: return {gated_mlp_block<Act::GeluTanh, false, false>, 4, "gelu_gated_mlp"};
-    case FusedBlock::GeluGatedMlpSparse:
-      return {gated_mlp_block<Act::GeluTanh, false, true>, 5, "gelu_gated_mlp_sparse"};
-    case FusedBlock::GeluGatedMlpT: return {gated_mlp_block<Act::GeluTanh, true, false>, 4, "gelu_gated_mlp_t"};
-    case FusedBlock::GeluGatedMlpTSparse:
-      return {gated_mlp_block<Act::GeluTanh, true, true>, 5, "gelu_gated_mlp_t_sparse"};
+    case FusedBlock::GeluGatedMlp: return {gated_mlp_block<Act::GeluTanh, false>, 4, "gelu_gated_mlp"};
+    case FusedBlock::GeluGatedMlpSparse: return {gated_mlp_block<Act::GeluTanh, true>, 5, "gelu_gated_mlp_sparse"};
     case FusedBlock::SiluGate: return {silu_gate_block, 2, "silu_gate"};
-    case FusedBlock::SiluGatedMlp: return {gated_mlp_block<Act::Silu, false, false>, 4, "silu_gated_mlp"};
-    case FusedBlock::SiluGatedMlpT: return {gated_mlp_block<Act::Silu, true, false>, 4, "silu_gated_mlp_t"};
+    case FusedBlock::SiluGatedMlp: return {gated_mlp_block<Act::Silu, false>, 4, "silu_gated_mlp"};
   }
   throw std::invalid_argument("unknown fused block");
 }

@@ -149,7 +149,7 @@ impl Attention {
     /// The attended heads `[B, H, L, D]` through the output projection: `[B, L, hidden]`.
     pub fn output(&self, attended: &Array) -> Result<Array> {
         let [b, _, l, _] = attended.shape()[..] else { unreachable!("attention output is [B, H, L, D]") };
-        // With one position the head and position axes trade places without moving any data.
+        // With one position, swapping the head and position axes keeps the element order: a reshape.
         let positions_first = if l == 1 { attended.clone() } else { attended.transpose(&[0, 2, 1, 3])? };
         self.o.forward(&positions_first.reshape(&[b, l, self.heads * self.head_dim])?)
     }

@@ -40,7 +40,7 @@ impl Activation {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kernel {
-    /// The whole block compiled (dense weights, all `[out, in]` or all pre-transposed).
+    /// The whole block compiled (dense weights of either layout, each given as `W^T`).
     Block(FusedBlock),
     /// Matmuls as they are, the activation (and sparsity cut) compiled.
     Activation,
@@ -120,9 +120,9 @@ fn block(activation: Activation, sparse: bool, gate: &Linear, up: &Linear, down:
         return None;
     }
     Some(match (activation, sparse) {
-        (Activation::GeluTanh, false) => FusedBlock::GeluGatedMlpT,
-        (Activation::GeluTanh, true) => FusedBlock::GeluGatedMlpTSparse,
-        (Activation::Silu, false) => FusedBlock::SiluGatedMlpT,
+        (Activation::GeluTanh, false) => FusedBlock::GeluGatedMlp,
+        (Activation::GeluTanh, true) => FusedBlock::GeluGatedMlpSparse,
+        (Activation::Silu, false) => FusedBlock::SiluGatedMlp,
         (Activation::Silu, true) => return None,
     })
 }
@@ -144,11 +144,16 @@ mod tests {
     }
 
     fn input() -> Array {
-        let data: Vec<f32> = (0..2 * 64).map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0).collect();
-        Array::from_slice(&data, &[1, 2, 64]).unwrap()
+        input_shaped(&[1, 2, 64])
     }
 
-    /// Every kernel of every layout computes the same block.
+    fn input_shaped(shape: &[i32]) -> Array {
+        let data: Vec<f32> = (0..2 * 64).map(|i| ((i * 7 % 13) as f32 - 6.0) / 6.0).collect();
+        Array::from_slice(&data, shape).unwrap()
+    }
+
+    /// Every kernel of every layout computes the same block, for one sequence (the weights'
+    /// `[1, in, out]` views) and for a batch of rows (`[in, out]`).
     #[test]
     fn fused_and_split_paths_agree_for_each_layout() {
         for activation in [Activation::Silu, Activation::GeluTanh] {
@@ -172,15 +177,18 @@ mod tests {
                     )
                     .unwrap()
                 };
-                let reference = make(DecodePath::Split, false).forward(&input()).unwrap().to_vec::<f32>().unwrap();
-                for (path, pretranspose) in
-                    [(DecodePath::Fused, false), (DecodePath::Fused, true), (DecodePath::Split, true)]
-                {
-                    let mlp = make(path, pretranspose);
-                    assert!(matches!(mlp.kernel, Kernel::Block(_) | Kernel::Split));
-                    let got = mlp.forward(&input()).unwrap().to_vec::<f32>().unwrap();
-                    let worst = got.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-                    assert!(worst < 1e-5, "{activation:?} {sparsity:?} {path} {pretranspose}: {worst}");
+                for shape in [[1, 2, 64], [2, 1, 64]] {
+                    let x = input_shaped(&shape);
+                    let reference = make(DecodePath::Split, false).forward(&x).unwrap().to_vec::<f32>().unwrap();
+                    for (path, pretranspose) in
+                        [(DecodePath::Fused, false), (DecodePath::Fused, true), (DecodePath::Split, true)]
+                    {
+                        let mlp = make(path, pretranspose);
+                        assert!(matches!(mlp.kernel, Kernel::Block(_) | Kernel::Split));
+                        let got = mlp.forward(&x).unwrap().to_vec::<f32>().unwrap();
+                        let worst = got.iter().zip(&reference).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                        assert!(worst < 1e-5, "{activation:?} {sparsity:?} {path} {pretranspose} {shape:?}: {worst}");
+                    }
                 }
             }
         }

@@ -154,7 +154,7 @@ impl AltUp {
             Streams::Stacked(x) => {
                 let mut shape = modalities.shape();
                 shape.push(n as i32);
-                // Per position, the predictions [N, D] are M [N, N] @ streams [N, D].
+                // Per position, the mix M [N, N] @ streams [N, D]; the predictions are x + that.
                 let coefs = coefs.reshape(&shape)?;
                 let xf = x.astype(Dtype::F32)?;
                 let mixed = coefs.matmul(&xf.transpose(&[1, 2, 0, 3])?)?.transpose(&[2, 0, 1, 3])?;
