@@ -7,17 +7,15 @@
 //!
 //! Speed: weight (or KV) bytes read per second, median of 50 timed evaluations after 5 warm-ups.
 
+#[path = "gpu_checks/mod.rs"]
+mod gpu_checks;
+
 use std::time::Instant;
 
+use gpu_checks::{Failure, normal, relative_error};
 use mlx_bridge::fast::{self, AttentionMask};
 use mlx_bridge::quant::{self, QuantSpec};
-use mlx_bridge::{Array, Dtype, random};
-
-type Failure = Box<dyn std::error::Error>;
-
-fn normal(shape: &[i32], seed: u64, dtype: Dtype) -> Result<Array, Failure> {
-    Ok(random::normal(shape, dtype, 0.0, 1.0, Some(&random::key(seed)?))?)
-}
+use mlx_bridge::{Array, Dtype};
 
 /// `f` with mlxcel's kernels and with MLX's, as float32 values.
 fn both(f: &dyn Fn() -> Result<Array, Failure>) -> Result<(Vec<f32>, Vec<f32>), Failure> {
@@ -26,12 +24,6 @@ fn both(f: &dyn Fn() -> Result<Array, Failure>) -> Result<(Vec<f32>, Vec<f32>), 
     fast::set_cuda_kernels(false);
     let theirs = f()?.astype(Dtype::F32)?.to_vec::<f32>()?;
     Ok((ours, theirs))
-}
-
-/// The worst difference relative to the largest reference value.
-fn relative_error(ours: &[f32], theirs: &[f32]) -> f32 {
-    let largest = theirs.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
-    ours.iter().zip(theirs).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / largest
 }
 
 /// Median seconds per call of `f`, from graphs of 20 independent calls evaluated together: one

@@ -6,29 +6,22 @@
 //!   cargo run --release -p mlx-bridge --no-default-features --example cuda_probe [qmm [--k K]] [nodes]
 //!
 //! GPU only (on the CPU, MLX's bfloat16 kernel misses the bfloat16 bound by design: it
-//! accumulates in bfloat16). Run with MLX_ENABLE_TF32=0 so float32 matmuls are float32. Exits non-zero on a mismatch. The
-//! quantized products go through mlx-bridge, so float32 with several rows checks the bridge's
-//! route around MLX's CUDA kernel (see `quantized_matmul` in nn.cc); the rest check MLX's own.
+//! accumulates in bfloat16). Run with MLX_ENABLE_TF32=0 so float32 matmuls are float32. Exits
+//! non-zero on a mismatch. The quantized products go through mlx-bridge, so the rows it routes
+//! around MLX's CUDA kernel (see `quantized_matmul` in nn.cc) check that route; the rest check
+//! MLX's own.
+
+#[path = "gpu_checks/mod.rs"]
+mod gpu_checks;
 
 use std::time::Instant;
 
+use gpu_checks::{Failure, normal, relative_error};
 use mlx_bridge::quant::{self, QuantSpec};
-use mlx_bridge::{Array, Dtype, random};
-
-type Failure = Box<dyn std::error::Error>;
-
-fn normal(shape: &[i32], seed: u64, dtype: Dtype) -> Result<Array, Failure> {
-    Ok(random::normal(shape, dtype, 0.0, 1.0, Some(&random::key(seed)?))?)
-}
+use mlx_bridge::{Array, Dtype};
 
 fn values(a: &Array) -> Result<Vec<f32>, Failure> {
     Ok(a.astype(Dtype::F32)?.to_vec::<f32>()?)
-}
-
-/// Worst difference relative to the largest reference value.
-fn relative_error(ours: &[f32], reference: &[f32]) -> f32 {
-    let largest = reference.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
-    ours.iter().zip(reference).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max) / largest
 }
 
 /// `only_k`: just the shapes with that inner size (a wrong kernel can leave the device unusable
