@@ -10,6 +10,9 @@
 #   bash benchmarks/gpu_pages.sh h200 "" 4    # E2B at these precisions (bf16, 4-bit), alternating,
 #                                            # mlxcel with its CUDA kernels and compiled decode
 #                                            # steps off and on
+#   bash benchmarks/gpu_pages.sh h200-e4b "" 4 # E4B, class defaults, engines alternating
+#   bash benchmarks/gpu_pages.sh h200-decode-check # bf16 decode logits with every kernel on vs the
+#                                            # split path (.gpu/bin/gemma3n_decode_check)
 #   bash benchmarks/gpu_pages.sh h200-kernels # the kernels alone (.gpu/bin/cuda_kernels) against MLX's
 # JSON lands in $OUT/results; benchmarks/report renders docs/benchmarks/<hardware>.md from it.
 set -euo pipefail
@@ -63,7 +66,19 @@ case "${1:-}" in
       python3 benchmarks/peers.py mlx-lm --random e2b ${bits:+--bits $bits} --dtype bfloat16 -p 512,2048 -n 128 -r 3 \
         --out "$OUT/results/mlxlm-e2b-${bits:-16}.json"
     done ;;
+  h200-e4b)
+    # E4B at the given precisions, the class defaults only, engines alternating.
+    shift
+    for bits in "$@"; do
+      $B bench --random e4b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --breakdown 16 -o md \
+        --json-out "$OUT/results/mlxcel-e4b-${bits:-16}.json"
+      python3 benchmarks/peers.py mlx-lm --random e4b ${bits:+--bits $bits} --dtype bfloat16 -p 512,2048 -n 128 -r 3 \
+        --out "$OUT/results/mlxlm-e4b-${bits:-16}.json"
+    done ;;
+  h200-decode-check)
+    # bf16 teacher-forced decode logits, fastest path (every kernel on) against the split path.
+    MLX_ENABLE_TF32=0 .gpu/bin/gemma3n_decode_check --shape e2b -n 32 | tee "$OUT/decode-check.txt" ;;
   h200-kernels)
     .gpu/bin/cuda_kernels --json "$OUT/kernels.json" ;;
-  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-kernels" >&2; exit 2 ;;
+  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e4b BITS...|h200-decode-check|h200-kernels" >&2; exit 2 ;;
 esac

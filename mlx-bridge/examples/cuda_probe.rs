@@ -57,50 +57,106 @@ fn quantized_rows(only_k: Option<i32>) -> Result<usize, Failure> {
     Ok(failures)
 }
 
-/// Microseconds per node of a chain of `nodes` nodes made by `step`, evaluated at once.
+/// Microseconds per node of a chain of `nodes` nodes made by `step`: (host, total). Host is the
+/// time until `async_eval` returns (MLX has encoded every kernel by then); total waits for the
+/// device too. Medians of 5 chains after one warm-up.
 fn per_node(
     nodes: usize,
     start: &Array,
     step: &dyn Fn(&Array, usize) -> Result<Array, Failure>,
-) -> Result<f64, Failure> {
-    let mut samples = Vec::new();
+) -> Result<(f64, f64), Failure> {
+    let (mut host, mut total) = (Vec::new(), Vec::new());
     for round in 0..6 {
         let mut x = start.clone();
         for i in 0..nodes {
             x = step(&x, i)?;
         }
         let started = Instant::now();
+        mlx_bridge::async_eval(&[&x])?;
+        let encoded = started.elapsed();
         x.eval()?;
         if round > 0 {
-            samples.push(started.elapsed().as_secs_f64() * 1e6 / nodes as f64);
+            host.push(encoded.as_secs_f64() * 1e6 / nodes as f64);
+            total.push(started.elapsed().as_secs_f64() * 1e6 / nodes as f64);
         }
     }
-    samples.sort_by(f64::total_cmp);
-    Ok(samples[samples.len() / 2])
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Ok((median(host), median(total)))
 }
 
 fn node_costs() -> Result<(), Failure> {
     const NODES: usize = 2000;
     let row = normal(&[1, 1, 2048], 3, Dtype::BF16)?;
     row.eval()?;
-    let views = per_node(NODES, &row, &|x, i| {
-        Ok(if i % 2 == 0 { x.reshape(&[1, 2048, 1])? } else { x.reshape(&[1, 1, 2048])? })
-    })?;
-    let transposes = per_node(NODES, &row, &|x, _| Ok(x.transpose(&[0, 2, 1])?))?;
-    let elementwise = per_node(NODES, &row, &|x, _| Ok(x.mul_scalar(0.999)?))?;
     let w = normal(&[2048, 2048], 4, Dtype::BF16)?.mul_scalar(0.02)?;
     w.eval()?;
-    let matmuls = per_node(NODES / 4, &row, &|x, _| Ok(x.matmul(&w)?))?;
     let tiny = normal(&[64, 64], 5, Dtype::BF16)?.mul_scalar(0.1)?;
     tiny.eval()?;
     let small = normal(&[1, 64], 6, Dtype::BF16)?;
-    let tiny_matmuls = per_node(NODES, &small, &|x, _| Ok(x.matmul(&tiny)?))?;
-    println!(
-        "node cost (µs, median of 5 chains of {NODES}; matmul 2048x2048 chains of {}): reshape view {views:.2}, \
-         transpose view {transposes:.2}, elementwise [1,2048] {elementwise:.2}, matmul [1,64]x[64,64] \
-         {tiny_matmuls:.2}, matmul [1,2048]x[2048,2048] {matmuls:.2}",
-        NODES / 4
-    );
+    let norm_weight = normal(&[2048], 7, Dtype::BF16)?;
+    norm_weight.eval()?;
+    let q4 = quant::quantize(&w, QuantSpec::affine(64, 4)?)?;
+    let mut rows: Vec<(String, usize, (f64, f64))> = Vec::new();
+    let mut measure =
+        |name: &str, nodes: usize, start: &Array, step: &dyn Fn(&Array, usize) -> Result<Array, Failure>| {
+            let cost = per_node(nodes, start, step)?;
+            rows.push((name.to_string(), nodes, cost));
+            Ok::<(), Failure>(())
+        };
+    measure("reshape view", NODES, &row, &|x, i| {
+        Ok(if i % 2 == 0 { x.reshape(&[1, 2048, 1])? } else { x.reshape(&[1, 1, 2048])? })
+    })?;
+    measure("transpose view", NODES, &row, &|x, _| Ok(x.transpose(&[0, 2, 1])?))?;
+    measure("slice view", NODES, &row, &|x, i| {
+        Ok(if i % 2 == 0 { x.slice_axis(2, 0, 1024)? } else { mlx_bridge::concatenate(&[x, x], 2)? })
+    })?;
+    measure("elementwise [1,2048]", NODES, &row, &|x, _| Ok(x.mul_scalar(0.999)?))?;
+    measure("rms_norm [1,2048]", NODES, &row, &|x, _| Ok(mlx_bridge::fast::rms_norm(x, Some(&norm_weight), 1e-6)?))?;
+    measure("matmul [1,64]x[64,64]", NODES, &small, &|x, _| Ok(x.matmul(&tiny)?))?;
+    measure("matmul [1,2048]x[2048,2048] (cuBLASLt)", NODES / 4, &row, &|x, _| Ok(x.matmul(&w)?))?;
+    // A layer's `x @ W^T` with `W` stored `[out, in]`: MLX's own gemv, flat and as a batch of one.
+    let w_t = w.t()?;
+    let w_t_batch = w_t.expand_dims(&[0])?;
+    mlx_bridge::eval(&[&w_t, &w_t_batch])?;
+    let flat_row = row.reshape(&[1, 2048])?;
+    flat_row.eval()?;
+    measure("matmul [1,2048]x[2048,2048]^T view (gemv)", NODES / 4, &flat_row, &|x, _| Ok(x.matmul(&w_t)?))?;
+    measure("matmul [1,1,2048]x[1,2048,2048]^T view (gemv)", NODES / 4, &row, &|x, _| Ok(x.matmul(&w_t_batch)?))?;
+    let mix = normal(&[1, 1, 4, 4], 8, Dtype::F32)?.mul_scalar(0.3)?;
+    let streams = normal(&[1, 1, 4, 2048], 9, Dtype::F32)?;
+    mlx_bridge::eval(&[&mix, &streams])?;
+    measure("matmul [4,4]x[4,2048] (AltUp's mix)", NODES / 4, &streams, &|x, _| Ok(mix.matmul(x)?))?;
+    let keys = normal(&[1, 2, 512, 256], 10, Dtype::BF16)?;
+    let queries = normal(&[1, 8, 1, 256], 11, Dtype::BF16)?;
+    mlx_bridge::eval(&[&keys, &queries])?;
+    for kernels in [false, true] {
+        mlx_bridge::fast::set_cuda_kernels(kernels);
+        let name = format!("attention 1 query, 512 keys, D 256 ({})", if kernels { "mlxcel" } else { "MLX" });
+        measure(&name, NODES / 4, &queries, &|q, _| {
+            Ok(mlx_bridge::fast::scaled_dot_product_attention(
+                q,
+                &keys,
+                &keys,
+                1.0,
+                mlx_bridge::fast::AttentionMask::None,
+            )?)
+        })?;
+    }
+    mlx_bridge::fast::set_cuda_kernels(false);
+    let rope = mlx_bridge::fast::Rope::new(256, 10000.0);
+    measure("rope [1,8,1,256]", NODES, &queries, &|q, i| Ok(rope.apply(q, i as i32)?))?;
+    for kernels in [false, true] {
+        mlx_bridge::fast::set_cuda_kernels(kernels);
+        let name = format!("q4 matmul [1,2048]x[2048,2048]^T ({})", if kernels { "mlxcel gemv" } else { "MLX qmv" });
+        measure(&name, NODES / 4, &row, &|x, _| Ok(q4.matmul(x, true)?))?;
+    }
+    mlx_bridge::fast::set_cuda_kernels(false);
+    for (name, nodes, (host, total)) in rows {
+        println!("node cost {name}: host {host:.2} µs, total {total:.2} µs (chains of {nodes}, median of 5)");
+    }
     Ok(())
 }
 

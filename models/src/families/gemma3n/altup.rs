@@ -90,10 +90,13 @@ pub(super) struct AltUp {
     /// `[N*N, N]`, float32, clipped to ±altup_coef_clip.
     prediction_coefs: Linear,
     modality_router: Linear,
+    /// The router's norm; its weight also carries the `1/D` scaling when that is exact (`D` a
+    /// power of two, as in every Gemma 3n checkpoint), which saves a graph node per use.
     router_norm: RmsNorm,
+    /// `D` when the norm does not carry the `1/D`.
+    router_divisor: Option<f64>,
     num_streams: usize,
     active: usize,
-    hidden_size: i32,
 }
 
 impl AltUp {
@@ -106,18 +109,21 @@ impl AltUp {
                 None => coefs,
             })
         };
+        let router_weight = w.tensor(&format!("{prefix}.altup.router_norm.weight"), &[c.hidden_size])?;
+        // Dividing by a power of two only moves the exponent: the norm's single rounding then
+        // gives exactly the rounded norm divided by D.
+        let exact = (c.hidden_size as u32).is_power_of_two();
+        let router_weight = if exact { router_weight.mul_scalar(1.0 / c.hidden_size as f64)? } else { router_weight };
+        router_weight.eval()?;
         Ok(AltUp {
             correct_output_scale: w.tensor(&format!("{prefix}.altup.correct_output_scale"), &[c.hidden_size])?,
             correction_coefs: coefs("correction_coefs", n)?,
             prediction_coefs: coefs("prediction_coefs", n * n)?,
             modality_router: w.linear(&format!("{prefix}.altup.modality_router"), n, c.hidden_size)?,
-            router_norm: RmsNorm::new(
-                w.tensor(&format!("{prefix}.altup.router_norm.weight"), &[c.hidden_size])?,
-                c.rms_norm_eps,
-            ),
+            router_norm: RmsNorm::new(router_weight, c.rms_norm_eps),
+            router_divisor: (!exact).then_some(c.hidden_size as f64),
             num_streams: c.altup_num_inputs,
             active: c.altup_active_idx,
-            hidden_size: c.hidden_size,
         })
     }
 
@@ -127,9 +133,12 @@ impl AltUp {
 
     /// `tanh(router(router_norm(x) / D))` in float32, `[B, L, N]` (1/D, not 1/sqrt(D)).
     fn modalities(&self, x: &Array) -> Result<Array> {
-        let routed =
-            self.modality_router.forward(&self.router_norm.forward(x)?.div_scalar(self.hidden_size as f64)?)?;
-        Ok(routed.astype(Dtype::F32)?.tanh()?)
+        let normed = self.router_norm.forward(x)?;
+        let normed = match self.router_divisor {
+            Some(d) => normed.div_scalar(d)?,
+            None => normed,
+        };
+        Ok(self.modality_router.forward(&normed)?.astype(Dtype::F32)?.tanh()?)
     }
 
     /// `pred[i] = x[i] + sum_j M[i][j] x[j]` with `M = reshape(prediction_coefs @ m, N x N)`.
@@ -154,11 +163,17 @@ impl AltUp {
             Streams::Stacked(x) => {
                 let mut shape = modalities.shape();
                 shape.push(n as i32);
-                // Per position, the mix M [N, N] @ streams [N, D]; the predictions are x + that.
-                let coefs = coefs.reshape(&shape)?;
-                let xf = x.astype(Dtype::F32)?;
-                let mixed = coefs.matmul(&xf.transpose(&[1, 2, 0, 3])?)?.transpose(&[2, 0, 1, 3])?;
-                Ok(Streams::Stacked(mixed.add(&xf)?.astype(x.dtype())?))
+                // Per position, the mix M [N, N] @ streams [N, D], written as N broadcast
+                // products (`M[:, j] * x[j]`) so that it and the residual fuse into one
+                // elementwise kernel: a 4x4 matmul is a cuBLASLt call, ~4x an elementwise
+                // node's host time on CUDA (cuda_probe nodes).
+                let by_stream = coefs.reshape(&shape)?.transpose(&[2, 0, 1, 3])?; // [N_i, B, L, N_j]
+                let mut acc = x.astype(Dtype::F32)?;
+                for j in 0..n as i32 {
+                    let m = by_stream.slice_axis(3, j, j + 1)?; // [N, B, L, 1]
+                    acc = acc.add(&m.mul(&x.slice_axis(0, j, j + 1)?.astype(Dtype::F32)?)?)?;
+                }
+                Ok(Streams::Stacked(acc.astype(x.dtype())?))
             }
         }
     }
@@ -166,22 +181,28 @@ impl AltUp {
     /// `corr[i] = pred[i] + (correction_coefs @ m + 1)[i] * (activated - pred[active])`.
     pub(super) fn correct(&self, predictions: Streams, activated: &Array) -> Result<Streams> {
         let modalities = self.modalities(activated)?;
-        let coefs = self.correction_coefs.forward(&modalities)?.add_scalar(1.0)?; // [B, L, N]
-        let innovation = activated.sub(&predictions.get(self.active)?)?.astype(Dtype::F32)?;
+        let coefs = self.correction_coefs.forward(&modalities)?; // [B, L, N], before the + 1
         let dtype = activated.dtype();
         match predictions {
-            Streams::Split(p) => Ok(Streams::Split(
-                p.iter()
-                    .enumerate()
-                    .map(|(i, pi)| {
-                        let c = coefs.slice_axis(-1, i as i32, i as i32 + 1)?;
-                        pi.astype(Dtype::F32)?.add(&c.mul(&innovation)?)?.astype(dtype)
-                    })
-                    .collect::<mlx_bridge::Result<_>>()?,
-            )),
+            Streams::Split(p) => {
+                let innovation = activated.sub(&p[self.active])?.astype(Dtype::F32)?;
+                Ok(Streams::Split(
+                    p.iter()
+                        .enumerate()
+                        .map(|(i, pi)| {
+                            let c = coefs.slice_axis(-1, i as i32, i as i32 + 1)?.add_scalar(1.0)?;
+                            pi.astype(Dtype::F32)?.add(&c.mul(&innovation)?)?.astype(dtype)
+                        })
+                        .collect::<mlx_bridge::Result<_>>()?,
+                ))
+            }
             Streams::Stacked(p) => {
+                // Views first, arithmetic after: the whole update is then one fused kernel.
                 let c = coefs.transpose(&[2, 0, 1])?.expand_dims(&[3])?; // [N, B, L, 1]
-                let corrected = p.astype(Dtype::F32)?.add(&c.mul(&innovation.expand_dims(&[0])?)?)?;
+                let active = self.active as i32;
+                let innovation =
+                    activated.expand_dims(&[0])?.sub(&p.slice_axis(0, active, active + 1)?)?.astype(Dtype::F32)?;
+                let corrected = p.astype(Dtype::F32)?.add(&c.add_scalar(1.0)?.mul(&innovation)?)?;
                 Ok(Streams::Stacked(corrected.astype(dtype)?))
             }
         }
