@@ -13,6 +13,9 @@
 #   bash benchmarks/gpu_pages.sh h200-e4b "" 4 # E4B, class defaults, engines alternating
 #   bash benchmarks/gpu_pages.sh h200-decode-check # bf16 decode logits with every kernel on vs the
 #                                            # split path (.gpu/bin/gemma3n_decode_check)
+#   bash benchmarks/gpu_pages.sh h200-host-cost [graph-settings] # host and device time per graph
+#                                            # node by kind (.gpu/bin/cuda_probe); tg128 under MLX's
+#                                            # CUDA graph settings
 #   bash benchmarks/gpu_pages.sh h200-kernels # the kernels alone (.gpu/bin/cuda_kernels) against MLX's
 # JSON lands in $OUT/results; benchmarks/report renders docs/benchmarks/<hardware>.md from it.
 set -euo pipefail
@@ -77,8 +80,24 @@ case "${1:-}" in
     done ;;
   h200-decode-check)
     # bf16 teacher-forced decode logits, fastest path (every kernel on) against the split path.
-    MLX_ENABLE_TF32=0 .gpu/bin/gemma3n_decode_check --shape e2b -n 32 | tee "$OUT/decode-check.txt" ;;
+    for shape in e2b-mini e2b; do
+      MLX_ENABLE_TF32=0 .gpu/bin/gemma3n_decode_check --shape $shape -n 32 2>&1 | tee -a "$OUT/decode-check.txt" || echo "$shape: check failed"
+    done ;;
+  h200-host-cost)
+    # What one graph node costs MLX's host side and the device, by kind (graphs on, then off), and
+    # tg128 under MLX's CUDA graph settings (default 100 ops per graph, 400, graphs off).
+    timeout -k 5 120 .gpu/bin/cuda_probe nodes --json "$OUT/results/node-costs.json" | tee "$OUT/node-costs.txt"
+    MLX_USE_CUDA_GRAPHS=0 timeout -k 5 120 .gpu/bin/cuda_probe nodes | tee "$OUT/node-costs-no-graphs.txt"
+    if [ "${2:-}" = "graph-settings" ]; then
+      for bits in "" 4; do
+        for setting in "" "MLX_MAX_OPS_PER_BUFFER=400" "MLX_USE_CUDA_GRAPHS=0"; do
+          name=$(echo "${setting:-default}" | tr -c 'A-Za-z0-9\n' '-')
+          env $setting timeout -k 5 120 $B bench --random e2b ${bits:+--bits $bits} -p 0 -n 128 -r 3 --breakdown 16 \
+            -o md --json-out "$OUT/results/tg-${bits:-16}-$name.json" | grep -E "tg128|breakdown"
+        done
+      done
+    fi ;;
   h200-kernels)
     .gpu/bin/cuda_kernels --json "$OUT/kernels.json" ;;
-  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e4b BITS...|h200-decode-check|h200-kernels" >&2; exit 2 ;;
+  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e4b BITS...|h200-decode-check|h200-host-cost [graph-settings]|h200-kernels" >&2; exit 2 ;;
 esac

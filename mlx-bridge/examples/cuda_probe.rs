@@ -1,9 +1,9 @@
 //! Two questions about MLX's CUDA backend that the Gemma 3n decode numbers raise, answered on
 //! the GPU: (1) is MLX's quantized matmul right for several rows (prefill chunks), against the
-//! dequantized weight's plain matmul; (2) what one graph node costs to evaluate, by kind: a view
+//! dequantized weight's plain matmul; (2) what one graph node costs MLX's host side and the device, by kind: a view
 //! (no kernel), a small elementwise kernel, a small matmul.
 //!
-//!   cargo run --release -p mlx-bridge --no-default-features --example cuda_probe [qmm [--k K]] [nodes]
+//!   cargo run --release -p mlx-bridge --no-default-features --example cuda_probe [qmm [--k K]] [nodes [--json OUT]]
 //!
 //! GPU only (on the CPU, MLX's bfloat16 kernel misses the bfloat16 bound by design: it
 //! accumulates in bfloat16). Run with MLX_ENABLE_TF32=0 so float32 matmuls are float32. Exits
@@ -87,7 +87,8 @@ fn per_node(
     Ok((median(host), median(total)))
 }
 
-fn node_costs() -> Result<(), Failure> {
+/// `json_out`: also write the rows there (`bench-report --node-costs` renders them).
+fn node_costs(json_out: Option<&str>) -> Result<(), Failure> {
     const NODES: usize = 2000;
     let row = normal(&[1, 1, 2048], 3, Dtype::BF16)?;
     row.eval()?;
@@ -110,7 +111,7 @@ fn node_costs() -> Result<(), Failure> {
         Ok(if i % 2 == 0 { x.reshape(&[1, 2048, 1])? } else { x.reshape(&[1, 1, 2048])? })
     })?;
     measure("transpose view", NODES, &row, &|x, _| Ok(x.transpose(&[0, 2, 1])?))?;
-    measure("slice view", NODES, &row, &|x, i| {
+    measure("slice view / concatenate, alternating", NODES, &row, &|x, i| {
         Ok(if i % 2 == 0 { x.slice_axis(2, 0, 1024)? } else { mlx_bridge::concatenate(&[x, x], 2)? })
     })?;
     measure("elementwise [1,2048]", NODES, &row, &|x, _| Ok(x.mul_scalar(0.999)?))?;
@@ -154,8 +155,17 @@ fn node_costs() -> Result<(), Failure> {
         measure(&name, NODES / 4, &row, &|x, _| Ok(q4.matmul(x, true)?))?;
     }
     mlx_bridge::fast::set_cuda_kernels(false);
-    for (name, nodes, (host, total)) in rows {
+    for (name, nodes, (host, total)) in &rows {
         println!("node cost {name}: host {host:.2} µs, total {total:.2} µs (chains of {nodes}, median of 5)");
+    }
+    if let Some(path) = json_out {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|(kind, nodes, (host, total))| {
+                serde_json::json!({"kind": kind, "chain_nodes": nodes, "host_us": host, "total_us": total})
+            })
+            .collect();
+        std::fs::write(path, serde_json::to_string_pretty(&rows)?)?;
     }
     Ok(())
 }
@@ -169,7 +179,8 @@ fn main() -> Result<(), Failure> {
         failures += quantized_rows(only_k)?;
     }
     if all || wanted.iter().any(|w| w == "nodes") {
-        node_costs()?;
+        let json_out = wanted.iter().skip_while(|w| *w != "--json").nth(1);
+        node_costs(json_out.map(String::as_str))?;
     }
     if failures > 0 {
         return Err(format!("{failures} quantized matmul cases wrong").into());

@@ -8,9 +8,11 @@
 //!
 //! Tolerance: bfloat16 has an 8-bit mantissa, so the split path itself is some distance from the
 //! float32 reference; the fastest path must stay within twice that distance (largest absolute
-//! logit difference over all steps) and agree with the split path's next token at
-//! `--min-agreement` of the steps. Exits non-zero otherwise. Run with `MLX_ENABLE_TF32=0` on
-//! CUDA so the reference's matmuls are float32.
+//! logit difference over all steps) and pick the reference's next token at no fewer steps than
+//! the split path does, less one in ten. Exits non-zero otherwise. Random weights at full depth
+//! amplify rounding (at E2B's 30 layers the bf16 split path's logits are tens away from float32),
+//! so `e2b-mini` (10 layers, same layer shapes) is the sharper check. Run with `MLX_ENABLE_TF32=0`
+//! on CUDA so the reference's matmuls are float32.
 //!
 //!   cargo run --release -p mlxcel-models --example gemma3n_decode_check -- [--shape e2b] [-n 32]
 
@@ -25,18 +27,16 @@ type Failure = Box<dyn std::error::Error>;
 struct Args {
     shape: String,
     tokens: i32,
-    min_agreement: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { shape: "e2b-mini".into(), tokens: 32, min_agreement: 0.9 };
+    let mut args = Args { shape: "e2b-mini".into(), tokens: 32 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--shape" => args.shape = value()?,
             "-n" => args.tokens = value()?.parse().map_err(|e| format!("-n: {e}"))?,
-            "--min-agreement" => args.min_agreement = value()?.parse().map_err(|e| format!("--min-agreement: {e}"))?,
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -104,25 +104,31 @@ fn main() -> Result<(), Failure> {
     let split_error = largest_difference(&split, &reference);
     let fastest_error = largest_difference(&fastest, &reference);
     let between = largest_difference(&fastest, &split);
-    let agreeing = fastest.iter().zip(&split).filter(|(a, b)| argmax(a) == argmax(b)).count();
-    let agreement = agreeing as f64 / ids.len() as f64;
+    let first_step = |run: &[Vec<f32>]| largest_difference(&run[..1], &reference[..1]);
+    let agreeing = |run: &[Vec<f32>]| run.iter().zip(&reference).filter(|(a, b)| argmax(a) == argmax(b)).count();
+    let (split_agrees, fastest_agrees) = (agreeing(&split), agreeing(&fastest));
+    let steps = ids.len();
     println!(
-        "{} bfloat16, {} teacher-forced decode steps, largest |reference logit| {largest:.3}: largest difference \
-         from the float32 reference: split {split_error:.4}, fastest (fused, compiled, GPU kernels) \
-         {fastest_error:.4}; fastest vs split {between:.4}; next token agrees at {agreeing}/{} steps",
+        "{} bfloat16, {steps} teacher-forced decode steps, largest |reference logit| {largest:.3}. Largest \
+         difference from the float32 reference (first step, all steps): split {:.4}, {split_error:.4}; fastest \
+         (fused, compiled, GPU kernels) {:.4}, {fastest_error:.4}; fastest vs split {between:.4}. Next token as \
+         the reference's: split {split_agrees}/{steps}, fastest {fastest_agrees}/{steps}",
         args.shape,
-        ids.len(),
-        ids.len()
+        first_step(&split),
+        first_step(&fastest),
     );
-    let within = fastest_error <= 2.0 * split_error.max(f32::EPSILON * largest);
-    if !within || agreement < args.min_agreement {
+    let error_limit = 2.0 * split_error.max(f32::EPSILON * largest);
+    let agreement_limit = split_agrees.saturating_sub(steps.div_ceil(10));
+    if fastest_error > error_limit || fastest_agrees < agreement_limit {
         return Err(format!(
-            "outside the tolerance: fastest error {fastest_error:.4} (limit {:.4}), agreement {agreement:.2} (limit {:.2})",
-            2.0 * split_error,
-            args.min_agreement
+            "outside the tolerance: fastest error {fastest_error:.4} (limit {error_limit:.4}), next token as the \
+             reference's at {fastest_agrees} steps (limit {agreement_limit})"
         )
         .into());
     }
-    println!("within tolerance: fastest error <= 2x the split path's, agreement >= {:.2}", args.min_agreement);
+    println!(
+        "within tolerance: error <= 2x the split path's ({error_limit:.4}), reference's next token at >= \
+         {agreement_limit} steps"
+    );
     Ok(())
 }

@@ -24,6 +24,9 @@ struct Cli {
     /// Markdown inserted verbatim after the methodology paragraph.
     #[arg(long)]
     notes: Option<PathBuf>,
+    /// Per-node costs to show with the decode breakdown (`cuda_probe nodes --json` output).
+    #[arg(long)]
+    node_costs: Option<PathBuf>,
     /// Generation date shown on the page [default: today, UTC].
     #[arg(long)]
     date: Option<String>,
@@ -38,7 +41,19 @@ fn main() -> Result<()> {
         Some(path) => Some(std::fs::read_to_string(path).with_context(|| format!("reading notes {}", path.display()))?),
         None => None,
     };
+    let node_costs = match &cli.node_costs {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading node costs {}", path.display()))?;
+            Some(
+                serde_json::from_str(&text)
+                    .with_context(|| format!("{}: not cuda_probe nodes JSON", path.display()))?,
+            )
+        }
+        None => None,
+    };
     let opts = PageOptions {
+        node_costs,
         title: cli.title,
         charts_dir: cli.charts_dir.unwrap_or_else(|| cli.out.with_extension("")),
         out: cli.out,

@@ -20,6 +20,19 @@ pub struct PageOptions {
     pub notes: Option<String>,
     /// Shown as the generation date; passed in so that tests and reruns can pin it.
     pub generated: String,
+    /// What one graph node of each kind costs on this machine (`cuda_probe nodes --json`), shown
+    /// with the decode breakdown.
+    pub node_costs: Option<Vec<NodeCost>>,
+}
+
+/// One row of `cuda_probe nodes --json`: a chain of `chain_nodes` nodes of one kind, evaluated at
+/// once; microseconds per node until MLX has encoded them (host) and until the device is done.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct NodeCost {
+    pub kind: String,
+    pub chain_nodes: u64,
+    pub host_us: f64,
+    pub total_us: f64,
 }
 
 /// The rendered page, not yet written: `charts` holds (file name in `charts_dir`, SVG text).
@@ -92,6 +105,9 @@ pub fn render(data: &Dataset, opts: &PageOptions) -> Result<Page, ReportError> {
     ab_section(&mut md, data);
     dtype_section(&mut md, data);
     breakdown_section(&mut md, data);
+    if let Some(costs) = &opts.node_costs {
+        node_cost_section(&mut md, costs);
+    }
     Ok(Page { markdown: md, charts: chart_files })
 }
 
@@ -226,6 +242,26 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
     .to_vec();
     let right = [false, false, false, true, true, true, true, true, false];
     md.push_str(&crate::tables::markdown_table(&headers, &right, &rows));
+    md.push('\n');
+}
+
+/// The per-node costs that the breakdown's op counts multiply.
+fn node_cost_section(md: &mut String, costs: &[NodeCost]) {
+    let _ = writeln!(
+        md,
+        "### What one graph node costs\n\n`cuda_probe nodes`: a chain of nodes of one kind, each reading the \
+         previous one's output, evaluated at once; microseconds per node until `async_eval` returns (MLX \
+         has encoded every kernel: host) and until the device has finished (total). Where total is close \
+         to host, the device keeps up and a step's time is MLX's host work per node times the nodes.\n"
+    );
+    let rows: Vec<Vec<String>> = costs
+        .iter()
+        .map(|c| {
+            vec![c.kind.clone(), c.chain_nodes.to_string(), format!("{:.2}", c.host_us), format!("{:.2}", c.total_us)]
+        })
+        .collect();
+    let headers: Vec<String> = ["node kind", "chain", "host µs/node", "total µs/node"].map(String::from).to_vec();
+    md.push_str(&crate::tables::markdown_table(&headers, &[false, true, true, true], &rows));
     md.push('\n');
 }
 

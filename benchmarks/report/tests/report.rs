@@ -217,6 +217,12 @@ fn page_has_tables_ratios_and_chart_links_and_writes_svgs() {
         out: out.clone(),
         notes: Some("Hand-written note: *kept verbatim*.\n".into()),
         generated: "2026-11-22".into(),
+        node_costs: Some(vec![bench_report::NodeCost {
+            kind: "reshape view".into(),
+            chain_nodes: 2000,
+            host_us: 0.63,
+            total_us: 0.641,
+        }]),
     };
     let written = bench_report::generate(&sample_paths(), None, &opts).unwrap();
     assert_eq!(written.len(), 4, "three charts and the page: {written:?}");
@@ -233,6 +239,7 @@ fn page_has_tables_ratios_and_chart_links_and_writes_svgs() {
     assert!(md.contains("## Settings A/B") && md.contains("| yes | fused | on | 41.30 ± 0.50 | 1.00x |"));
     assert!(md.contains("|  | unfused | on | 35.20 ± 0.70 | 0.85x |"));
     assert!(md.contains("## Precision comparison") && md.contains("| Test | float32 | 4-bit, float32 |"));
+    assert!(md.contains("### What one graph node costs") && md.contains("| reshape view | 2000 | 0.63 | 0.64 |"));
     let methodology = md.find("## Methodology").unwrap();
     let note = md.find("Hand-written note: *kept verbatim*.").unwrap();
     assert!(methodology < note && note < md.find("## Results").unwrap());
