@@ -181,16 +181,17 @@ impl AltUp {
     /// `corr[i] = pred[i] + (correction_coefs @ m + 1)[i] * (activated - pred[active])`.
     pub(super) fn correct(&self, predictions: Streams, activated: &Array) -> Result<Streams> {
         let modalities = self.modalities(activated)?;
-        let coefs = self.correction_coefs.forward(&modalities)?; // [B, L, N], before the + 1
+        let coefs = self.correction_coefs.forward(&modalities)?; // [B, L, N], before the + 1 (each path adds it)
         let dtype = activated.dtype();
         match predictions {
             Streams::Split(p) => {
                 let innovation = activated.sub(&p[self.active])?.astype(Dtype::F32)?;
+                let coefs = coefs.add_scalar(1.0)?;
                 Ok(Streams::Split(
                     p.iter()
                         .enumerate()
                         .map(|(i, pi)| {
-                            let c = coefs.slice_axis(-1, i as i32, i as i32 + 1)?.add_scalar(1.0)?;
+                            let c = coefs.slice_axis(-1, i as i32, i as i32 + 1)?;
                             pi.astype(Dtype::F32)?.add(&c.mul(&innovation)?)?.astype(dtype)
                         })
                         .collect::<mlx_bridge::Result<_>>()?,
