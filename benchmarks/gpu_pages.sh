@@ -13,6 +13,8 @@
 #   bash benchmarks/gpu_pages.sh h200-e4b "" 4 # E4B, class defaults, engines alternating
 #   bash benchmarks/gpu_pages.sh h200-decode-check # bf16 decode logits with every kernel on vs the
 #                                            # split path (.gpu/bin/gemma3n_decode_check)
+#   bash benchmarks/gpu_pages.sh h200-fixtures # Gemma 3n fixtures (float32) vs transformers, kernels off/on
+#   bash benchmarks/gpu_pages.sh h200-exactness # routed-mix kernel checks, fixtures, e2b-mini decode check
 #   bash benchmarks/gpu_pages.sh h200-host-cost [graph-settings] # host and device time per graph
 #                                            # node by kind (.gpu/bin/cuda_probe); tg128 under MLX's
 #                                            # CUDA graph settings
@@ -26,6 +28,27 @@ source /tmp/mlx-cuda/env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
 B=.gpu/bin/mlxcel
 TESTS=(-p 512,2048 -n 128 -r 5)
+# The Gemma 3n fixtures in float32 (TF32 off) against transformers' logits, every prompt position
+# scored, with mlxcel's CUDA kernels off and on: chunk 1 runs each position as a decode step (the
+# compiled steps and the one-row kernels), chunk 11 the whole prompt at once.
+fixtures() {
+  echo "== fixtures, float32, TF32 off, against transformers"
+  IDS=$(python3 -c "import json; print(','.join(map(str, json.load(open('tests/fixtures/gemma3n-tiny/reference.json'))['prompt'])))")
+  for variant in q4 q8 fp32; do
+    for chunk in 11 1; do
+      for kernels in off on; do
+        MLX_ENABLE_TF32=0 timeout -k 5 30 $B score -m tests/fixtures/gemma3n-tiny/$variant --ids "$IDS" \
+          --compute-dtype float32 --prefill-chunk $chunk --cuda-kernels $kernels --logits-out /tmp/l.npy >/dev/null 2>/tmp/err \
+          || { echo "$variant chunk $chunk kernels=$kernels: failed $(tail -1 /tmp/err)"; continue; }
+        python3 -c "
+import json, numpy as np
+ref = np.array(json.load(open('tests/fixtures/gemma3n-tiny/reference.json'))['logits']['$variant'], dtype=np.float32).reshape(-1)
+got = np.load('/tmp/l.npy').reshape(-1)
+print('$variant chunk $chunk cuda_kernels=$kernels: max abs diff %.2e' % np.abs(got - ref).max())"
+      done
+    done
+  done
+}
 case "${1:-}" in
   mlxcel)
     # E2B bf16: the plan A/B (decode path x pre-transposition), with the breakdown per variant.
@@ -83,6 +106,15 @@ case "${1:-}" in
     for shape in e2b-mini e2b; do
       MLX_ENABLE_TF32=0 .gpu/bin/gemma3n_decode_check --shape $shape -n 32 2>&1 | tee -a "$OUT/decode-check.txt" || echo "$shape: check failed"
     done ;;
+  h200-fixtures)
+    fixtures ;;
+  h200-exactness)
+    # Every check of the kernels' results before a page run: the kernels against MLX's ops, the
+    # fixtures against transformers, bf16 decode logits against the split path.
+    timeout -k 5 150 .gpu/bin/cuda_kernels --only routed 2>&1 | tee "$OUT/kernels-routed.txt" || echo "kernel checks failed"
+    fixtures 2>&1 | tee "$OUT/fixtures.txt"
+    MLX_ENABLE_TF32=0 timeout -k 5 200 .gpu/bin/gemma3n_decode_check --shape e2b-mini -n 32 2>&1 \
+      | tee "$OUT/decode-check.txt" || echo "decode check failed" ;;
   h200-host-cost)
     # What one graph node costs MLX's host side and the device, by kind (graphs on, then off), and
     # tg128 under MLX's CUDA graph settings (default 100 ops per graph, 400, graphs off).
@@ -99,5 +131,5 @@ case "${1:-}" in
     fi ;;
   h200-kernels)
     .gpu/bin/cuda_kernels --json "$OUT/kernels.json" ;;
-  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e4b BITS...|h200-decode-check|h200-host-cost [graph-settings]|h200-kernels" >&2; exit 2 ;;
+  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e4b BITS...|h200-decode-check|h200-fixtures|h200-exactness|h200-host-cost [graph-settings]|h200-kernels" >&2; exit 2 ;;
 esac

@@ -16,22 +16,7 @@ for k in 64 256 2048 8192; do
   MLX_ENABLE_TF32=0 timeout -k 5 ${QMM_SECONDS:-40} .gpu/bin/cuda_probe qmm --k $k > "$OUT/qmm-$k.txt" 2>&1
   echo "K=$k rc $? ($(grep -c ' ok$' "$OUT/qmm-$k.txt") ok)"; grep -v " ok$" "$OUT/qmm-$k.txt" | head -20
 done
-echo "== fixtures, float32, TF32 off, against transformers"
-IDS=$(python3 -c "import json; print(','.join(map(str, json.load(open('tests/fixtures/gemma3n-tiny/reference.json'))['prompt'])))")
-for variant in q4 q8 fp32; do
-  for chunk in 11 1; do
-    for kernels in off on; do
-      MLX_ENABLE_TF32=0 timeout -k 5 30 $B score -m tests/fixtures/gemma3n-tiny/$variant --ids "$IDS" \
-        --compute-dtype float32 --prefill-chunk $chunk --cuda-kernels $kernels --logits-out /tmp/l.npy >/dev/null 2>/tmp/err \
-        || { echo "$variant chunk $chunk kernels=$kernels: failed $(tail -1 /tmp/err)"; continue; }
-      python3 -c "
-import json, numpy as np
-ref = np.array(json.load(open('tests/fixtures/gemma3n-tiny/reference.json'))['logits']['$variant'], dtype=np.float32).reshape(-1)
-got = np.load('/tmp/l.npy').reshape(-1)
-print('$variant chunk $chunk cuda_kernels=$kernels: max abs diff %.2e' % np.abs(got - ref).max())"
-    done
-  done
-done
+OUT=$OUT bash benchmarks/gpu_pages.sh h200-fixtures
 echo "== prefill chunk A/B at 2048 (bf16)"
 for chunk in 512 1024 2048; do
   timeout -k 5 45 $B bench --random e2b -p 2048 -n 0 -r 3 --prefill-chunk $chunk -o md \

@@ -5,6 +5,8 @@
 //!
 //!   cargo run --release -p mlx-bridge --no-default-features --example cuda_kernels [-- --json OUT]
 //!
+//! `--only routed` runs the routed stream mixes' checks alone.
+//!
 //! Speed: weight (or KV) bytes read per second, median of 50 timed evaluations after 5 warm-ups.
 
 #[path = "gpu_checks/mod.rs"]
@@ -13,7 +15,7 @@ mod gpu_checks;
 use std::time::Instant;
 
 use gpu_checks::{Failure, normal, relative_error};
-use mlx_bridge::fast::{self, AttentionMask};
+use mlx_bridge::fast::{self, AttentionMask, StreamRouter};
 use mlx_bridge::quant::{self, QuantSpec};
 use mlx_bridge::{Array, Dtype};
 
@@ -45,12 +47,131 @@ fn time(f: &dyn Fn() -> Result<Array, Failure>) -> Result<f64, Failure> {
     Ok(samples[samples.len() / 2])
 }
 
+/// The routed mixes' inputs at one shape: streams `[N, 1, rows, D]`, the active stream's
+/// replacement `h` `[1, rows, D]`, the router's norm weight and weight, both coefficient maps.
+struct RoutedInputs {
+    x: Array,
+    h: Array,
+    norm_weight: Array,
+    router: Array,
+    prediction: Array,
+    correction: Array,
+}
+
+impl RoutedInputs {
+    fn new(n: i32, rows: i32, d: i32, dtype: Dtype) -> Result<RoutedInputs, Failure> {
+        let inputs = RoutedInputs {
+            x: normal(&[n, 1, rows, d], 7, dtype)?,
+            h: normal(&[1, rows, d], 8, dtype)?,
+            norm_weight: normal(&[d], 9, dtype)?,
+            // Dot products of a few units, so tanh is neither saturated nor linear.
+            router: normal(&[n, d], 10, Dtype::F32)?.mul_scalar(2.0 / (d as f64).sqrt())?.astype(dtype)?,
+            prediction: normal(&[n * n, n], 11, Dtype::F32)?.mul_scalar(0.5)?,
+            correction: normal(&[n, n], 12, Dtype::F32)?.mul_scalar(0.5)?,
+        };
+        let all = [&inputs.x, &inputs.h, &inputs.norm_weight, &inputs.router, &inputs.prediction, &inputs.correction];
+        mlx_bridge::eval(&all)?;
+        Ok(inputs)
+    }
+
+    fn router(&self) -> StreamRouter<'_> {
+        StreamRouter { norm_weight: &self.norm_weight, eps: 1e-6, router: &self.router }
+    }
+
+    /// `tanh(router @ rms_norm(row))` in float32, `[1, rows, N]`.
+    fn route(&self, row: &Array) -> Result<Array, Failure> {
+        let f32 = |a: &Array| a.astype(Dtype::F32);
+        let normed = fast::rms_norm(&f32(row)?, Some(&f32(&self.norm_weight)?), 1e-6)?;
+        Ok(normed.matmul(&f32(&self.router)?.t()?)?.tanh()?)
+    }
+
+    /// The mix in float32 ops: `x[i] + sum_j M[i][j] x[j]`.
+    fn mix_reference(&self, active: i32) -> Result<Array, Failure> {
+        let n = self.x.dim(0)?;
+        let x = self.x.astype(Dtype::F32)?;
+        let m = self.route(&x.slice_axis(0, active, active + 1)?.squeeze(&[0])?)?;
+        let rows = m.dim(1)?;
+        // [1, rows, N*N] -> [N_i, 1, rows, N_j]
+        let coefs = m.matmul(&self.prediction.t()?)?.reshape(&[1, rows, n, n])?.transpose(&[2, 0, 1, 3])?;
+        let mut y = x.clone();
+        for j in 0..n {
+            y = y.add(&coefs.slice_axis(3, j, j + 1)?.mul(&x.slice_axis(0, j, j + 1)?)?)?;
+        }
+        Ok(y)
+    }
+
+    /// The correction in float32 ops: `x[i] + (1 + c)[i] (h - x[active])`.
+    fn correction_reference(&self, active: i32) -> Result<Array, Failure> {
+        let x = self.x.astype(Dtype::F32)?;
+        let h = self.h.astype(Dtype::F32)?;
+        let gain = self.route(&h)?.matmul(&self.correction.t()?)?.add_scalar(1.0)?; // [1, rows, N]
+        let gain = gain.transpose(&[2, 0, 1])?.expand_dims(&[3])?; // [N, 1, rows, 1]
+        let innovation = h.expand_dims(&[0])?.sub(&x.slice_axis(0, active, active + 1)?)?;
+        Ok(x.add(&gain.mul(&innovation)?)?)
+    }
+}
+
+/// The routed stream mixes against float32 ops on the same inputs: decode rows (1), a prefill
+/// chunk's (7), E2B's hidden size and one that is not a multiple of the block; both dtypes.
+fn check_routed(failures: &mut usize) -> Result<(), Failure> {
+    fast::set_cuda_kernels(true);
+    for dtype in [Dtype::BF16, Dtype::F32] {
+        // bf16: the norm's and the router's outputs and the result are rounded (~2^-8 each);
+        // float32: accumulation order only.
+        let tolerance = if dtype == Dtype::BF16 { 1.5e-2 } else { 1e-5 };
+        for (n, rows, d) in [(4, 1, 2048), (4, 7, 2048), (4, 1, 2000), (2, 3, 512)] {
+            let inputs = RoutedInputs::new(n, rows, d, dtype)?;
+            let active = if n == 4 { 0 } else { 1 }; // E2B's is 0; another checks the indexing
+            for (name, ours, reference) in [
+                (
+                    "mix",
+                    fast::routed_stream_mix(&inputs.x, inputs.router(), &inputs.prediction, active as usize)?,
+                    inputs.mix_reference(active)?,
+                ),
+                (
+                    "correction",
+                    fast::routed_stream_correction(
+                        &inputs.x,
+                        &inputs.h,
+                        inputs.router(),
+                        &inputs.correction,
+                        active as usize,
+                    )?,
+                    inputs.correction_reference(active)?,
+                ),
+            ] {
+                let Some(ours) = ours else {
+                    *failures += 1;
+                    println!("routed {name} {dtype:?} N={n} rows={rows} D={d}: the kernel did not take the call FAIL");
+                    continue;
+                };
+                let ours = ours.astype(Dtype::F32)?.to_vec::<f32>()?;
+                let error = relative_error(&ours, &reference.to_vec::<f32>()?);
+                let ok = error <= tolerance;
+                *failures += usize::from(!ok);
+                println!(
+                    "routed {name} {dtype:?} N={n} rows={rows} D={d}: relative error {error:.2e} {}",
+                    if ok { "ok" } else { "FAIL" }
+                );
+            }
+        }
+    }
+    fast::set_cuda_kernels(false);
+    Ok(())
+}
+
 fn main() -> Result<(), Failure> {
     let json_out = std::env::args().skip_while(|a| a != "--json").nth(1);
+    let only = std::env::args().skip_while(|a| a != "--only").nth(1);
     let mut failures = 0;
     let mut report = Vec::new();
     // bf16 rounding of the output: ~2^-8 relative, plus accumulation order.
     let tolerance = 1.5e-2;
+
+    check_routed(&mut failures)?;
+    if only.as_deref() == Some("routed") {
+        return finish(failures, json_out, report);
+    }
 
     // The bandwidth to measure against: a STREAM-style copy (x + 1 over 2 GiB of bf16: read + write).
     let big = normal(&[1 << 30], 6, Dtype::BF16)?;
@@ -142,6 +263,10 @@ fn main() -> Result<(), Failure> {
             }
         }
     }
+    finish(failures, json_out, report)
+}
+
+fn finish(failures: usize, json_out: Option<String>, report: Vec<String>) -> Result<(), Failure> {
     if let Some(path) = json_out {
         std::fs::write(&path, format!("[\n{}\n]\n", report.join(",\n")))?;
     }

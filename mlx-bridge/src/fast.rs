@@ -5,8 +5,8 @@
 //! graph node ([`set_cpu_kernels`] turns them off for A/B runs); attention over long chunks keeps
 //! the fallback, whose matmuls go through the BLAS.
 
-use crate::array::{Array, opt_ptr, wrap};
-use crate::error::Result;
+use crate::array::{Array, from_list, opt_ptr, wrap};
+use crate::error::{Result, mlx};
 use crate::ffi::bridge as ffi;
 
 /// `x * rsqrt(mean(x^2) + eps) * weight` over the last axis; no weight scales by one.
@@ -99,6 +99,64 @@ pub fn scaled_dot_product_attention(
     wrap("scaled_dot_product_attention", unsafe {
         ffi::scaled_dot_product_attention(&q.inner, &k.inner, &v.inner, scale, mode, opt_ptr(array))
     })
+}
+
+/// The router's inputs to a routed stream mix: `tanh(router @ rms_norm(x, norm_weight, eps))`
+/// (`router` `[N, D]` dense, of the streams' dtype).
+#[derive(Debug, Clone, Copy)]
+pub struct StreamRouter<'a> {
+    pub norm_weight: &'a Array,
+    pub eps: f32,
+    pub router: &'a Array,
+}
+
+/// `y[i] = x[i] + sum_j M[i][j] x[j]` over `N` streams `x` `[N, .., D]`, where
+/// `M = reshape(coefs @ route(x[active]), N x N)` and `coefs` is `[N*N, N]` float32, in one
+/// kernel: `None` where mlxcel has none for the call (anything but its CUDA kernels, or
+/// arguments they do not take), and the caller runs the ops instead.
+pub fn routed_stream_mix(
+    streams: &Array,
+    route: StreamRouter<'_>,
+    coefs: &Array,
+    active: usize,
+) -> Result<Option<Array>> {
+    let list = mlx(
+        "routed_stream_mix",
+        ffi::routed_stream_mix(
+            &streams.inner,
+            &route.norm_weight.inner,
+            route.eps,
+            &route.router.inner,
+            &coefs.inner,
+            active as i32,
+        ),
+    )?;
+    Ok(from_list("routed_stream_mix", &list)?.pop())
+}
+
+/// `y[i] = p[i] + (1 + coefs @ route(h))[i] * (h - p[active])` over `N` streams `p` `[N, .., D]`
+/// and one stream `h` `[.., D]`, with `coefs` `[N, N]` float32, in one kernel; `None` as for
+/// [`routed_stream_mix`].
+pub fn routed_stream_correction(
+    predictions: &Array,
+    activated: &Array,
+    route: StreamRouter<'_>,
+    coefs: &Array,
+    active: usize,
+) -> Result<Option<Array>> {
+    let list = mlx(
+        "routed_stream_correction",
+        ffi::routed_stream_correction(
+            &predictions.inner,
+            &activated.inner,
+            &route.norm_weight.inner,
+            route.eps,
+            &route.router.inner,
+            &coefs.inner,
+            active as i32,
+        ),
+    )?;
+    Ok(from_list("routed_stream_correction", &list)?.pop())
 }
 
 /// Whether rms_norm, rope and (decode-sized) attention on the CPU run mlxcel's kernels (the

@@ -268,6 +268,26 @@ pub(crate) mod bridge {
             mask: *const Array,
         ) -> Result<UniquePtr<Array>>;
 
+        // mlxcel's fused kernels that have no MLX op to fall back to: an empty list when the
+        // call is not one a kernel takes (the caller then runs the composite).
+        fn routed_stream_mix(
+            streams: &Array,
+            norm_weight: &Array,
+            eps: f32,
+            router: &Array,
+            coefs: &Array,
+            active: i32,
+        ) -> Result<UniquePtr<ArrayList>>;
+        fn routed_stream_correction(
+            predictions: &Array,
+            activated: &Array,
+            norm_weight: &Array,
+            eps: f32,
+            router: &Array,
+            coefs: &Array,
+            active: i32,
+        ) -> Result<UniquePtr<ArrayList>>;
+
         // Quantization (affine and MLX's other modes), group 32/64/128, 2..8 bits.
         fn quantize(w: &Array, group_size: i32, bits: i32, mode: &str) -> Result<UniquePtr<ArrayList>>;
         unsafe fn dequantize(

@@ -5,12 +5,17 @@
 //   split over the keys across thread blocks. MLX 0.32.4's own CUDA attention has no fused
 //   kernel for head size 256 (Gemma 3n): it runs matmul, softmax and matmul;
 // - y = x W^T for one row of x and MLX affine 4-/8-bit W, reading each weight byte once with
-//   128-bit loads (MLX 0.32.4's qmv measured 0.66 TB/s of weight bytes on an H200).
+//   128-bit loads (MLX 0.32.4's qmv measured 0.66 TB/s of weight bytes on an H200);
+// - routed stream mixes: N streams of the hidden state mixed by coefficients that a norm, a
+//   router and tanh compute from one stream (Gemma 3n's AltUp predict and correct), one launch
+//   per call instead of five kernels and a dozen views.
 //
 // Each returns nullopt when the call is not one it takes, so MLX's op runs instead.
 #include "mlx-bridge/src/cpp/cuda_fast.h"
 
 #include <algorithm>
+#include <cstring>
+#include <limits>
 #include <string>
 
 #include "mlx/fast.h"
@@ -27,6 +32,13 @@ bool& enabled_flag() {
 bool on_gpu(const mx::Stream& s) { return s.device == mx::Device::gpu && enabled_flag(); }
 
 bool is_half(mx::Dtype t) { return t == mx::bfloat16 || t == mx::float16; }
+
+// A float as a kernel's template argument (MLX's take ints): `__int_as_float(NAME)` in the source.
+int float_bits(float v) {
+  int bits;
+  std::memcpy(&bits, &v, sizeof bits);
+  return bits;
+}
 
 // ---- Attention for one query position -------------------------------------------------------
 
@@ -59,7 +71,7 @@ constexpr const char* kAttentionPartial = R"(
   for (int i = threadIdx.x; i < R * D; i += blockDim.x) {
     const int r = i / D, d = i % D;
     const int h = hk * R + r;
-    qs[r][d] = static_cast<float>(q[b * q_strides[0] + h * q_strides[1] + d * q_strides[3]]) * scale[0];
+    qs[r][d] = static_cast<float>(q[b * q_strides[0] + h * q_strides[1] + d * q_strides[3]]) * __int_as_float(SCALE_BITS);
   }
   __syncthreads();
   const int start = part * PART;
@@ -233,6 +245,120 @@ constexpr const char* kGemv = R"(
   if (lane == 0) y[n] = static_cast<T>(acc);
 )";
 
+// ---- Routed stream mixes (AltUp's predict and correct) ----------------------------------------
+
+// One thread block per token row: the RMS norm of the routed row, its N router dot products and
+// tanh, the coefficient map, then the mix over the streams, all in one launch. MLX runs that as
+// a norm, two matmuls and two elementwise kernels with a dozen views between them, and on CUDA
+// each node costs more host time than the arithmetic (docs/benchmarks/h200.md). Roundings follow
+// MLX's ops (the norm's and the router's outputs in T, the rest in float32), so the result is
+// MLX's composite up to the order of additions.
+constexpr const char* kRoutedHeader = R"(
+template <int WARPS>
+__device__ inline float mlxcel_block_sum(float v, float* scratch) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) scratch[threadIdx.x >> 5] = v;
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < WARPS; ++w) total += scratch[w];
+  return total;
+}
+// tanh(router . rms_norm(row) * norm_weight), rounded as MLX rounds the norm and the matmul.
+template <typename T, int N, int WARPS>
+__device__ inline void mlxcel_route(const T* row, const T* norm_weight, const T* router, int D, float eps,
+                                    float* modalities, float* scratch) {
+  float ss = 0.0f;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    const float v = static_cast<float>(row[d]);
+    ss += v * v;
+  }
+  const float inv = rsqrtf(mlxcel_block_sum<WARPS>(ss, scratch) / D + eps);
+  float dot[N];
+  for (int k = 0; k < N; ++k) dot[k] = 0.0f;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    const T scaled = static_cast<T>(static_cast<float>(row[d]) * inv);
+    const float normed = static_cast<float>(static_cast<T>(static_cast<float>(norm_weight[d]) * static_cast<float>(scaled)));
+    for (int k = 0; k < N; ++k) dot[k] += normed * static_cast<float>(router[k * D + d]);
+  }
+  for (int k = 0; k < N; ++k) {
+    const float total = mlxcel_block_sum<WARPS>(dot[k], scratch);
+    modalities[k] = tanhf(static_cast<float>(static_cast<T>(total)));
+  }
+}
+)";
+
+// y[i] = x[i] + sum_j M[i][j] x[j], M = reshape(coefs @ route(x[ACTIVE]), N x N); x, y [N, rows, D].
+constexpr const char* kRoutedMix = R"(
+  constexpr int WARPS = 8;
+  const int D = x_shape[x_ndim - 1];
+  const long rows = gridDim.x;
+  const long row = blockIdx.x;
+  __shared__ float scratch[WARPS];
+  __shared__ float mix[N * N];
+  float modalities[N];
+  mlxcel_route<T, N, WARPS>(x + (ACTIVE * rows + row) * D, norm_weight, router, D, __int_as_float(EPS_BITS),
+                            modalities, scratch);
+  if (threadIdx.x < N * N) {
+    float c = 0.0f;
+    for (int k = 0; k < N; ++k) c += coefs[threadIdx.x * N + k] * modalities[k];
+    mix[threadIdx.x] = c;
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    float xs[N];
+    for (int j = 0; j < N; ++j) xs[j] = static_cast<float>(x[(j * rows + row) * D + d]);
+    for (int i = 0; i < N; ++i) {
+      float acc = xs[i];
+      for (int j = 0; j < N; ++j) acc += mix[i * N + j] * xs[j];
+      y[(i * rows + row) * D + d] = static_cast<T>(acc);
+    }
+  }
+)";
+
+// y[i] = p[i] + (1 + coefs @ route(h))[i] * (h - p[ACTIVE]); p, y [N, rows, D], h [rows, D].
+constexpr const char* kRoutedCorrection = R"(
+  constexpr int WARPS = 8;
+  const int D = h_shape[h_ndim - 1];
+  const long rows = gridDim.x;
+  const long row = blockIdx.x;
+  __shared__ float scratch[WARPS];
+  __shared__ float gain[N];
+  float modalities[N];
+  const T* hr = h + row * D;
+  mlxcel_route<T, N, WARPS>(hr, norm_weight, router, D, __int_as_float(EPS_BITS), modalities, scratch);
+  if (threadIdx.x < N) {
+    float c = 0.0f;
+    for (int k = 0; k < N; ++k) c += coefs[threadIdx.x * N + k] * modalities[k];
+    gain[threadIdx.x] = c + 1.0f;
+  }
+  __syncthreads();
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    const float innovation =
+        static_cast<float>(static_cast<T>(static_cast<float>(hr[d]) - static_cast<float>(p[(ACTIVE * rows + row) * D + d])));
+    for (int i = 0; i < N; ++i) {
+      const long at = (i * rows + row) * D + d;
+      y[at] = static_cast<T>(static_cast<float>(p[at]) + gain[i] * innovation);
+    }
+  }
+)";
+
+constexpr int kRoutedThreads = 256;
+constexpr int kMaxStreams = 8;
+
+// The checks both mixes share: N streams [N, ..., D] of one dtype with its norm weight [D] and
+// router [N, D], float32 coefficients of `coef_rows` x N, and an active stream among them.
+bool routed_arguments_fit(const mx::array& streams, const mx::array& norm_weight, const mx::array& router,
+                          const mx::array& coefs, int coef_rows, int active) {
+  if (streams.ndim() < 2 || !(is_half(streams.dtype()) || streams.dtype() == mx::float32)) return false;
+  const int n = streams.shape(0), D = streams.shape(-1);
+  if (n < 1 || n > kMaxStreams || active < 0 || active >= n || coef_rows > kRoutedThreads) return false;
+  if (norm_weight.ndim() != 1 || norm_weight.shape(0) != D || norm_weight.dtype() != streams.dtype()) return false;
+  if (router.ndim() != 2 || router.shape(0) != n || router.shape(1) != D || router.dtype() != streams.dtype())
+    return false;
+  return coefs.ndim() == 2 && coefs.shape(0) == coef_rows && coefs.shape(1) == n && coefs.dtype() == mx::float32;
+}
+
 }  // namespace
 
 bool cuda_kernels_enabled() { return enabled_flag(); }
@@ -257,16 +383,18 @@ std::optional<mx::array> scaled_dot_product_attention(const mx::array& q, const 
   const int parts = (S + kKeysPerPartition - 1) / kKeysPerPartition;
   const bool final = parts == 1;
   static auto partial_final =
-      mx::fast::cuda_kernel("mlxcel_attention_decode", {"q", "k", "v", "scale"}, {"out"},
+      mx::fast::cuda_kernel("mlxcel_attention_decode", {"q", "k", "v"}, {"out"},
                             std::string(kAttentionPartial) + kAttentionWriteOut, kAttentionHeader, false);
   static auto partial =
-      mx::fast::cuda_kernel("mlxcel_attention_decode_split", {"q", "k", "v", "scale"}, {"part_acc", "part_ml"},
+      mx::fast::cuda_kernel("mlxcel_attention_decode_split", {"q", "k", "v"}, {"part_acc", "part_ml"},
                             std::string(kAttentionPartial) + kAttentionWriteParts, kAttentionHeader, false);
   static auto combine = mx::fast::cuda_kernel("mlxcel_attention_combine", {"part_acc", "part_ml"}, {"out"},
                                               kAttentionCombine, kAttentionHeader, true);
   std::vector<std::pair<std::string, mx::fast::TemplateArg>> targs = {
-      {"T", dtype}, {"D", D}, {"R", R}, {"PART", kKeysPerPartition}};
-  std::vector<mx::array> inputs = {q, k, v, mx::array(scale, mx::float32)};
+      {"T", dtype}, {"D", D}, {"R", R}, {"PART", kKeysPerPartition}, {"SCALE_BITS", float_bits(scale)}};
+  // The scale is a template argument, not an input: a scalar array per call is a host
+  // allocation and an upload on every step.
+  std::vector<mx::array> inputs = {q, k, v};
   const auto grid = std::make_tuple(parts * 128, B * Hkv, 1);
   const auto block = std::make_tuple(128, 1, 1);
   if (final) {
@@ -298,6 +426,44 @@ std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w
   const auto block = std::make_tuple(kWarps * 32, 1, 1);
   return gemv({x, w, scales, *biases}, {out_shape}, {x.dtype()}, grid, block,
                    {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}}, std::nullopt, false, s)[0];
+}
+
+std::optional<mx::array> routed_stream_mix(const mx::array& streams, const mx::array& norm_weight, float eps,
+                                           const mx::array& router, const mx::array& coefs, int active) {
+  auto s = mx::default_stream(mx::default_device());
+  if (!on_gpu(s) || streams.ndim() < 2) return std::nullopt;
+  const int n = streams.shape(0);
+  if (!routed_arguments_fit(streams, norm_weight, router, coefs, n * n, active)) return std::nullopt;
+  const long rows = static_cast<long>(streams.size()) / (static_cast<long>(n) * streams.shape(-1));
+  if (rows < 1 || rows > std::numeric_limits<int>::max()) return std::nullopt;
+  static auto kernel = mx::fast::cuda_kernel("mlxcel_routed_stream_mix", {"x", "norm_weight", "router", "coefs"},
+                                             {"y"}, kRoutedMix, kRoutedHeader, true);
+  return kernel({streams, norm_weight, router, coefs}, {streams.shape()}, {streams.dtype()},
+                std::make_tuple(static_cast<int>(rows) * kRoutedThreads, 1, 1), std::make_tuple(kRoutedThreads, 1, 1),
+                {{"T", streams.dtype()}, {"N", n}, {"ACTIVE", active}, {"EPS_BITS", float_bits(eps)}}, std::nullopt,
+                false, s)[0];
+}
+
+std::optional<mx::array> routed_stream_correction(const mx::array& predictions, const mx::array& activated,
+                                                  const mx::array& norm_weight, float eps, const mx::array& router,
+                                                  const mx::array& coefs, int active) {
+  auto s = mx::default_stream(mx::default_device());
+  if (!on_gpu(s) || predictions.ndim() < 2) return std::nullopt;
+  const int n = predictions.shape(0);
+  if (!routed_arguments_fit(predictions, norm_weight, router, coefs, n, active)) return std::nullopt;
+  // activated is one stream's shape: predictions' without the leading N.
+  if (activated.dtype() != predictions.dtype() || activated.ndim() != predictions.ndim() - 1) return std::nullopt;
+  for (int axis = 0; axis < static_cast<int>(activated.ndim()); ++axis)
+    if (activated.shape(axis) != predictions.shape(axis + 1)) return std::nullopt;
+  const long rows = static_cast<long>(activated.size()) / activated.shape(-1);
+  if (rows < 1 || rows > std::numeric_limits<int>::max()) return std::nullopt;
+  static auto kernel =
+      mx::fast::cuda_kernel("mlxcel_routed_stream_correction", {"p", "h", "norm_weight", "router", "coefs"}, {"y"},
+                            kRoutedCorrection, kRoutedHeader, true);
+  return kernel({predictions, activated, norm_weight, router, coefs}, {predictions.shape()}, {predictions.dtype()},
+                std::make_tuple(static_cast<int>(rows) * kRoutedThreads, 1, 1), std::make_tuple(kRoutedThreads, 1, 1),
+                {{"T", predictions.dtype()}, {"N", n}, {"ACTIVE", active}, {"EPS_BITS", float_bits(eps)}},
+                std::nullopt, false, s)[0];
 }
 
 }  // namespace mlxcel::cuda_fast

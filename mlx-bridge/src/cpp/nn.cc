@@ -60,6 +60,27 @@ bool cpu_kernels() { return cpu_fast::cpu_kernels_enabled(); }
 void set_cuda_kernels(bool enabled) { cuda_fast::set_cuda_kernels_enabled(enabled); }
 bool cuda_kernels() { return cuda_fast::cuda_kernels_enabled(); }
 
+namespace {
+std::unique_ptr<ArrayList> optional_list(std::optional<mx::array> a) {
+  auto out = std::make_unique<ArrayList>();
+  if (a) out->items.push_back(std::move(*a));
+  return out;
+}
+}  // namespace
+
+std::unique_ptr<ArrayList> routed_stream_mix(const Array& streams, const Array& norm_weight, float eps,
+                                             const Array& router, const Array& coefs, std::int32_t active) {
+  return optional_list(
+      cuda_fast::routed_stream_mix(streams.inner, norm_weight.inner, eps, router.inner, coefs.inner, active));
+}
+
+std::unique_ptr<ArrayList> routed_stream_correction(const Array& predictions, const Array& activated,
+                                                    const Array& norm_weight, float eps, const Array& router,
+                                                    const Array& coefs, std::int32_t active) {
+  return optional_list(cuda_fast::routed_stream_correction(predictions.inner, activated.inner, norm_weight.inner, eps,
+                                                           router.inner, coefs.inner, active));
+}
+
 std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode) {
   auto out = std::make_unique<ArrayList>();
   out->items = mx::quantize(w.inner, group_size, bits, std::string(mode));

@@ -25,6 +25,14 @@ impl RmsNorm {
         RmsNorm { weight: None, eps }
     }
 
+    pub fn weight(&self) -> Option<&Array> {
+        self.weight.as_ref()
+    }
+
+    pub fn eps(&self) -> f32 {
+        self.eps
+    }
+
     pub fn forward(&self, x: &Array) -> Result<Array> {
         Ok(fast::rms_norm(x, self.weight.as_ref(), self.eps)?)
     }

@@ -1,7 +1,8 @@
 //! AltUp (alternating updates): the model carries `N` streams of the hidden state; each layer
 //! runs on the active one and a learned map predicts and corrects the others.
 
-use mlx_bridge::{Array, Dtype, concatenate, stack};
+use mlx_bridge::fast::{self, StreamRouter};
+use mlx_bridge::{Array, Dtype, stack};
 
 use super::config::Config;
 use crate::error::Result;
@@ -53,24 +54,6 @@ impl Streams {
         })
     }
 
-    /// Adds `x` to every stream but stream 0.
-    pub(super) fn add_to_all_but_first(self, x: &Array) -> Result<Streams> {
-        Ok(match self {
-            Streams::Split(streams) => Streams::Split(
-                streams
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, s)| if i == 0 { Ok(s) } else { s.add(x) })
-                    .collect::<mlx_bridge::Result<_>>()?,
-            ),
-            Streams::Stacked(s) => {
-                let n = s.dim(0)?;
-                let rest = s.slice_axis(0, 1, n)?.add(&x.expand_dims(&[0])?)?;
-                Streams::Stacked(concatenate(&[&s.slice_axis(0, 0, 1)?, &rest], 0)?)
-            }
-        })
-    }
-
     /// Streams `1..` through `projections` at stream 0's magnitude, then the mean of all streams.
     pub(super) fn unembed(&self, projections: &[Linear]) -> Result<Array> {
         let first = self.get(0)?;
@@ -90,11 +73,16 @@ pub(super) struct AltUp {
     /// `[N*N, N]`, float32, clipped to ±altup_coef_clip.
     prediction_coefs: Linear,
     modality_router: Linear,
+    /// The router's `[N, D]` weight, dense (dequantized if the checkpoint quantized it: 16 KiB at
+    /// E2B's shapes), for the one-kernel mixes, which read it directly.
+    modality_router_dense: Array,
     /// The router's norm; its weight also carries the `1/D` scaling when that is exact (`D` a
     /// power of two, as in every Gemma 3n checkpoint), which saves a graph node per use.
     router_norm: RmsNorm,
     /// `D` when the norm does not carry the `1/D`.
     router_divisor: Option<f64>,
+    /// `[N, 1, 1, 1]`: 0 for stream 0, 1 for the others.
+    later_streams: Array,
     num_streams: usize,
     active: usize,
 }
@@ -115,15 +103,42 @@ impl AltUp {
         let exact = (c.hidden_size as u32).is_power_of_two();
         let router_weight = if exact { router_weight.mul_scalar(1.0 / c.hidden_size as f64)? } else { router_weight };
         router_weight.eval()?;
+        let later: Vec<f32> = (0..n).map(|i| if i == 0 { 0.0 } else { 1.0 }).collect();
+        let later_streams = Array::from_slice(&later, &[n, 1, 1, 1])?.astype(router_weight.dtype())?;
+        later_streams.eval()?;
+        let modality_router = w.linear(&format!("{prefix}.altup.modality_router"), n, c.hidden_size)?;
+        let modality_router_dense = modality_router.dense_weight()?;
+        modality_router_dense.eval()?;
         Ok(AltUp {
             correct_output_scale: w.tensor(&format!("{prefix}.altup.correct_output_scale"), &[c.hidden_size])?,
             correction_coefs: coefs("correction_coefs", n)?,
             prediction_coefs: coefs("prediction_coefs", n * n)?,
-            modality_router: w.linear(&format!("{prefix}.altup.modality_router"), n, c.hidden_size)?,
+            modality_router,
+            modality_router_dense,
             router_norm: RmsNorm::new(router_weight, c.rms_norm_eps),
             router_divisor: (!exact).then_some(c.hidden_size as f64),
+            later_streams,
             num_streams: c.altup_num_inputs,
             active: c.altup_active_idx,
+        })
+    }
+
+    /// Adds `x` to every stream but stream 0.
+    pub(super) fn add_to_later_streams(&self, streams: Streams, x: &Array) -> Result<Streams> {
+        Ok(match streams {
+            Streams::Split(streams) => Streams::Split(
+                streams
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, s)| if i == 0 { Ok(s) } else { s.add(x) })
+                    .collect::<mlx_bridge::Result<_>>()?,
+            ),
+            // A 0/1 weight per stream rather than slices and a concatenation: one elementwise
+            // node (fused with whatever computed `x`), where a concatenation is a copy kernel.
+            // Adding 0 * x leaves stream 0 exactly as it was.
+            Streams::Stacked(s) => {
+                Streams::Stacked(s.add(&self.later_streams.astype(x.dtype())?.mul(&x.expand_dims(&[0])?)?)?)
+            }
         })
     }
 
@@ -141,8 +156,25 @@ impl AltUp {
         Ok(self.modality_router.forward(&normed)?.astype(Dtype::F32)?.tanh()?)
     }
 
+    /// The router for the one-kernel mixes, when they compute what [`AltUp::modalities`] does
+    /// (the norm's weight carries the 1/D).
+    fn router(&self) -> Option<StreamRouter<'_>> {
+        match (self.router_divisor, self.router_norm.weight()) {
+            (None, Some(norm_weight)) => {
+                Some(StreamRouter { norm_weight, eps: self.router_norm.eps(), router: &self.modality_router_dense })
+            }
+            _ => None,
+        }
+    }
+
     /// `pred[i] = x[i] + sum_j M[i][j] x[j]` with `M = reshape(prediction_coefs @ m, N x N)`.
     pub(super) fn predict(&self, streams: &Streams) -> Result<Streams> {
+        if let (Streams::Stacked(x), Some(router)) = (streams, self.router()) {
+            let coefs = self.prediction_coefs.dense_weight()?;
+            if let Some(mixed) = fast::routed_stream_mix(x, router, &coefs, self.active)? {
+                return Ok(Streams::Stacked(mixed));
+            }
+        }
         let n = self.num_streams;
         let modalities = self.modalities(&streams.get(self.active)?)?;
         let coefs = self.prediction_coefs.forward(&modalities)?; // [B, L, N*N]
@@ -180,6 +212,12 @@ impl AltUp {
 
     /// `corr[i] = pred[i] + (correction_coefs @ m + 1)[i] * (activated - pred[active])`.
     pub(super) fn correct(&self, predictions: Streams, activated: &Array) -> Result<Streams> {
+        if let (Streams::Stacked(p), Some(router)) = (&predictions, self.router()) {
+            let coefs = self.correction_coefs.dense_weight()?;
+            if let Some(corrected) = fast::routed_stream_correction(p, activated, router, &coefs, self.active)? {
+                return Ok(Streams::Stacked(corrected));
+            }
+        }
         let modalities = self.modalities(activated)?;
         let coefs = self.correction_coefs.forward(&modalities)?; // [B, L, N], before the + 1 (each path adds it)
         let dtype = activated.dtype();

@@ -440,7 +440,7 @@ impl DecoderLayer {
         }
         let gated = gelu_tanh(&self.per_layer_input_gate.forward(&gate_input)?, path)?.mul(per_layer_input)?;
         let per_layer = self.post_per_layer_input_norm.forward(&self.per_layer_projection.forward(&gated)?)?;
-        corrected.add_to_all_but_first(&per_layer)
+        self.altup.add_to_later_streams(corrected, &per_layer)
     }
 }
 
