@@ -37,7 +37,7 @@ fixtures() {
   for variant in q4 q8 fp32; do
     for chunk in 11 1; do
       for kernels in off on; do
-        MLX_ENABLE_TF32=0 timeout -k 5 30 $B score -m tests/fixtures/gemma3n-tiny/$variant --ids "$IDS" \
+        MLX_ENABLE_TF32=0 timeout -k 5 90 $B score -m tests/fixtures/gemma3n-tiny/$variant --ids "$IDS" \
           --compute-dtype float32 --prefill-chunk $chunk --cuda-kernels $kernels --logits-out /tmp/l.npy >/dev/null 2>/tmp/err \
           || { echo "$variant chunk $chunk kernels=$kernels: failed $(tail -1 /tmp/err)"; continue; }
         python3 -c "
@@ -111,7 +111,9 @@ case "${1:-}" in
   h200-exactness)
     # Every check of the kernels' results before a page run: the kernels against MLX's ops, the
     # fixtures against transformers, bf16 decode logits against the split path.
-    timeout -k 5 150 .gpu/bin/cuda_kernels --only routed 2>&1 | tee "$OUT/kernels-routed.txt" || echo "kernel checks failed"
+    # TF32 off: the float32 references multiply several rows through cuBLAS, where TF32 would
+    # round them to ~1e-3.
+    MLX_ENABLE_TF32=0 timeout -k 5 150 .gpu/bin/cuda_kernels --only routed 2>&1 | tee "$OUT/kernels-routed.txt" || echo "kernel checks failed"
     fixtures 2>&1 | tee "$OUT/fixtures.txt"
     MLX_ENABLE_TF32=0 timeout -k 5 200 .gpu/bin/gemma3n_decode_check --shape e2b-mini -n 32 2>&1 \
       | tee "$OUT/decode-check.txt" || echo "decode check failed" ;;

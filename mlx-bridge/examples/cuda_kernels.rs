@@ -5,7 +5,8 @@
 //!
 //!   cargo run --release -p mlx-bridge --no-default-features --example cuda_kernels [-- --json OUT]
 //!
-//! `--only routed` runs the routed stream mixes' checks alone.
+//! `--only routed` runs the routed stream mixes' checks alone. Run with `MLX_ENABLE_TF32=0`: their
+//! float32 references multiply several rows through cuBLAS, which TF32 rounds to ~1e-3.
 //!
 //! Speed: weight (or KV) bytes read per second, median of 50 timed evaluations after 5 warm-ups.
 
