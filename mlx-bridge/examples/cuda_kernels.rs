@@ -57,18 +57,23 @@ struct RoutedInputs {
     router: Array,
     prediction: Array,
     correction: Array,
+    /// 1 (the norm's weight carries the 1/D) or D (E4B's 2560, not a power of two).
+    divisor: f32,
 }
 
 impl RoutedInputs {
-    fn new(n: i32, rows: i32, d: i32, dtype: Dtype) -> Result<RoutedInputs, Failure> {
+    fn new(n: i32, rows: i32, d: i32, dtype: Dtype, divisor: f32) -> Result<RoutedInputs, Failure> {
         let inputs = RoutedInputs {
             x: normal(&[n, 1, rows, d], 7, dtype)?,
             h: normal(&[1, rows, d], 8, dtype)?,
             norm_weight: normal(&[d], 9, dtype)?,
             // Dot products of a few units, so tanh is neither saturated nor linear.
-            router: normal(&[n, d], 10, Dtype::F32)?.mul_scalar(2.0 / (d as f64).sqrt())?.astype(dtype)?,
+            router: normal(&[n, d], 10, Dtype::F32)?
+                .mul_scalar(2.0 * divisor as f64 / (d as f64).sqrt())?
+                .astype(dtype)?,
             prediction: normal(&[n * n, n], 11, Dtype::F32)?.mul_scalar(0.5)?,
             correction: normal(&[n, n], 12, Dtype::F32)?.mul_scalar(0.5)?,
+            divisor,
         };
         let all = [&inputs.x, &inputs.h, &inputs.norm_weight, &inputs.router, &inputs.prediction, &inputs.correction];
         mlx_bridge::eval(&all)?;
@@ -76,13 +81,14 @@ impl RoutedInputs {
     }
 
     fn router(&self) -> StreamRouter<'_> {
-        StreamRouter { norm_weight: &self.norm_weight, eps: 1e-6, router: &self.router }
+        StreamRouter { norm_weight: &self.norm_weight, eps: 1e-6, divisor: self.divisor, router: &self.router }
     }
 
     /// `tanh(router @ rms_norm(row))` in float32, `[1, rows, N]`.
     fn route(&self, row: &Array) -> Result<Array, Failure> {
         let f32 = |a: &Array| a.astype(Dtype::F32);
-        let normed = fast::rms_norm(&f32(row)?, Some(&f32(&self.norm_weight)?), 1e-6)?;
+        let normed =
+            fast::rms_norm(&f32(row)?, Some(&f32(&self.norm_weight)?), 1e-6)?.div_scalar(self.divisor as f64)?;
         Ok(normed.matmul(&f32(&self.router)?.t()?)?.tanh()?)
     }
 
@@ -113,15 +119,15 @@ impl RoutedInputs {
 }
 
 /// The routed stream mixes against float32 ops on the same inputs: decode rows (1), a prefill
-/// chunk's (7), E2B's hidden size and one that is not a multiple of the block; both dtypes.
+/// chunk's (7), E2B's hidden size and E4B's (whose norm output is divided by D); both dtypes.
 fn check_routed(failures: &mut usize) -> Result<(), Failure> {
     fast::set_cuda_kernels(true);
     for dtype in [Dtype::BF16, Dtype::F32] {
         // bf16: the norm's and the router's outputs and the result are rounded (~2^-8 each);
         // float32: accumulation order only.
         let tolerance = if dtype == Dtype::BF16 { 1.5e-2 } else { 1e-5 };
-        for (n, rows, d) in [(4, 1, 2048), (4, 7, 2048), (4, 1, 2000), (2, 3, 512)] {
-            let inputs = RoutedInputs::new(n, rows, d, dtype)?;
+        for (n, rows, d, divisor) in [(4, 1, 2048, 1.0), (4, 7, 2048, 1.0), (4, 1, 2560, 2560.0), (2, 3, 512, 1.0)] {
+            let inputs = RoutedInputs::new(n, rows, d, dtype, divisor)?;
             let active = if n == 4 { 0 } else { 1 }; // E2B's is 0; another checks the indexing
             for (name, ours, reference) in [
                 (
@@ -143,7 +149,9 @@ fn check_routed(failures: &mut usize) -> Result<(), Failure> {
             ] {
                 let Some(ours) = ours else {
                     *failures += 1;
-                    println!("routed {name} {dtype:?} N={n} rows={rows} D={d}: the kernel did not take the call FAIL");
+                    println!(
+                        "routed {name} {dtype:?} N={n} rows={rows} D={d}/{divisor}: the kernel did not take the call FAIL"
+                    );
                     continue;
                 };
                 let ours = ours.astype(Dtype::F32)?.to_vec::<f32>()?;
@@ -151,7 +159,7 @@ fn check_routed(failures: &mut usize) -> Result<(), Failure> {
                 let ok = error <= tolerance;
                 *failures += usize::from(!ok);
                 println!(
-                    "routed {name} {dtype:?} N={n} rows={rows} D={d}: relative error {error:.2e} {}",
+                    "routed {name} {dtype:?} N={n} rows={rows} D={d}/{divisor}: relative error {error:.2e} {}",
                     if ok { "ok" } else { "FAIL" }
                 );
             }

@@ -101,12 +101,14 @@ pub fn scaled_dot_product_attention(
     })
 }
 
-/// The router's inputs to a routed stream mix: `tanh(router @ rms_norm(x, norm_weight, eps))`
-/// (`router` `[N, D]` dense, of the streams' dtype).
+/// The router's inputs to a routed stream mix:
+/// `route(x) = tanh(router @ (rms_norm(x, norm_weight, eps) / divisor))` (`router` `[N, D]` dense,
+/// of the streams' dtype; the division rounds as MLX's op does, and a divisor of 1 is none).
 #[derive(Debug, Clone, Copy)]
 pub struct StreamRouter<'a> {
     pub norm_weight: &'a Array,
     pub eps: f32,
+    pub divisor: f32,
     pub router: &'a Array,
 }
 
@@ -126,6 +128,7 @@ pub fn routed_stream_mix(
             &streams.inner,
             &route.norm_weight.inner,
             route.eps,
+            route.divisor,
             &route.router.inner,
             &coefs.inner,
             active as i32,
@@ -151,6 +154,7 @@ pub fn routed_stream_correction(
             &activated.inner,
             &route.norm_weight.inner,
             route.eps,
+            route.divisor,
             &route.router.inner,
             &coefs.inner,
             active as i32,

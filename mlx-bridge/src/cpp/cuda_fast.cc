@@ -265,20 +265,23 @@ __device__ inline float mlxcel_block_sum(float v, float* scratch) {
   return total;
 }
 // tanh(router . rms_norm(row) * norm_weight), rounded as MLX rounds the norm and the matmul.
+// The norm's output is divided by `divisor` in T after the norm, as MLX's ops do (1 is exact).
 template <typename T, int N, int WARPS>
 __device__ inline void mlxcel_route(const T* row, const T* norm_weight, const T* router, int D, float eps,
-                                    float* modalities, float* scratch) {
+                                    float divisor, float* modalities, float* scratch) {
   float ss = 0.0f;
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     const float v = static_cast<float>(row[d]);
     ss += v * v;
   }
   const float inv = rsqrtf(mlxcel_block_sum<WARPS>(ss, scratch) / D + eps);
+  const float t_divisor = static_cast<float>(static_cast<T>(divisor));  // a scalar of the array's dtype
   float dot[N];
   for (int k = 0; k < N; ++k) dot[k] = 0.0f;
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     const T scaled = static_cast<T>(static_cast<float>(row[d]) * inv);
-    const float normed = static_cast<float>(static_cast<T>(static_cast<float>(norm_weight[d]) * static_cast<float>(scaled)));
+    const T weighted = static_cast<T>(static_cast<float>(norm_weight[d]) * static_cast<float>(scaled));
+    const float normed = static_cast<float>(static_cast<T>(static_cast<float>(weighted) / t_divisor));
     for (int k = 0; k < N; ++k) dot[k] += normed * static_cast<float>(router[k * D + d]);
   }
   for (int k = 0; k < N; ++k) {
@@ -298,7 +301,7 @@ constexpr const char* kRoutedMix = R"(
   __shared__ float mix[N * N];
   float modalities[N];
   mlxcel_route<T, N, WARPS>(x + (ACTIVE * rows + row) * D, norm_weight, router, D, __int_as_float(EPS_BITS),
-                            modalities, scratch);
+                            __int_as_float(DIVISOR_BITS), modalities, scratch);
   if (threadIdx.x < N * N) {
     float c = 0.0f;
     for (int k = 0; k < N; ++k) c += coefs[threadIdx.x * N + k] * modalities[k];
@@ -326,7 +329,8 @@ constexpr const char* kRoutedCorrection = R"(
   __shared__ float gain[N];
   float modalities[N];
   const T* hr = h + row * D;
-  mlxcel_route<T, N, WARPS>(hr, norm_weight, router, D, __int_as_float(EPS_BITS), modalities, scratch);
+  mlxcel_route<T, N, WARPS>(hr, norm_weight, router, D, __int_as_float(EPS_BITS), __int_as_float(DIVISOR_BITS),
+                            modalities, scratch);
   if (threadIdx.x < N) {
     float c = 0.0f;
     for (int k = 0; k < N; ++k) c += coefs[threadIdx.x * N + k] * modalities[k];
@@ -429,7 +433,8 @@ std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w
 }
 
 std::optional<mx::array> routed_stream_mix(const mx::array& streams, const mx::array& norm_weight, float eps,
-                                           const mx::array& router, const mx::array& coefs, int active) {
+                                           float divisor, const mx::array& router, const mx::array& coefs,
+                                           int active) {
   auto s = mx::default_stream(mx::default_device());
   if (!on_gpu(s) || streams.ndim() < 2) return std::nullopt;
   const int n = streams.shape(0);
@@ -440,13 +445,13 @@ std::optional<mx::array> routed_stream_mix(const mx::array& streams, const mx::a
                                              {"y"}, kRoutedMix, kRoutedHeader, true);
   return kernel({streams, norm_weight, router, coefs}, {streams.shape()}, {streams.dtype()},
                 std::make_tuple(static_cast<int>(rows) * kRoutedThreads, 1, 1), std::make_tuple(kRoutedThreads, 1, 1),
-                {{"T", streams.dtype()}, {"N", n}, {"ACTIVE", active}, {"EPS_BITS", float_bits(eps)}}, std::nullopt,
+                {{"T", streams.dtype()}, {"N", n}, {"ACTIVE", active}, {"EPS_BITS", float_bits(eps)}, {"DIVISOR_BITS", float_bits(divisor)}}, std::nullopt,
                 false, s)[0];
 }
 
 std::optional<mx::array> routed_stream_correction(const mx::array& predictions, const mx::array& activated,
-                                                  const mx::array& norm_weight, float eps, const mx::array& router,
-                                                  const mx::array& coefs, int active) {
+                                                  const mx::array& norm_weight, float eps, float divisor,
+                                                  const mx::array& router, const mx::array& coefs, int active) {
   auto s = mx::default_stream(mx::default_device());
   if (!on_gpu(s) || predictions.ndim() < 2) return std::nullopt;
   const int n = predictions.shape(0);
@@ -462,7 +467,7 @@ std::optional<mx::array> routed_stream_correction(const mx::array& predictions, 
                             kRoutedCorrection, kRoutedHeader, true);
   return kernel({predictions, activated, norm_weight, router, coefs}, {predictions.shape()}, {predictions.dtype()},
                 std::make_tuple(static_cast<int>(rows) * kRoutedThreads, 1, 1), std::make_tuple(kRoutedThreads, 1, 1),
-                {{"T", predictions.dtype()}, {"N", n}, {"ACTIVE", active}, {"EPS_BITS", float_bits(eps)}},
+                {{"T", predictions.dtype()}, {"N", n}, {"ACTIVE", active}, {"EPS_BITS", float_bits(eps)}, {"DIVISOR_BITS", float_bits(divisor)}},
                 std::nullopt, false, s)[0];
 }
 

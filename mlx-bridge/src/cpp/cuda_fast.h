@@ -25,13 +25,14 @@ std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w
                                           int bits, const std::string& mode);
 
 // y[i] = x[i] + sum_j M[i][j] x[j] over streams x [N, ..., D], with
-// M = reshape(coefs @ tanh(router @ rms_norm(x[active], norm_weight, eps)), N x N), coefs [N*N, N] float32.
+// M = reshape(coefs @ route(x[active]), N x N), coefs [N*N, N] float32, where
+// route(r) = tanh(router @ (rms_norm(r, norm_weight, eps) / divisor)).
 std::optional<mx::array> routed_stream_mix(const mx::array& streams, const mx::array& norm_weight, float eps,
-                                           const mx::array& router, const mx::array& coefs, int active);
-// y[i] = p[i] + (1 + coefs @ tanh(router @ rms_norm(h, norm_weight, eps)))[i] * (h - p[active]),
-// p [N, ..., D], h [..., D], coefs [N, N] float32.
+                                           float divisor, const mx::array& router, const mx::array& coefs,
+                                           int active);
+// y[i] = p[i] + (1 + coefs @ route(h))[i] * (h - p[active]), p [N, ..., D], h [..., D], coefs [N, N] float32.
 std::optional<mx::array> routed_stream_correction(const mx::array& predictions, const mx::array& activated,
-                                                  const mx::array& norm_weight, float eps, const mx::array& router,
-                                                  const mx::array& coefs, int active);
+                                                  const mx::array& norm_weight, float eps, float divisor,
+                                                  const mx::array& router, const mx::array& coefs, int active);
 
 }  // namespace mlxcel::cuda_fast

@@ -68,17 +68,17 @@ std::unique_ptr<ArrayList> optional_list(std::optional<mx::array> a) {
 }
 }  // namespace
 
-std::unique_ptr<ArrayList> routed_stream_mix(const Array& streams, const Array& norm_weight, float eps,
+std::unique_ptr<ArrayList> routed_stream_mix(const Array& streams, const Array& norm_weight, float eps, float divisor,
                                              const Array& router, const Array& coefs, std::int32_t active) {
   return optional_list(
-      cuda_fast::routed_stream_mix(streams.inner, norm_weight.inner, eps, router.inner, coefs.inner, active));
+      cuda_fast::routed_stream_mix(streams.inner, norm_weight.inner, eps, divisor, router.inner, coefs.inner, active));
 }
 
 std::unique_ptr<ArrayList> routed_stream_correction(const Array& predictions, const Array& activated,
-                                                    const Array& norm_weight, float eps, const Array& router,
+                                                    const Array& norm_weight, float eps, float divisor, const Array& router,
                                                     const Array& coefs, std::int32_t active) {
   return optional_list(cuda_fast::routed_stream_correction(predictions.inner, activated.inner, norm_weight.inner, eps,
-                                                           router.inner, coefs.inner, active));
+                                                           divisor, router.inner, coefs.inner, active));
 }
 
 std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode) {

@@ -123,10 +123,10 @@ ArrayPtr rope_dynamic(const Array& x, std::int32_t dims, bool traditional, float
                       const Array& offset, const Array* freqs);
 ArrayPtr scaled_dot_product_attention(const Array& q, const Array& k, const Array& v, float scale,
                                       rust::Str mask_mode, const Array* mask);
-std::unique_ptr<ArrayList> routed_stream_mix(const Array& streams, const Array& norm_weight, float eps,
+std::unique_ptr<ArrayList> routed_stream_mix(const Array& streams, const Array& norm_weight, float eps, float divisor,
                                              const Array& router, const Array& coefs, std::int32_t active);
 std::unique_ptr<ArrayList> routed_stream_correction(const Array& predictions, const Array& activated,
-                                                    const Array& norm_weight, float eps, const Array& router,
+                                                    const Array& norm_weight, float eps, float divisor, const Array& router,
                                                     const Array& coefs, std::int32_t active);
 std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode);
 ArrayPtr dequantize(const Array& w, const Array& scales, const Array* biases, std::int32_t group_size,

@@ -150,7 +150,8 @@ fn load_layer(spec: &DecoderSpec, layer: &LayerSpec, i: usize, w: &Loader) -> Re
     let a = format!("{p}.self_attn");
     let names = [format!("{a}.q_proj"), format!("{a}.k_proj"), format!("{a}.v_proj")];
     let sizes = [hq * hd, hkv * hd, hkv * hd];
-    let [q, k, v]: [Linear; 3] = parts(w, &names.each_ref().map(String::as_str), &format!("{a}.qkv_proj"), &sizes, d)?
+    let [q, k, v]: [Linear; 3] = w
+        .grouped(parts(w, &names.each_ref().map(String::as_str), &format!("{a}.qkv_proj"), &sizes, d)?)?
         .try_into()
         .map_err(|_| ModelError::Weights("q/k/v split".into()))?;
     let bias = |name: &str, dim: i32, wanted: bool| -> Result<Option<Array>> {
@@ -187,10 +188,16 @@ fn load_layer(spec: &DecoderSpec, layer: &LayerSpec, i: usize, w: &Loader) -> Re
         Ffn::Dense { intermediate } => {
             let m = format!("{p}.mlp");
             let names = [format!("{m}.gate_proj"), format!("{m}.up_proj")];
-            let [gate, up]: [Linear; 2] =
-                parts(w, &names.each_ref().map(String::as_str), &format!("{m}.gate_up_proj"), &[intermediate; 2], d)?
-                    .try_into()
-                    .map_err(|_| ModelError::Weights("gate/up split".into()))?;
+            let [gate, up]: [Linear; 2] = w
+                .grouped(parts(
+                    w,
+                    &names.each_ref().map(String::as_str),
+                    &format!("{m}.gate_up_proj"),
+                    &[intermediate; 2],
+                    d,
+                )?)?
+                .try_into()
+                .map_err(|_| ModelError::Weights("gate/up split".into()))?;
             let down = w.linear(&format!("{m}.down_proj"), d, intermediate)?;
             let (path, dtype) = (w.options.decode_path, w.options.dtype);
             FeedForward::Dense(GatedMlp::new(gate, up, down, spec.activation, None, path, dtype)?)

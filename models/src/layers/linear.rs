@@ -1,6 +1,8 @@
-use mlx_bridge::Array;
+use std::rc::Rc;
+
 use mlx_bridge::block_quant::{self, BlockMatrix};
 use mlx_bridge::quant::Quantized;
+use mlx_bridge::{Array, concatenate};
 
 use crate::error::Result;
 
@@ -21,6 +23,21 @@ pub enum Linear {
     Quantized(Quantized),
     /// Kept in its block format (GGUF or MLX affine) for mlxcel's CPU kernels.
     Block(BlockMatrix),
+    /// One of several layers whose weights were stacked along the output axis at load
+    /// ([`Linear::stacked`]): alone it multiplies by its own rows (views of the stack's
+    /// buffer); [`Linear::forward_many`] over the whole stack runs one product.
+    Part {
+        rows: Box<Linear>,
+        stack: Rc<Stack>,
+        index: usize,
+    },
+}
+
+/// Layers stacked along the output axis: the whole product and each layer's output width.
+#[derive(Debug)]
+pub struct Stack {
+    whole: Linear,
+    widths: Vec<i32>,
 }
 
 /// `W^T` `[in, out]` as the right operand of `x @ W^T`, with a `[1, in, out]` view of the same
@@ -69,12 +86,132 @@ impl Linear {
             Linear::Dense { weight_t, .. } | Linear::Transposed { weight_t } => weight_t.left_multiply(x)?,
             Linear::Quantized(q) => q.matmul(x, true)?,
             Linear::Block(matrix) => matrix.matmul_t(x)?,
+            Linear::Part { rows, .. } => rows.forward(x)?,
         })
     }
 
-    /// `x W_i^T` for several layers reading the same `x` (Q/K/V, gate/up): kernels that can
-    /// (block-quantized weights on the CPU) quantize `x` once and run them as one step.
+    /// The layers as one stack (weights concatenated along the output axis, each layer then
+    /// a view of its rows), so that [`Linear::forward_many`] over them is one graph node where
+    /// it was one per layer; layers that cannot stack (different layouts or quantizations, or
+    /// block formats, which the CPU kernels batch anyway) come back as they were.
+    pub fn stacked(layers: Vec<Linear>) -> Result<Vec<Linear>> {
+        if layers.len() < 2 {
+            return Ok(layers);
+        }
+        let whole = match &layers[0] {
+            Linear::Dense { .. } => {
+                let weights: Option<Vec<&Array>> = layers
+                    .iter()
+                    .map(|l| match l {
+                        Linear::Dense { weight, .. } => Some(weight),
+                        _ => None,
+                    })
+                    .collect();
+                let Some(weights) = weights else { return Ok(layers) };
+                Linear::dense(concatenate(&weights, 0)?)?
+            }
+            Linear::Quantized(first) => {
+                let parts: Option<Vec<&Quantized>> = layers
+                    .iter()
+                    .map(|l| match l {
+                        Linear::Quantized(q)
+                            if q.spec == first.spec
+                                && q.biases.is_some() == first.biases.is_some()
+                                && q.weight.dim(1).ok() == first.weight.dim(1).ok() =>
+                        {
+                            Some(q)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                let Some(parts) = parts else { return Ok(layers) };
+                let joined =
+                    |pick: fn(&Quantized) -> &Array| concatenate(&parts.iter().map(|q| pick(q)).collect::<Vec<_>>(), 0);
+                let biases = match first.biases {
+                    Some(_) => Some(concatenate(
+                        &parts.iter().map(|q| q.biases.as_ref().expect("checked")).collect::<Vec<_>>(),
+                        0,
+                    )?),
+                    None => None,
+                };
+                let q = Quantized {
+                    weight: joined(|q| &q.weight)?,
+                    scales: joined(|q| &q.scales)?,
+                    biases,
+                    spec: first.spec,
+                };
+                let arrays: Vec<&Array> = [&q.weight, &q.scales].into_iter().chain(q.biases.as_ref()).collect();
+                mlx_bridge::eval(&arrays)?;
+                Linear::Quantized(q)
+            }
+            _ => return Ok(layers),
+        };
+        let widths = layers.iter().map(Linear::output_width).collect::<Result<Vec<_>>>()?;
+        drop(layers);
+        let rows_of = |from: i32, to: i32| -> Result<Linear> {
+            let rows = |a: &Array| a.slice_axis(0, from, to);
+            Ok(match &whole {
+                Linear::Dense { weight, .. } => Linear::dense(rows(weight)?)?,
+                Linear::Quantized(q) => Linear::Quantized(Quantized {
+                    weight: rows(&q.weight)?,
+                    scales: rows(&q.scales)?,
+                    biases: q.biases.as_ref().map(rows).transpose()?,
+                    spec: q.spec,
+                }),
+                _ => unreachable!("only dense and quantized layers stack"),
+            })
+        };
+        let mut start = 0;
+        let mut parts = Vec::with_capacity(widths.len());
+        for &width in &widths {
+            parts.push(rows_of(start, start + width)?);
+            start += width;
+        }
+        let stack = Rc::new(Stack { whole, widths });
+        Ok(parts
+            .into_iter()
+            .enumerate()
+            .map(|(index, rows)| Linear::Part { rows: Box::new(rows), stack: stack.clone(), index })
+            .collect())
+    }
+
+    /// `out` of an `[out, in]` layer.
+    fn output_width(&self) -> Result<i32> {
+        Ok(match self {
+            Linear::Dense { weight, .. } => weight.dim(0)?,
+            Linear::Transposed { weight_t } => weight_t.flat().dim(1)?,
+            Linear::Quantized(q) => q.weight.dim(0)?,
+            Linear::Block(matrix) => matrix.dequantize()?.dim(0)?,
+            Linear::Part { stack, index, .. } => stack.widths[*index],
+        })
+    }
+
+    /// The whole stack when `layers` are exactly its parts, in order.
+    fn whole_stack<'a>(layers: &[&'a Linear]) -> Option<&'a Stack> {
+        let Some(Linear::Part { stack, .. }) = layers.first() else { return None };
+        let complete = layers.len() == stack.widths.len()
+            && layers.iter().enumerate().all(|(i, layer)| {
+                matches!(layer, Linear::Part { stack: s, index, .. } if Rc::ptr_eq(s, stack) && *index == i)
+            });
+        complete.then_some(&**stack)
+    }
+
+    /// `x W_i^T` for several layers reading the same `x` (Q/K/V, gate/up): one product when they
+    /// are a whole [`Linear::stacked`] stack, and kernels that can (block-quantized weights on the
+    /// CPU) quantize `x` once and run them as one step.
     pub fn forward_many(layers: &[&Linear], x: &Array) -> Result<Vec<Array>> {
+        if let Some(stack) = Self::whole_stack(layers) {
+            let y = stack.whole.forward(x)?;
+            let mut start = 0;
+            return stack
+                .widths
+                .iter()
+                .map(|&width| {
+                    start += width;
+                    Ok(y.slice_axis(-1, start - width, start)?)
+                })
+                .collect();
+        }
         let blocks: Option<Vec<&BlockMatrix>> = layers
             .iter()
             .map(|layer| match layer {
@@ -94,6 +231,7 @@ impl Linear {
             Linear::Dense { weight, .. } => {
                 Linear::Transposed { weight_t: RightOperand::new(weight.t()?.contiguous()?)? }
             }
+            Linear::Part { rows, stack, index } => Linear::Part { rows: Box::new(rows.pretransposed()?), stack, index },
             other => other,
         })
     }
@@ -102,12 +240,16 @@ impl Linear {
     pub fn right_operand(&self) -> Option<&RightOperand> {
         match self {
             Linear::Dense { weight_t, .. } | Linear::Transposed { weight_t } => Some(weight_t),
+            Linear::Part { rows, .. } => rows.right_operand(),
             _ => None,
         }
     }
 
     pub fn is_quantized(&self) -> bool {
-        matches!(self, Linear::Quantized(_) | Linear::Block(_))
+        match self {
+            Linear::Part { rows, .. } => rows.is_quantized(),
+            other => matches!(other, Linear::Quantized(_) | Linear::Block(_)),
+        }
     }
 
     /// The dense `[out, in]` weight (dequantized or un-transposed as needed).
@@ -117,6 +259,7 @@ impl Linear {
             Linear::Transposed { weight_t } => weight_t.flat().t()?,
             Linear::Quantized(q) => q.dequantize()?,
             Linear::Block(matrix) => matrix.dequantize()?,
+            Linear::Part { rows, .. } => rows.dense_weight()?,
         })
     }
 }
@@ -161,6 +304,50 @@ mod tests {
                 let got = y.to_vec::<f32>().unwrap();
                 assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-5), "{shape:?}: {got:?} vs {want:?}");
             }
+        }
+    }
+
+    /// Stacked layers (dense, and quantized alike) give each layer's own product, alone and
+    /// through `forward_many`, which runs the stack as one product node plus views; a partial
+    /// or reordered list still multiplies layer by layer.
+    #[test]
+    fn stacked_layers_multiply_as_one_product() {
+        use mlx_bridge::quant::{QuantSpec, quantize};
+        let (k, widths) = (64, [32, 16, 16]);
+        let weights: Vec<Vec<f32>> = widths
+            .iter()
+            .enumerate()
+            .map(|(l, &rows)| (0..rows * k).map(|i| (((i * 13 + l as i32 * 7) % 17) as f32 - 8.0) / 16.0).collect())
+            .collect();
+        let x_data: Vec<f32> = (0..2 * k).map(|i| ((i * 5 % 11) as f32 - 5.0) / 5.0).collect();
+        let x = Array::from_slice(&x_data, &[1, 2, k]).unwrap();
+        x.eval().unwrap();
+        let spec = QuantSpec::affine(32, 8).unwrap();
+        for quantized in [false, true] {
+            let layer = |w: &Vec<f32>, rows: i32| {
+                let dense = Array::from_slice(w, &[rows, k]).unwrap();
+                if quantized {
+                    Linear::Quantized(quantize(&dense, spec).unwrap())
+                } else {
+                    Linear::dense(dense).unwrap()
+                }
+            };
+            let separate: Vec<Linear> = weights.iter().zip(widths).map(|(w, rows)| layer(w, rows)).collect();
+            let want: Vec<Vec<f32>> =
+                separate.iter().map(|l| l.forward(&x).unwrap().to_vec::<f32>().unwrap()).collect();
+            let stacked = Linear::stacked(separate).unwrap();
+            assert!(stacked.iter().all(|l| matches!(l, Linear::Part { .. })), "quantized {quantized}");
+            let all: Vec<&Linear> = stacked.iter().collect();
+            let together = Linear::forward_many(&all, &x).unwrap();
+            let product_nodes = mlx_bridge::pending_graph_nodes(&together.iter().collect::<Vec<_>>());
+            assert_eq!(product_nodes, 1 + widths.len(), "one product and a view per layer");
+            for (i, layer) in stacked.iter().enumerate() {
+                let close = |got: Vec<f32>| got.iter().zip(&want[i]).all(|(a, b)| (a - b).abs() < 1e-5);
+                assert!(close(together[i].to_vec::<f32>().unwrap()), "quantized {quantized} layer {i} in the stack");
+                assert!(close(layer.forward(&x).unwrap().to_vec::<f32>().unwrap()), "quantized {quantized} layer {i}");
+            }
+            let reordered = Linear::forward_many(&[all[1], all[0]], &x).unwrap();
+            assert_eq!(reordered[0].to_vec::<f32>().unwrap(), together[1].to_vec::<f32>().unwrap());
         }
     }
 }

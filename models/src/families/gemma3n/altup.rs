@@ -156,15 +156,14 @@ impl AltUp {
         Ok(self.modality_router.forward(&normed)?.astype(Dtype::F32)?.tanh()?)
     }
 
-    /// The router for the one-kernel mixes, when they compute what [`AltUp::modalities`] does
-    /// (the norm's weight carries the 1/D).
+    /// The router for the one-kernel mixes: what [`AltUp::modalities`] computes.
     fn router(&self) -> Option<StreamRouter<'_>> {
-        match (self.router_divisor, self.router_norm.weight()) {
-            (None, Some(norm_weight)) => {
-                Some(StreamRouter { norm_weight, eps: self.router_norm.eps(), router: &self.modality_router_dense })
-            }
-            _ => None,
-        }
+        Some(StreamRouter {
+            norm_weight: self.router_norm.weight()?,
+            eps: self.router_norm.eps(),
+            divisor: self.router_divisor.unwrap_or(1.0) as f32,
+            router: &self.modality_router_dense,
+        })
     }
 
     /// `pred[i] = x[i] + sum_j M[i][j] x[j]` with `M = reshape(prediction_coefs @ m, N x N)`.

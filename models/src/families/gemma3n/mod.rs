@@ -285,21 +285,30 @@ impl DecoderLayer {
         let kind = c.layer_kinds[i];
         let kv_source = c.kv_sources[i];
         let (hq, hkv, hd) = (c.num_heads, c.num_kv_heads, c.head_dim);
-        let kv = match kv_source {
-            KvSource::Own { .. } => Some(KvProjection {
-                k: Projection::new(linear("self_attn.k_proj", hkv * hd, d)?, None),
-                v: Projection::new(linear("self_attn.v_proj", hkv * hd, d)?, None),
-                k_norm: Some(norm("self_attn.k_norm", hd)?),
-                v_norm: Some(RmsNorm::without_weight(eps)),
-            }),
-            KvSource::Shared => None,
+        let (q, kv) = match kv_source {
+            KvSource::Own { .. } => {
+                let qkv = [("q_proj", hq), ("k_proj", hkv), ("v_proj", hkv)]
+                    .map(|(name, heads)| linear(&format!("self_attn.{name}"), heads * hd, d));
+                let [q, k, v]: [Linear; 3] = w
+                    .grouped(qkv.into_iter().collect::<Result<_>>()?)?
+                    .try_into()
+                    .map_err(|_| ModelError::Weights("q/k/v stack".into()))?;
+                let kv = KvProjection {
+                    k: Projection::new(k, None),
+                    v: Projection::new(v, None),
+                    k_norm: Some(norm("self_attn.k_norm", hd)?),
+                    v_norm: Some(RmsNorm::without_weight(eps)),
+                };
+                (q, Some(kv))
+            }
+            KvSource::Shared => (linear("self_attn.q_proj", hq * hd, d)?, None),
         };
         let base = match kind {
             LayerKind::Sliding => c.rope_theta_sliding,
             LayerKind::Full => c.rope_theta_full,
         };
         let attention = Attention {
-            q: Projection::new(linear("self_attn.q_proj", hq * hd, d)?, None),
+            q: Projection::new(q, None),
             kv,
             o: Projection::new(linear("self_attn.o_proj", d, hq * hd)?, None),
             q_norm: Some(norm("self_attn.q_norm", hd)?),
@@ -312,9 +321,13 @@ impl DecoderLayer {
             softcap: None,
         };
         let inter = c.intermediate_sizes[i];
+        let [gate, up]: [Linear; 2] = w
+            .grouped(vec![linear("mlp.gate_proj", inter, d)?, linear("mlp.up_proj", inter, d)?])?
+            .try_into()
+            .map_err(|_| ModelError::Weights("gate/up stack".into()))?;
         let mlp = GatedMlp::new(
-            linear("mlp.gate_proj", inter, d)?,
-            linear("mlp.up_proj", inter, d)?,
+            gate,
+            up,
             linear("mlp.down_proj", d, inter)?,
             Activation::GeluTanh,
             Some(c.activation_sparsity[i]),
