@@ -14,10 +14,12 @@
 #include "mlx-bridge/src/cpp/cuda_fast.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <limits>
 #include <string>
 
+#include "mlx-bridge/src/cpp/cuda_kernel_source.h"
 #include "mlx/fast.h"
 
 namespace mlxcel::cuda_fast {
@@ -191,6 +193,33 @@ constexpr const char* kAttentionCombine = R"(
 // enough that the combine step stays small.
 constexpr int kKeysPerPartition = 128;
 
+// The final (one partition), split and combine kernels' sources, sharing one file of code.
+std::array<KernelSource, 3> attention_sources() {
+  const std::string signature =
+      "template <typename T, int D, int R, int PART, int SCALE_BITS, typename ShapeT, typename StridesT>\n"
+      "__device__ __forceinline__ void ";
+  const std::string inputs = "(const T* q, const T* k, const T* v, ";
+  const std::string layout = "const ShapeT& k_shape, const StridesT& q_strides, const StridesT& k_strides,\n"
+                             "    const StridesT& v_strides) {";
+  const std::string definitions =
+      std::string(kAttentionHeader) + signature + "mlxcel_attention_decode" + inputs + "T* out, " + layout +
+      kAttentionPartial + kAttentionWriteOut + "}\n" + signature + "mlxcel_attention_decode_split" + inputs +
+      "float* part_acc, float* part_ml, " + layout + kAttentionPartial + kAttentionWriteParts + "}\n" +
+      "template <typename T, int D, typename ShapeT>\n"
+      "__device__ __forceinline__ void mlxcel_attention_combine(const float* part_acc, const float* part_ml, T* out,\n"
+      "    const ShapeT& part_acc_shape) {" +
+      kAttentionCombine + "}\n";
+  const std::string layout_args = "k_shape, q_strides, k_strides, v_strides);";
+  const auto final = kernel_source("attention", definitions,
+                                   "mlxcel_attention_decode<T, D, R, PART, SCALE_BITS>(q, k, v, out, " + layout_args);
+  // The same file: the definitions are identical, so the other two only take their calls.
+  return {final,
+          KernelSource{final.header,
+                       "mlxcel_attention_decode_split<T, D, R, PART, SCALE_BITS>(q, k, v, part_acc, part_ml, " +
+                           layout_args},
+          KernelSource{final.header, "mlxcel_attention_combine<T, D>(part_acc, part_ml, out, part_acc_shape);"}};
+}
+
 // ---- y = x W^T for one row, MLX affine 4/8-bit ----------------------------------------------
 
 // One warp per output row; each lane reads 16 bytes of codes at a time (32 4-bit or 16 8-bit
@@ -244,6 +273,16 @@ constexpr const char* kGemv = R"(
   for (int o = 16; o > 0; o >>= 1) acc += __shfl_xor_sync(0xffffffff, acc, o);
   if (lane == 0) y[n] = static_cast<T>(acc);
 )";
+
+KernelSource affine_gemv_source() {
+  return kernel_source(
+      "affine_gemv",
+      std::string("template <typename T, int BITS, int G, typename ShapeT>\n"
+                  "__device__ __forceinline__ void mlxcel_affine_gemv(const T* x, const uint32_t* w, const T* scales,\n"
+                  "    const T* biases, T* y, const ShapeT& x_shape, int x_ndim, const ShapeT& w_shape) {") +
+          kGemv + "}\n",
+      "mlxcel_affine_gemv<T, BITS, G>(x, w, scales, biases, y, x_shape, x_ndim, w_shape);");
+}
 
 // ---- Routed stream mixes (AltUp's predict and correct) ----------------------------------------
 
@@ -347,6 +386,30 @@ constexpr const char* kRoutedCorrection = R"(
   }
 )";
 
+KernelSource routed_stream_mix_source() {
+  return kernel_source(
+      "routed_stream_mix",
+      std::string(kRoutedHeader) +
+          "template <typename T, int N, int ACTIVE, int EPS_BITS, int DIVISOR_BITS, typename ShapeT>\n"
+          "__device__ __forceinline__ void mlxcel_routed_stream_mix(const T* x, const T* norm_weight,\n"
+          "    const T* router, const float* coefs, T* y, const ShapeT& x_shape, int x_ndim) {" +
+          kRoutedMix + "}\n",
+      "mlxcel_routed_stream_mix<T, N, ACTIVE, EPS_BITS, DIVISOR_BITS>(x, norm_weight, router, coefs, y, x_shape, "
+      "x_ndim);");
+}
+
+KernelSource routed_stream_correction_source() {
+  return kernel_source(
+      "routed_stream_correction",
+      std::string(kRoutedHeader) +
+          "template <typename T, int N, int ACTIVE, int EPS_BITS, int DIVISOR_BITS, typename ShapeT>\n"
+          "__device__ __forceinline__ void mlxcel_routed_stream_correction(const T* p, const T* h,\n"
+          "    const T* norm_weight, const T* router, const float* coefs, T* y, const ShapeT& h_shape, int h_ndim) {" +
+          kRoutedCorrection + "}\n",
+      "mlxcel_routed_stream_correction<T, N, ACTIVE, EPS_BITS, DIVISOR_BITS>(p, h, norm_weight, router, coefs, y, "
+      "h_shape, h_ndim);");
+}
+
 constexpr int kRoutedThreads = 256;
 constexpr int kMaxStreams = 8;
 
@@ -386,14 +449,13 @@ std::optional<mx::array> scaled_dot_product_attention(const mx::array& q, const 
   const auto dtype = q.dtype();
   const int parts = (S + kKeysPerPartition - 1) / kKeysPerPartition;
   const bool final = parts == 1;
-  static auto partial_final =
-      mx::fast::cuda_kernel("mlxcel_attention_decode", {"q", "k", "v"}, {"out"},
-                            std::string(kAttentionPartial) + kAttentionWriteOut, kAttentionHeader, false);
-  static auto partial =
-      mx::fast::cuda_kernel("mlxcel_attention_decode_split", {"q", "k", "v"}, {"part_acc", "part_ml"},
-                            std::string(kAttentionPartial) + kAttentionWriteParts, kAttentionHeader, false);
+  static const auto sources = attention_sources();
+  static auto partial_final = mx::fast::cuda_kernel("mlxcel_attention_decode", {"q", "k", "v"}, {"out"},
+                                                    sources[0].source, sources[0].header, false);
+  static auto partial = mx::fast::cuda_kernel("mlxcel_attention_decode_split", {"q", "k", "v"},
+                                              {"part_acc", "part_ml"}, sources[1].source, sources[1].header, false);
   static auto combine = mx::fast::cuda_kernel("mlxcel_attention_combine", {"part_acc", "part_ml"}, {"out"},
-                                              kAttentionCombine, kAttentionHeader, true);
+                                              sources[2].source, sources[2].header, true);
   std::vector<std::pair<std::string, mx::fast::TemplateArg>> targs = {
       {"T", dtype}, {"D", D}, {"R", R}, {"PART", kKeysPerPartition}, {"SCALE_BITS", float_bits(scale)}};
   // The scale is a template argument, not an input: a scalar array per call is a host
@@ -422,7 +484,9 @@ std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w
   if (static_cast<std::size_t>(K) != x.size() || K % 128 != 0) return std::nullopt;  // one row, whole chunks
   const int N = w.shape(0);
   if (w.shape(1) != K * bits / 32 || scales.shape(0) != N || scales.shape(1) != K / group_size) return std::nullopt;
-  static auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv", {"x", "w", "scales", "biases"}, {"y"}, kGemv, "", true);
+  static const auto source = affine_gemv_source();
+  static auto gemv =
+      mx::fast::cuda_kernel("mlxcel_affine_gemv", {"x", "w", "scales", "biases"}, {"y"}, source.source, source.header, true);
   auto out_shape = x.shape();
   out_shape.back() = N;
   constexpr int kWarps = 8;
@@ -441,8 +505,9 @@ std::optional<mx::array> routed_stream_mix(const mx::array& streams, const mx::a
   if (!routed_arguments_fit(streams, norm_weight, router, coefs, n * n, active)) return std::nullopt;
   const long rows = static_cast<long>(streams.size()) / (static_cast<long>(n) * streams.shape(-1));
   if (rows < 1 || rows > std::numeric_limits<int>::max()) return std::nullopt;
+  static const auto source = routed_stream_mix_source();
   static auto kernel = mx::fast::cuda_kernel("mlxcel_routed_stream_mix", {"x", "norm_weight", "router", "coefs"},
-                                             {"y"}, kRoutedMix, kRoutedHeader, true);
+                                             {"y"}, source.source, source.header, true);
   return kernel({streams, norm_weight, router, coefs}, {streams.shape()}, {streams.dtype()},
                 std::make_tuple(static_cast<int>(rows) * kRoutedThreads, 1, 1), std::make_tuple(kRoutedThreads, 1, 1),
                 {{"T", streams.dtype()}, {"N", n}, {"ACTIVE", active}, {"EPS_BITS", float_bits(eps)}, {"DIVISOR_BITS", float_bits(divisor)}}, std::nullopt,
@@ -462,9 +527,10 @@ std::optional<mx::array> routed_stream_correction(const mx::array& predictions, 
     if (activated.shape(axis) != predictions.shape(axis + 1)) return std::nullopt;
   const long rows = static_cast<long>(activated.size()) / activated.shape(-1);
   if (rows < 1 || rows > std::numeric_limits<int>::max()) return std::nullopt;
+  static const auto source = routed_stream_correction_source();
   static auto kernel =
       mx::fast::cuda_kernel("mlxcel_routed_stream_correction", {"p", "h", "norm_weight", "router", "coefs"}, {"y"},
-                            kRoutedCorrection, kRoutedHeader, true);
+                            source.source, source.header, true);
   return kernel({predictions, activated, norm_weight, router, coefs}, {predictions.shape()}, {predictions.dtype()},
                 std::make_tuple(static_cast<int>(rows) * kRoutedThreads, 1, 1), std::make_tuple(kRoutedThreads, 1, 1),
                 {{"T", predictions.dtype()}, {"N", n}, {"ACTIVE", active}, {"EPS_BITS", float_bits(eps)}, {"DIVISOR_BITS", float_bits(divisor)}},
