@@ -133,6 +133,9 @@ struct Run {
     source: String,
     params: u64,
     size_bytes: u64,
+    /// Weight bytes one decode step reads, where known: the memory roofline's numerator.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    decode_weight_bytes: Option<u64>,
     dtype: String,
     bits: Option<i32>,
     variant: Variant,
@@ -167,24 +170,31 @@ impl Subject {
     }
 
     /// The model under `plan`, with its logical parameter count and weight bytes.
-    fn load(&self, plan: &ExecutionPlan, k_quants: KQuants, seed: u64) -> anyhow::Result<(LoadedModel, u64, u64)> {
+    fn load(&self, plan: &ExecutionPlan, k_quants: KQuants, seed: u64) -> anyhow::Result<Loaded> {
         match self {
             Subject::Checkpoint { path, summary } => {
                 let source = ModelSource::locate(path)?;
                 let model = LoadedModel::load(&source, plan, k_quants)?;
-                Ok((model, summary.parameters, summary.weight_file_bytes))
+                Ok(Loaded {
+                    model,
+                    params: summary.parameters,
+                    size_bytes: summary.weight_file_bytes,
+                    decode_weight_bytes: None,
+                })
             }
             Subject::Random { shape, bits } => {
                 mlxcel::model::apply_runtime_settings(plan);
                 let config = shapes::named_config(shape)?;
                 let quantize = bits.map(|b| QuantSpec::affine(64, b)).transpose()?;
                 let weights = shapes::random_weights(&config, plan.compute_dtype, quantize, seed)?;
-                let bytes = weights.values().map(Array::nbytes).sum::<usize>() as u64;
+                let size_bytes = weights.values().map(Array::nbytes).sum::<usize>() as u64;
+                let decode_weight_bytes = Some(shapes::decode_weight_bytes(&weights));
                 let params = logical_params(&weights, quantize);
                 let quantization = quantize.map(|default| QuantizationConfig { default, overrides: HashMap::new() });
                 let options = mlxcel_models::LoadOptions::from_plan(plan, k_quants);
                 let model = Gemma3n::from_arrays(config, weights, quantization, options)?;
-                Ok((LoadedModel::new(Box::new(model), "gemma3n"), params, bytes))
+                let model = LoadedModel::new(Box::new(model), "gemma3n");
+                Ok(Loaded { model, params, size_bytes, decode_weight_bytes })
             }
         }
     }
@@ -195,6 +205,15 @@ impl Subject {
             Subject::Checkpoint { .. } => None,
         }
     }
+}
+
+/// A subject loaded under one plan, with the sizes its result rows report.
+struct Loaded {
+    model: LoadedModel,
+    params: u64,
+    size_bytes: u64,
+    /// The weight bytes a decode step reads (known for the random shapes).
+    decode_weight_bytes: Option<u64>,
 }
 
 /// Unpacked elements: a packed `uint32` word holds `32 / bits` weights.
@@ -250,7 +269,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         // Each variant's peak RSS counts its own load, not an earlier variant's buffers.
         mlx_bridge::memory::clear_cache();
         bench::reset_peak_rss();
-        let (model, params, size_bytes) = subject.load(&plan, args.gguf_k_quants, args.seed)?;
+        let Loaded { model, params, size_bytes, decode_weight_bytes } =
+            subject.load(&plan, args.gguf_k_quants, args.seed)?;
         let variant = variant_of(&plan, &machine_default);
         for &test in &tests {
             let settings = BenchSettings { prefill_chunk: plan.prefill_chunk as usize, ..settings };
@@ -268,6 +288,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
                 source: subject.source(),
                 params,
                 size_bytes,
+                decode_weight_bytes,
                 dtype: plan.compute_dtype.name().to_string(),
                 bits: subject.bits(),
                 variant: variant.clone(),

@@ -6,7 +6,7 @@ pub mod page;
 pub mod schema;
 pub mod tables;
 
-pub use page::{NodeCost, Page, PageOptions};
+pub use page::{Bandwidth, NodeCost, Page, PageOptions};
 pub use schema::{ReportError, SCHEMA};
 pub use tables::Dataset;
 

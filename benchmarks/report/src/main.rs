@@ -27,6 +27,10 @@ struct Cli {
     /// Per-node costs to show with the decode breakdown (`cuda_probe nodes --json` output).
     #[arg(long)]
     node_costs: Option<PathBuf>,
+    /// The memory bandwidth decode is measured against: `cuda_kernels --json` output, whose copy
+    /// row (a STREAM-style copy, read + write) gives it.
+    #[arg(long)]
+    bandwidth: Option<PathBuf>,
     /// Generation date shown on the page [default: today, UTC].
     #[arg(long)]
     date: Option<String>,
@@ -52,8 +56,13 @@ fn main() -> Result<()> {
         }
         None => None,
     };
+    let bandwidth = match &cli.bandwidth {
+        Some(path) => Some(bench_report::Bandwidth::from_kernels_json(path)?),
+        None => None,
+    };
     let opts = PageOptions {
         node_costs,
+        bandwidth,
         title: cli.title,
         charts_dir: cli.charts_dir.unwrap_or_else(|| cli.out.with_extension("")),
         out: cli.out,

@@ -23,6 +23,35 @@ pub struct PageOptions {
     /// What one graph node of each kind costs on this machine (`cuda_probe nodes --json`), shown
     /// with the decode breakdown.
     pub node_costs: Option<Vec<NodeCost>>,
+    /// The memory bandwidth decode rates are put against (the roofline section).
+    pub bandwidth: Option<Bandwidth>,
+}
+
+/// A measured memory bandwidth and the file it came from.
+#[derive(Debug, Clone)]
+pub struct Bandwidth {
+    pub tb_per_s: f64,
+    pub source: PathBuf,
+}
+
+impl Bandwidth {
+    /// The copy row of `cuda_kernels --json` output (`{"kernel":"copy","tb_per_s":...}`).
+    pub fn from_kernels_json(path: &Path) -> Result<Bandwidth, ReportError> {
+        let text = std::fs::read_to_string(path).map_err(|error| ReportError::Read { path: path.into(), error })?;
+        let rows: Vec<serde_json::Value> =
+            serde_json::from_str(&text).map_err(|error| ReportError::Json { path: path.into(), error })?;
+        let tb_per_s = rows
+            .iter()
+            .find(|r| r.get("kernel").and_then(|k| k.as_str()) == Some("copy"))
+            .and_then(|r| r.get("tb_per_s"))
+            .and_then(|v| v.as_f64())
+            .filter(|v| v.is_finite() && *v > 0.0)
+            .ok_or_else(|| ReportError::Invalid {
+                path: path.into(),
+                message: "no copy row with a positive tb_per_s (cuda_kernels --json output expected)".into(),
+            })?;
+        Ok(Bandwidth { tb_per_s, source: path.into() })
+    }
 }
 
 /// One row of `cuda_probe nodes --json`: a chain of `chain_nodes` nodes of one kind, evaluated at
@@ -104,6 +133,9 @@ pub fn render(data: &Dataset, opts: &PageOptions) -> Result<Page, ReportError> {
     best_section(&mut md, data);
     ab_section(&mut md, data);
     dtype_section(&mut md, data);
+    if let Some(bandwidth) = &opts.bandwidth {
+        roofline_section(&mut md, data, bandwidth, out_dir);
+    }
     breakdown_section(&mut md, data);
     if let Some(costs) = &opts.node_costs {
         node_cost_section(&mut md, costs);
@@ -242,6 +274,52 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
     .to_vec();
     let right = [false, false, false, true, true, true, true, true, false];
     md.push_str(&crate::tables::markdown_table(&headers, &right, &rows));
+    md.push('\n');
+}
+
+/// Each engine's default decode rate against what the memory bandwidth allows: the weight bytes a
+/// step reads (from mlxcel's result for the same model and precision, where an engine's own file
+/// does not give them) divided into the measured bandwidth.
+fn roofline_section(md: &mut String, data: &Dataset, bandwidth: &Bandwidth, out_dir: &Path) {
+    let mut rows = Vec::new();
+    for group in &data.groups {
+        let Some(bytes) = group.entries.iter().find_map(|e| e.run.decode_weight_bytes) else { continue };
+        let roofline = bandwidth.tb_per_s * 1e12 / bytes as f64;
+        for test in group.tests.iter().filter(|t| t.generation) {
+            for engine in group.engines(&data.engines) {
+                let Some(run) = group.default_run(engine, &test.name) else { continue };
+                rows.push(vec![
+                    group.model.clone(),
+                    group.precision.to_string(),
+                    test.name.clone(),
+                    engine.to_string(),
+                    fmt_stat(&run.tokens_per_second),
+                    fmt_bytes(bytes),
+                    format!("{roofline:.0}"),
+                    format!("{:.1}%", 100.0 * run.tokens_per_second.mean / roofline),
+                ]);
+            }
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let name = bandwidth.source.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let folder = bandwidth.source.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let link = format!("{}{name}", relative_link(out_dir, folder));
+    let _ = writeln!(
+        md,
+        "## Decode against the memory roofline\n\nA decode step reads every weight once (Gemma 3n's \
+         per-layer embedding table: one row), so the weight bytes per token divided into the memory \
+         bandwidth bound the tokens per second. Bandwidth: {:.2} TB/s, the copy (read + write) measured by \
+         `cuda_kernels` in [{name}]({link}).\n",
+        bandwidth.tb_per_s,
+    );
+    let headers: Vec<String> =
+        ["model", "precision", "test", "engine", "t/s", "weights per token", "roofline t/s", "of roofline"]
+            .map(String::from)
+            .to_vec();
+    md.push_str(&crate::tables::markdown_table(&headers, &[false, false, false, false, true, true, true, true], &rows));
     md.push('\n');
 }
 

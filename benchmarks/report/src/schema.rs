@@ -117,6 +117,10 @@ pub struct Run {
     pub source: String,
     pub params: u64,
     pub size_bytes: u64,
+    /// Weight bytes one decode step reads, where the engine knows them (mlxcel on its random
+    /// shapes): the memory roofline's numerator.
+    #[serde(default)]
+    pub decode_weight_bytes: Option<u64>,
     pub dtype: String,
     pub bits: Option<u32>,
     /// Engine-specific settings; `{}` when the engine has none. Key order is kept (serde_json

@@ -223,6 +223,7 @@ fn page_has_tables_ratios_and_chart_links_and_writes_svgs() {
             host_us: 0.63,
             total_us: 0.641,
         }]),
+        bandwidth: None,
     };
     let written = bench_report::generate(&sample_paths(), None, &opts).unwrap();
     assert_eq!(written.len(), 4, "three charts and the page: {written:?}");
@@ -264,4 +265,52 @@ fn chart_links_are_relative_to_the_page() {
         page::slugify("gemma-3n-E2B (random weights) (4-bit, bfloat16)"),
         "gemma-3n-e2b-random-weights-4-bit-bfloat16"
     );
+}
+
+#[test]
+fn decode_rates_are_put_against_the_bandwidth_over_the_weight_bytes_per_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let kernels = dir.path().join("results/kernels.json");
+    std::fs::create_dir_all(kernels.parent().unwrap()).unwrap();
+    std::fs::write(&kernels, r#"[{"kernel":"copy","tb_per_s":4.0},{"kernel":"affine_gemv","N":64}]"#).unwrap();
+    let bandwidth = bench_report::Bandwidth::from_kernels_json(&kernels).unwrap();
+    assert_eq!(bandwidth.tb_per_s, 4.0);
+
+    // mlxcel knows its weight bytes per token (2 GB: 2000 t/s at 4 TB/s); mlx-lm's file does not,
+    // and is put against mlxcel's for the same model and precision.
+    let mut ours = run("m", "tg128", 200.0, json!({}));
+    ours["decode_weight_bytes"] = json!(2_000_000_000u64);
+    let files = [
+        ("mlxcel.json", file("mlxcel", "cuda-sm90", vec![ours, run("m", "pp512", 900.0, json!({}))])),
+        ("mlx-lm.json", file("mlx-lm", "cuda-sm90", vec![run("m", "tg128", 50.0, json!({}))])),
+    ];
+    let paths: Vec<PathBuf> = files
+        .iter()
+        .map(|(name, value)| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, value.to_string()).unwrap();
+            path
+        })
+        .collect();
+    let out = dir.path().join("docs/page.md");
+    let opts = PageOptions {
+        title: "t".into(),
+        charts_dir: dir.path().join("docs/page"),
+        out: out.clone(),
+        notes: None,
+        generated: "2026-12-03".into(),
+        node_costs: None,
+        bandwidth: Some(bandwidth),
+    };
+    bench_report::generate(&paths, None, &opts).unwrap();
+    let md = std::fs::read_to_string(&out).unwrap();
+    assert!(md.contains("## Decode against the memory roofline"), "{md}");
+    assert!(md.contains("4.00 TB/s") && md.contains("[kernels.json](../results/kernels.json)"), "{md}");
+    assert!(md.contains("| m | float32 | tg128 | mlxcel | 200.00 ± 1.00 | 1.86 GiB | 2000 | 10.0% |"), "{md}");
+    assert!(md.contains("| m | float32 | tg128 | mlx-lm | 50.00 ± 1.00 | 1.86 GiB | 2000 | 2.5% |"), "{md}");
+    assert!(!md.contains("| pp512 | mlxcel |"), "prefill rows are not decode rows: {md}");
+
+    std::fs::write(&kernels, r#"[{"kernel":"affine_gemv"}]"#).unwrap();
+    let err = bench_report::Bandwidth::from_kernels_json(&kernels).unwrap_err();
+    assert!(err.to_string().contains("no copy row"), "{err}");
 }

@@ -136,9 +136,43 @@ pub fn random_weights(
     Ok(out)
 }
 
+/// The weight bytes one decode step reads, the memory roofline's numerator: every tensor whole
+/// (the token embedding too, as the tied LM head) except the per-layer embedding table, of which
+/// a step gathers one row.
+pub fn decode_weight_bytes(weights: &HashMap<String, Array>) -> u64 {
+    weights
+        .iter()
+        .map(|(name, a)| {
+            let bytes = a.nbytes() as u64;
+            match a.shape().first() {
+                Some(&rows) if rows > 0 && name.starts_with("embed_tokens_per_layer.") => bytes / rows as u64,
+                _ => bytes,
+            }
+        })
+        .sum()
+}
+
 /// A config for a named shape, or an error listing the names.
 pub fn named_config(name: &str) -> Result<Config> {
     let value = shape_config(name)
         .ok_or_else(|| ModelError::Input(format!("unknown shape {name:?}; known: {}", SHAPES.join(", "))))?;
     Config::from_json(&value).map_err(|message| ModelError::Input(format!("shape {name}: {message}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decode_step_reads_one_row_of_the_per_layer_table_and_every_other_weight() {
+        let zeros = |shape: &[i32]| Array::from_slice(&vec![0f32; shape.iter().product::<i32>() as usize], shape);
+        let weights = HashMap::from([
+            ("embed_tokens_per_layer.weight".to_string(), zeros(&[4, 3]).unwrap()),
+            ("embed_tokens_per_layer.scales".to_string(), zeros(&[4, 1]).unwrap()),
+            ("embed_tokens.weight".to_string(), zeros(&[4, 2]).unwrap()),
+            ("layers.0.mlp.down_proj.weight".to_string(), zeros(&[2, 2]).unwrap()),
+        ]);
+        // One 3-wide and one 1-wide row of the per-layer table, the whole token table and layer.
+        assert_eq!(decode_weight_bytes(&weights), (3 + 1 + 8 + 4) * 4);
+    }
 }
