@@ -229,8 +229,9 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
         md,
         "`mlxcel bench --breakdown N`: N greedy decode steps after the longest prompt, each built and then \
          evaluated with nothing overlapping. *Ops* counts the distinct operations one step evaluates (a \
-         compiled block counts once), a proxy for kernel launches; *build* is host time to construct the \
-         lazy graph; *eval* is from scheduling until the token is on the host (device work, launches and \
+         compiled block counts once); *kernels* leaves out the views among them (reshapes, slices, \
+         broadcasts and the like, which share their input's memory instead of launching a kernel), a \
+         proxy for kernel launches; *build* is host time to construct the lazy graph; *eval* is from scheduling until the token is on the host (device work, launches and \
          MLX's own per-op host work). Pipelined decoding overlaps the next step's build with this eval.\n"
     );
     let mut rows = Vec::new();
@@ -253,6 +254,7 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
             ),
             t.depth.to_string(),
             t.graph_nodes_per_token.to_string(),
+            kernel_ops(&t.graph_ops).to_string(),
             format!("{:.2} ± {:.2}", t.build_ms.mean, t.build_ms.std),
             format!("{:.2} ± {:.2}", t.eval_ms.mean, t.eval_ms.std),
             format!("{:.1}", 1000.0 * t.eval_ms.mean / t.graph_nodes_per_token.max(1) as f64),
@@ -265,6 +267,7 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
         "settings",
         "depth",
         "ops/token",
+        "kernels/token",
         "build ms",
         "eval ms",
         "eval µs/op",
@@ -272,9 +275,28 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
     ]
     .map(String::from)
     .to_vec();
-    let right = [false, false, false, true, true, true, true, true, false];
+    let right = [false, false, false, true, true, true, true, true, true, false];
     md.push_str(&crate::tables::markdown_table(&headers, &right, &rows));
     md.push('\n');
+}
+
+/// MLX primitives that produce a view of their input (shared memory, new strides), not a kernel.
+const VIEW_OPS: &[&str] = &[
+    "Reshape",
+    "Slice",
+    "Squeeze",
+    "ExpandDims",
+    "Transpose",
+    "Broadcast",
+    "Flatten",
+    "Unflatten",
+    "AsStrided",
+    "Split",
+];
+
+/// The operations among `ops` (primitive name, count) that launch work: all but the views.
+pub fn kernel_ops(ops: &[(String, u64)]) -> u64 {
+    ops.iter().filter(|(name, _)| !VIEW_OPS.contains(&name.as_str())).map(|(_, n)| n).sum()
 }
 
 /// Each engine's default decode rate against what the memory bandwidth allows: the weight bytes a

@@ -314,3 +314,12 @@ fn decode_rates_are_put_against_the_bandwidth_over_the_weight_bytes_per_token() 
     let err = bench_report::Bandwidth::from_kernels_json(&kernels).unwrap_err();
     assert!(err.to_string().contains("no copy row"), "{err}");
 }
+
+#[test]
+fn kernels_per_token_leave_out_the_views() {
+    let ops: Vec<(String, u64)> = [("Slice", 40), ("Matmul", 9), ("Reshape", 7), ("CustomKernel", 3), ("Broadcast", 2)]
+        .iter()
+        .map(|(name, n)| (name.to_string(), *n))
+        .collect();
+    assert_eq!(page::kernel_ops(&ops), 12);
+}
