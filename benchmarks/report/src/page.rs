@@ -231,7 +231,8 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
          evaluated with nothing overlapping. *Ops* counts the distinct operations one step evaluates (a \
          compiled block counts once); *kernels* leaves out the views among them (reshapes, slices, \
          broadcasts and the like, which share their input's memory instead of launching a kernel), a \
-         proxy for kernel launches; *build* is host time to construct the lazy graph; *eval* is from scheduling until the token is on the host (device work, launches and \
+         proxy for kernel launches; *build* is host time to construct the lazy graph; *eval* is from \
+         scheduling until the token is on the host (device work, launches and \
          MLX's own per-op host work). Pipelined decoding overlaps the next step's build with this eval.\n"
     );
     let mut rows = Vec::new();
