@@ -293,6 +293,9 @@ pub struct DecodeBreakdown {
     pub build_ms: Spread,
     /// Time from scheduling the step to having the token on the host.
     pub eval_ms: Spread,
+    /// The part of `eval` before MLX hands the step to the device: its host work per operation
+    /// (`async_eval` returning). Where it is most of `eval`, the host bounds decode, not the device.
+    pub encode_ms: Spread,
     /// `build + eval`: a step when nothing overlaps.
     pub step_ms: Spread,
 }
@@ -316,7 +319,8 @@ pub fn decode_breakdown(
     let logits = prefill(model, &ids, settings.prefill_chunk, &mut caches)?.ok_or(GenerateError::EmptyPrompt)?;
     let mut token = logits.argmax(-1, false)?;
     token.eval()?;
-    let (mut build, mut eval, mut step, mut nodes, mut ops) = (Vec::new(), Vec::new(), Vec::new(), 0, Vec::new());
+    let (mut build, mut encode, mut eval, mut step) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut nodes, mut ops) = (0, Vec::new());
     for i in 0..settings.warmup + steps {
         let started = Instant::now();
         let next = model.forward_last(&token.astype(Dtype::I32)?.reshape(&[1, 1])?, &mut caches)?.argmax(-1, false)?;
@@ -325,10 +329,13 @@ pub fn decode_breakdown(
             nodes = mlx_bridge::pending_graph_nodes(&[&next]);
             ops = mlx_bridge::pending_graph_ops(&[&next]);
         }
+        mlx_bridge::async_eval(&[&next])?;
+        let encoded = Instant::now();
         next.item::<u32>()?;
         let done = Instant::now();
         if i >= settings.warmup {
             build.push((built - started).as_secs_f64() * 1e3);
+            encode.push((encoded - built).as_secs_f64() * 1e3);
             eval.push((done - built).as_secs_f64() * 1e3);
             step.push((done - started).as_secs_f64() * 1e3);
         }
@@ -341,6 +348,7 @@ pub fn decode_breakdown(
         graph_ops: ops,
         build_ms: Spread::of(&build),
         eval_ms: Spread::of(&eval),
+        encode_ms: Spread::of(&encode),
         step_ms: Spread::of(&step),
     })
 }

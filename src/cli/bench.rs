@@ -300,11 +300,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             let settings = BenchSettings { prefill_chunk: plan.prefill_chunk as usize, ..settings };
             let breakdown = bench::decode_breakdown(&model, depth, steps, settings)?;
             eprintln!(
-                "{} decode breakdown at depth {depth}: {} graph nodes/token, build {:.2} ms + eval {:.2} ms",
+                "{} decode breakdown at depth {depth}: {} graph nodes/token, build {:.2} ms + eval {:.2} ms (encode {:.2} ms)",
                 subject.name(),
                 breakdown.graph_nodes_per_token,
                 breakdown.build_ms.mean,
-                breakdown.eval_ms.mean
+                breakdown.eval_ms.mean,
+                breakdown.encode_ms.mean
             );
             breakdowns.push(json!({
                 "model": subject.name(),

@@ -233,7 +233,10 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
          broadcasts and the like, which share their input's memory instead of launching a kernel), a \
          proxy for kernel launches; *build* is host time to construct the lazy graph; *eval* is from \
          scheduling until the token is on the host (device work, launches and \
-         MLX's own per-op host work). Pipelined decoding overlaps the next step's build with this eval.\n"
+         MLX's own per-op host work), and *encode* the part of it before MLX hands the step to the device \
+         (its host work per operation: where encode is most of eval, the host bounds the step, not the \
+         device). Pipelined decoding overlaps the next step's build with this step's device work; build and \
+         encode run on one thread, so their sum bounds a pipelined step from below.\n"
     );
     let mut rows = Vec::new();
     for b in &breakdowns {
@@ -258,6 +261,7 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
             kernel_ops(&t.graph_ops).to_string(),
             format!("{:.2} ± {:.2}", t.build_ms.mean, t.build_ms.std),
             format!("{:.2} ± {:.2}", t.eval_ms.mean, t.eval_ms.std),
+            t.encode_ms.as_ref().map_or_else(|| "—".to_string(), |e| format!("{:.2} ± {:.2}", e.mean, e.std)),
             format!("{:.1}", 1000.0 * t.eval_ms.mean / t.graph_nodes_per_token.max(1) as f64),
             top.join(", "),
         ]);
@@ -271,12 +275,13 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
         "kernels/token",
         "build ms",
         "eval ms",
+        "encode ms",
         "eval µs/op",
         "most frequent ops",
     ]
     .map(String::from)
     .to_vec();
-    let right = [false, false, false, true, true, true, true, true, true, false];
+    let right = [false, false, false, true, true, true, true, true, true, true, false];
     md.push_str(&crate::tables::markdown_table(&headers, &right, &rows));
     md.push('\n');
 }

@@ -82,6 +82,9 @@ pub struct BreakdownTimes {
     pub graph_ops: Vec<(String, u64)>,
     pub build_ms: Spread,
     pub eval_ms: Spread,
+    /// MLX's host encoding within `eval` (absent in files from before it was measured).
+    #[serde(default)]
+    pub encode_ms: Option<Spread>,
     pub step_ms: Spread,
 }
 
