@@ -5,7 +5,7 @@
 //!
 //!   cargo run --release -p mlx-bridge --no-default-features --example cuda_kernels [-- --json OUT]
 //!
-//! `--only routed` runs the routed stream mixes' checks alone. Run with `MLX_ENABLE_TF32=0`: their
+//! `--only routed` runs the routed stream mixes' and the residual norms' checks alone. Run with `MLX_ENABLE_TF32=0`: their
 //! float32 references multiply several rows through cuBLAS, which TF32 rounds to ~1e-3.
 //!
 //! Speed: weight (or KV) bytes read per second, median of 50 timed evaluations after 5 warm-ups.
@@ -16,7 +16,7 @@ mod gpu_checks;
 use std::time::Instant;
 
 use gpu_checks::{Failure, normal, relative_error};
-use mlx_bridge::fast::{self, AttentionMask, StreamRouter};
+use mlx_bridge::fast::{self, AttentionMask, NormWeight, StreamRouter};
 use mlx_bridge::quant::{self, QuantSpec};
 use mlx_bridge::{Array, Dtype};
 
@@ -169,6 +169,68 @@ fn check_routed(failures: &mut usize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The residual norms against MLX's ops in the same dtype on the same inputs (mlxcel's kernels
+/// off): decode rows, a prefill chunk's, E2B's and E4B's hidden sizes; the kernels round each
+/// step as the ops do, so only the order of the sums of squares differs.
+fn check_residual_norms(failures: &mut usize) -> Result<(), Failure> {
+    let eps = 1e-6;
+    for dtype in [Dtype::BF16, Dtype::F32] {
+        // bf16: an inverse norm a few float ulps apart can flip a rounding (2^-8 relative).
+        let tolerance = if dtype == Dtype::BF16 { 1e-2 } else { 1e-5 };
+        for (rows, d) in [(1, 2048), (7, 2048), (1, 2560), (3, 512)] {
+            let [x, a, b] = [11, 12, 13].map(|seed| normal(&[1, rows, d], seed, dtype));
+            let [w, w2] = [14, 15].map(|seed| normal(&[d], seed, dtype));
+            let (x, a, b, w, w2) = (x?, a?, b?, w?, w2?);
+            let norm = NormWeight { weight: &w, eps };
+            let next = NormWeight { weight: &w2, eps };
+            let scale = std::f32::consts::FRAC_1_SQRT_2;
+            let add = |kernels: bool| -> Result<Option<Array>, Failure> {
+                fast::set_cuda_kernels(kernels);
+                Ok(if kernels {
+                    fast::rms_norm_add(&x, norm, &a)?
+                } else {
+                    Some(a.add(&fast::rms_norm(&x, Some(&w), eps)?)?)
+                })
+            };
+            let then_norm = |kernels: bool| -> Result<Option<Vec<Array>>, Failure> {
+                fast::set_cuda_kernels(kernels);
+                Ok(if kernels {
+                    fast::rms_norm_add_then_norm(&x, norm, &a, &b, scale, next)?.map(|(h, n)| vec![h, n])
+                } else {
+                    let h = a.add(&fast::rms_norm(&x, Some(&w), eps)?)?.add(&b)?.mul_scalar(scale as f64)?;
+                    let n = fast::rms_norm(&h, Some(&w2), eps)?;
+                    Some(vec![h, n])
+                })
+            };
+            let cases: [(&str, Option<Vec<Array>>, Option<Vec<Array>>); 2] = [
+                ("rms_norm_add", add(true)?.map(|y| vec![y]), add(false)?.map(|y| vec![y])),
+                ("rms_norm_add_then_norm", then_norm(true)?, then_norm(false)?),
+            ];
+            fast::set_cuda_kernels(false);
+            for (name, ours, theirs) in cases {
+                let (Some(ours), Some(theirs)) = (ours, theirs) else {
+                    *failures += 1;
+                    println!("{name} {dtype:?} rows={rows} D={d}: the kernel did not take the call FAIL");
+                    continue;
+                };
+                for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
+                    let error = relative_error(
+                        &o.astype(Dtype::F32)?.to_vec::<f32>()?,
+                        &t.astype(Dtype::F32)?.to_vec::<f32>()?,
+                    );
+                    let ok = error <= tolerance;
+                    *failures += usize::from(!ok);
+                    println!(
+                        "{name} {dtype:?} rows={rows} D={d} output {i}: relative error {error:.2e} {}",
+                        if ok { "ok" } else { "FAIL" }
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Failure> {
     let json_out = std::env::args().skip_while(|a| a != "--json").nth(1);
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
@@ -178,6 +240,7 @@ fn main() -> Result<(), Failure> {
     let tolerance = 1.5e-2;
 
     check_routed(&mut failures)?;
+    check_residual_norms(&mut failures)?;
     if only.as_deref() == Some("routed") {
         return finish(failures, json_out, report);
     }

@@ -163,6 +163,50 @@ pub fn routed_stream_correction(
     Ok(from_list("routed_stream_correction", &list)?.pop())
 }
 
+/// A weighted RMS norm's parameters: `x / sqrt(mean(x^2) + eps) * weight`.
+#[derive(Debug, Clone, Copy)]
+pub struct NormWeight<'a> {
+    pub weight: &'a Array,
+    pub eps: f32,
+}
+
+/// `residual + rms_norm(x)` in one kernel, rounded as the two ops round it: `None` where mlxcel
+/// has no kernel for the call (as for [`routed_stream_mix`]).
+pub fn rms_norm_add(x: &Array, norm: NormWeight<'_>, residual: &Array) -> Result<Option<Array>> {
+    let list = mlx("rms_norm_add", ffi::rms_norm_add(&x.inner, &norm.weight.inner, norm.eps, &residual.inner))?;
+    Ok(from_list("rms_norm_add", &list)?.pop())
+}
+
+/// `h = ((residual + rms_norm(x)) + extra) * scale` and `next(h)`, the norm of the sum, in one
+/// kernel; `scale` rounds to `x`'s dtype as a scalar of it does. `None` as for [`rms_norm_add`].
+pub fn rms_norm_add_then_norm(
+    x: &Array,
+    norm: NormWeight<'_>,
+    residual: &Array,
+    extra: &Array,
+    scale: f32,
+    next: NormWeight<'_>,
+) -> Result<Option<(Array, Array)>> {
+    let list = mlx(
+        "rms_norm_add_then_norm",
+        ffi::rms_norm_add_then_norm(
+            &x.inner,
+            &norm.weight.inner,
+            norm.eps,
+            &residual.inner,
+            &extra.inner,
+            scale,
+            &next.weight.inner,
+            next.eps,
+        ),
+    )?;
+    let mut out = from_list("rms_norm_add_then_norm", &list)?.into_iter();
+    Ok(match (out.next(), out.next()) {
+        (Some(h), Some(normed)) => Some((h, normed)),
+        _ => None,
+    })
+}
+
 /// Whether rms_norm, rope and (decode-sized) attention on the CPU run mlxcel's kernels (the
 /// default) or MLX's op-by-op fallbacks. Process-wide; other devices are unaffected.
 pub fn set_cpu_kernels(enabled: bool) {

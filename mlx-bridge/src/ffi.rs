@@ -290,6 +290,19 @@ pub(crate) mod bridge {
             active: i32,
         ) -> Result<UniquePtr<ArrayList>>;
 
+        fn rms_norm_add(x: &Array, weight: &Array, eps: f32, residual: &Array) -> Result<UniquePtr<ArrayList>>;
+        #[allow(clippy::too_many_arguments)]
+        fn rms_norm_add_then_norm(
+            x: &Array,
+            weight: &Array,
+            eps: f32,
+            residual: &Array,
+            extra: &Array,
+            scale: f32,
+            next_weight: &Array,
+            next_eps: f32,
+        ) -> Result<UniquePtr<ArrayList>>;
+
         // Quantization (affine and MLX's other modes), group 32/64/128, 2..8 bits.
         fn quantize(w: &Array, group_size: i32, bits: i32, mode: &str) -> Result<UniquePtr<ArrayList>>;
         unsafe fn dequantize(

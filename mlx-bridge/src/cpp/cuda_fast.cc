@@ -8,7 +8,10 @@
 //   128-bit loads (MLX 0.32.4's qmv measured 0.66 TB/s of weight bytes on an H200);
 // - routed stream mixes: N streams of the hidden state mixed by coefficients that a norm, a
 //   router and tanh compute from one stream (Gemma 3n's AltUp predict and correct), one launch
-//   per call instead of five kernels and a dozen views.
+//   per call instead of five kernels and a dozen views;
+// - a residual added to an RMS-normed row (Gemma's post-norms, Laurel), optionally a second
+//   residual and a scale after it and the norm of the sum as a second output: one launch where
+//   MLX runs a norm and one to three elementwise kernels (and a second norm).
 //
 // Each returns nullopt when the call is not one it takes, so MLX's op runs instead.
 #include "mlx-bridge/src/cpp/cuda_fast.h"
@@ -410,6 +413,58 @@ KernelSource routed_stream_correction_source() {
       "h_shape, h_ndim);");
 }
 
+// ---- Residual plus RMS-normed row ----------------------------------------------------------
+
+// One thread block per row: h = ((a + rms_norm(x, w)) + b) * scale, then rms_norm(h, w2), each
+// step rounded to T as MLX's ops round it (the norm as MLX's CUDA kernel: T(x * inv), times w in
+// T), so the result is the ops' up to the order of the sums of squares.
+constexpr const char* kResidualNorm = R"(
+template <typename T, bool HAS_B, bool HAS_NORM2, int WARPS>
+__device__ __forceinline__ void mlxcel_residual_rms_norm(const T* x, const T* w, const T* a, const T* b,
+    const T* w2, T* y, T* y2, int D, float eps, float scale_f, float eps2) {
+  const long row = blockIdx.x;
+  __shared__ float scratch[WARPS];
+  const T* xr = x + row * D;
+  float ss = 0.0f;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    const float v = static_cast<float>(xr[d]);
+    ss += v * v;
+  }
+  const float inv = rsqrtf(mlxcel_block_sum<WARPS>(ss, scratch) / D + eps);
+  const float scale = static_cast<float>(static_cast<T>(scale_f));
+  float ss2 = 0.0f;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    const T normed = w[d] * static_cast<T>(static_cast<float>(xr[d]) * inv);
+    float h = static_cast<float>(static_cast<T>(static_cast<float>(a[row * D + d]) + static_cast<float>(normed)));
+    if constexpr (HAS_B) {
+      h = static_cast<float>(static_cast<T>(h + static_cast<float>(b[row * D + d])));
+      h = static_cast<float>(static_cast<T>(h * scale));
+    }
+    y[row * D + d] = static_cast<T>(h);
+    ss2 += h * h;
+  }
+  if constexpr (HAS_NORM2) {
+    const float inv2 = rsqrtf(mlxcel_block_sum<WARPS>(ss2, scratch) / D + eps2);
+    // Each thread reads back only the elements it wrote.
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+      y2[row * D + d] = w2[d] * static_cast<T>(static_cast<float>(y[row * D + d]) * inv2);
+    }
+  }
+}
+)";
+
+// The one-residual and the two-residual forms, sharing one file of code.
+std::array<KernelSource, 2> residual_norm_sources() {
+  const std::string definitions = std::string(kRoutedHeader) + kResidualNorm;
+  const auto add = kernel_source(
+      "residual_rms_norm", definitions,
+      "mlxcel_residual_rms_norm<T, false, false, 8>(x, w, a, nullptr, nullptr, y, nullptr, x_shape[x_ndim - 1], "
+      "__int_as_float(EPS_BITS), 1.0f, 0.0f);");
+  return {add, KernelSource{add.header,
+                            "mlxcel_residual_rms_norm<T, true, true, 8>(x, w, a, b, w2, y, y2, x_shape[x_ndim - 1], "
+                            "__int_as_float(EPS_BITS), __int_as_float(SCALE_BITS), __int_as_float(EPS2_BITS));"}};
+}
+
 constexpr int kRoutedThreads = 256;
 constexpr int kMaxStreams = 8;
 
@@ -424,6 +479,19 @@ bool routed_arguments_fit(const mx::array& streams, const mx::array& norm_weight
   if (router.ndim() != 2 || router.shape(0) != n || router.shape(1) != D || router.dtype() != streams.dtype())
     return false;
   return coefs.ndim() == 2 && coefs.shape(0) == coef_rows && coefs.shape(1) == n && coefs.dtype() == mx::float32;
+}
+
+// Rows of D values in one dtype, every array of x's shape and each weight [D].
+bool residual_norm_fits(const mx::array& x, const mx::array& w, std::initializer_list<const mx::array*> rows,
+                        std::initializer_list<const mx::array*> weights) {
+  if (x.ndim() < 1 || x.size() == 0 || !(is_half(x.dtype()) || x.dtype() == mx::float32)) return false;
+  const int D = x.shape(-1);
+  if (static_cast<long>(x.size()) / D > std::numeric_limits<int>::max()) return false;
+  for (const auto* r : rows)
+    if (r->shape() != x.shape() || r->dtype() != x.dtype()) return false;
+  for (const auto* v : weights)
+    if (v->ndim() != 1 || v->shape(0) != D || v->dtype() != x.dtype()) return false;
+  return w.ndim() == 1 && w.shape(0) == D && w.dtype() == x.dtype();
 }
 
 }  // namespace
@@ -535,6 +603,39 @@ std::optional<mx::array> routed_stream_correction(const mx::array& predictions, 
                 std::make_tuple(static_cast<int>(rows) * kRoutedThreads, 1, 1), std::make_tuple(kRoutedThreads, 1, 1),
                 {{"T", predictions.dtype()}, {"N", n}, {"ACTIVE", active}, {"EPS_BITS", float_bits(eps)}, {"DIVISOR_BITS", float_bits(divisor)}},
                 std::nullopt, false, s)[0];
+}
+
+std::optional<mx::array> rms_norm_add(const mx::array& x, const mx::array& weight, float eps,
+                                      const mx::array& residual) {
+  auto s = mx::default_stream(mx::default_device());
+  if (!on_gpu(s) || !residual_norm_fits(x, weight, {&residual}, {})) return std::nullopt;
+  static const auto sources = residual_norm_sources();
+  static auto kernel = mx::fast::cuda_kernel("mlxcel_rms_norm_add", {"x", "w", "a"}, {"y"}, sources[0].source,
+                                             sources[0].header, true);
+  const int rows = static_cast<int>(x.size() / x.shape(-1));
+  return kernel({x, weight, residual}, {x.shape()}, {x.dtype()}, std::make_tuple(rows * kRoutedThreads, 1, 1),
+                std::make_tuple(kRoutedThreads, 1, 1), {{"T", x.dtype()}, {"EPS_BITS", float_bits(eps)}},
+                std::nullopt, false, s)[0];
+}
+
+std::optional<std::pair<mx::array, mx::array>> rms_norm_add_then_norm(const mx::array& x, const mx::array& weight,
+                                                                      float eps, const mx::array& residual,
+                                                                      const mx::array& extra, float scale,
+                                                                      const mx::array& next_weight, float next_eps) {
+  auto s = mx::default_stream(mx::default_device());
+  if (!on_gpu(s) || !residual_norm_fits(x, weight, {&residual, &extra}, {&next_weight})) return std::nullopt;
+  static const auto sources = residual_norm_sources();
+  static auto kernel = mx::fast::cuda_kernel("mlxcel_rms_norm_add_then_norm", {"x", "w", "a", "b", "w2"},
+                                             {"y", "y2"}, sources[1].source, sources[1].header, true);
+  const int rows = static_cast<int>(x.size() / x.shape(-1));
+  auto out = kernel({x, weight, residual, extra, next_weight}, {x.shape(), x.shape()}, {x.dtype(), x.dtype()},
+                    std::make_tuple(rows * kRoutedThreads, 1, 1), std::make_tuple(kRoutedThreads, 1, 1),
+                    {{"T", x.dtype()},
+                     {"EPS_BITS", float_bits(eps)},
+                     {"SCALE_BITS", float_bits(scale)},
+                     {"EPS2_BITS", float_bits(next_eps)}},
+                    std::nullopt, false, s);
+  return std::make_pair(out[0], out[1]);
 }
 
 }  // namespace mlxcel::cuda_fast

@@ -35,4 +35,13 @@ std::optional<mx::array> routed_stream_correction(const mx::array& predictions, 
                                                   const mx::array& norm_weight, float eps, float divisor,
                                                   const mx::array& router, const mx::array& coefs, int active);
 
+// residual + rms_norm(x, weight, eps), rows of x's last axis.
+std::optional<mx::array> rms_norm_add(const mx::array& x, const mx::array& weight, float eps,
+                                      const mx::array& residual);
+// h = ((residual + rms_norm(x, weight, eps)) + extra) * scale and rms_norm(h, next_weight, next_eps).
+std::optional<std::pair<mx::array, mx::array>> rms_norm_add_then_norm(const mx::array& x, const mx::array& weight,
+                                                                      float eps, const mx::array& residual,
+                                                                      const mx::array& extra, float scale,
+                                                                      const mx::array& next_weight, float next_eps);
+
 }  // namespace mlxcel::cuda_fast

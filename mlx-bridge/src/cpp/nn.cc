@@ -81,6 +81,21 @@ std::unique_ptr<ArrayList> routed_stream_correction(const Array& predictions, co
                                                            divisor, router.inner, coefs.inner, active));
 }
 
+std::unique_ptr<ArrayList> rms_norm_add(const Array& x, const Array& weight, float eps, const Array& residual) {
+  return optional_list(cuda_fast::rms_norm_add(x.inner, weight.inner, eps, residual.inner));
+}
+
+std::unique_ptr<ArrayList> rms_norm_add_then_norm(const Array& x, const Array& weight, float eps, const Array& residual,
+                                                  const Array& extra, float scale, const Array& next_weight,
+                                                  float next_eps) {
+  auto out = std::make_unique<ArrayList>();
+  if (auto pair = cuda_fast::rms_norm_add_then_norm(x.inner, weight.inner, eps, residual.inner, extra.inner, scale,
+                                                    next_weight.inner, next_eps)) {
+    out->items = {std::move(pair->first), std::move(pair->second)};
+  }
+  return out;
+}
+
 std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode) {
   auto out = std::make_unique<ArrayList>();
   out->items = mx::quantize(w.inner, group_size, bits, std::string(mode));

@@ -128,6 +128,10 @@ std::unique_ptr<ArrayList> routed_stream_mix(const Array& streams, const Array& 
 std::unique_ptr<ArrayList> routed_stream_correction(const Array& predictions, const Array& activated,
                                                     const Array& norm_weight, float eps, float divisor, const Array& router,
                                                     const Array& coefs, std::int32_t active);
+std::unique_ptr<ArrayList> rms_norm_add(const Array& x, const Array& weight, float eps, const Array& residual);
+std::unique_ptr<ArrayList> rms_norm_add_then_norm(const Array& x, const Array& weight, float eps, const Array& residual,
+                                                  const Array& extra, float scale, const Array& next_weight,
+                                                  float next_eps);
 std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode);
 ArrayPtr dequantize(const Array& w, const Array& scales, const Array* biases, std::int32_t group_size,
                     std::int32_t bits, rust::Str mode);

@@ -183,21 +183,19 @@ impl Layer {
 
     /// Everything after the attention output: the residual, the norms and the feed-forward block.
     fn finish(&self, x: &Array, attention: &Array) -> Result<Array> {
-        let attention = match &self.post_attention_norm {
-            Some(norm) => norm.forward(attention)?,
-            None => attention.clone(),
+        let h = match &self.post_attention_norm {
+            Some(norm) => norm.forward_add(attention, x)?,
+            None => x.add(attention)?,
         };
-        let h = x.add(&attention)?;
         let normed = self.ffn_norm.forward(&h)?;
         let ffn = match &self.ffn {
             FeedForward::Dense(mlp) => mlp.forward(&normed)?,
             FeedForward::Moe(moe) => moe.forward(&normed)?,
         };
-        let ffn = match &self.post_ffn_norm {
-            Some(norm) => norm.forward(&ffn)?,
-            None => ffn,
-        };
-        Ok(h.add(&ffn)?)
+        match &self.post_ffn_norm {
+            Some(norm) => norm.forward_add(&ffn, &h),
+            None => Ok(h.add(&ffn)?),
+        }
     }
 }
 

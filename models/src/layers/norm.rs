@@ -1,4 +1,5 @@
-use mlx_bridge::{Array, fast};
+use mlx_bridge::Array;
+use mlx_bridge::fast::{self, NormWeight};
 
 use crate::error::Result;
 
@@ -35,5 +36,42 @@ impl RmsNorm {
 
     pub fn forward(&self, x: &Array) -> Result<Array> {
         Ok(fast::rms_norm(x, self.weight.as_ref(), self.eps)?)
+    }
+
+    /// `residual + self(x)`, as one kernel where the bridge has one for the call.
+    pub fn forward_add(&self, x: &Array, residual: &Array) -> Result<Array> {
+        if let Some(weight) = &self.weight
+            && let Some(sum) = fast::rms_norm_add(x, NormWeight { weight, eps: self.eps }, residual)?
+        {
+            return Ok(sum);
+        }
+        Ok(residual.add(&self.forward(x)?)?)
+    }
+
+    /// `h = ((residual + self(x)) + extra) * scale` (the scale a scalar of `x`'s dtype) and
+    /// `next(h)`, as one kernel where the bridge has one for the call.
+    pub fn forward_add_then_norm(
+        &self,
+        x: &Array,
+        residual: &Array,
+        extra: &Array,
+        scale: f64,
+        next: &RmsNorm,
+    ) -> Result<(Array, Array)> {
+        if let (Some(weight), Some(next_weight)) = (&self.weight, &next.weight)
+            && let Some(pair) = fast::rms_norm_add_then_norm(
+                x,
+                NormWeight { weight, eps: self.eps },
+                residual,
+                extra,
+                scale as f32,
+                NormWeight { weight: next_weight, eps: next.eps },
+            )?
+        {
+            return Ok(pair);
+        }
+        let h = residual.add(&self.forward(x)?)?.add(extra)?.mul_scalar(scale)?;
+        let normed = next.forward(&h)?;
+        Ok((h, normed))
     }
 }

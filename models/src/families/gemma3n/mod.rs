@@ -441,10 +441,15 @@ impl DecoderLayer {
         per_layer_input: &Array,
         path: DecodePath,
     ) -> Result<Streams> {
-        let attn = self.post_attention_layernorm.forward(&self.attention.output(attended)?)?;
-        let h = active.add(&attn)?.add(laurel)?.mul_scalar(std::f64::consts::FRAC_1_SQRT_2)?;
-        let ffw = self.mlp.forward(&self.pre_feedforward_layernorm.forward(&h)?)?;
-        let h = h.add(&self.post_feedforward_layernorm.forward(&ffw)?)?;
+        let (h, normed) = self.post_attention_layernorm.forward_add_then_norm(
+            &self.attention.output(attended)?,
+            active,
+            laurel,
+            std::f64::consts::FRAC_1_SQRT_2,
+            &self.pre_feedforward_layernorm,
+        )?;
+        let ffw = self.mlp.forward(&normed)?;
+        let h = self.post_feedforward_layernorm.forward_add(&ffw, &h)?;
 
         let corrected = self.altup.correct(predictions, &h)?;
         let mut gate_input = corrected.get(c.altup_active_idx)?;
@@ -461,7 +466,7 @@ impl Laurel {
     /// Learned augmented residual on the normed input: `x + norm(right(left(x)))`.
     fn forward(&self, x: &Array) -> Result<Array> {
         let low_rank = self.linear_right.forward(&self.linear_left.forward(x)?)?;
-        Ok(x.add(&self.post_laurel_norm.forward(&low_rank)?)?)
+        self.post_laurel_norm.forward_add(&low_rank, x)
     }
 }
 
