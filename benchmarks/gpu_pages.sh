@@ -8,8 +8,8 @@
 #   bash benchmarks/gpu_pages.sh mlx-lm-e4b  # mlx-lm 0.32.2 on E4B, same tests
 #   bash benchmarks/gpu_pages.sh interleaved # E2B bf16/4/8-bit, mlxcel and mlx-lm alternating
 #   bash benchmarks/gpu_pages.sh h200 "" 4    # E2B at these precisions (bf16, 4-bit), alternating,
-#                                            # mlxcel with its CUDA kernels and compiled decode
-#                                            # steps off and on
+#                                            # mlxcel's defaults and its plan with the CUDA kernels
+#                                            # and compiled decode steps off, a process each
 #   bash benchmarks/gpu_pages.sh h200-e4b "" 4 # E4B, class defaults, engines alternating
 #   bash benchmarks/gpu_pages.sh h200-decode-check # bf16 decode logits with every kernel on vs the
 #                                            # split path (.gpu/bin/gemma3n_decode_check)
@@ -23,6 +23,10 @@
 set -euo pipefail
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT/results"
+# The device tool returns at most 8 files per call: RESULTS_TAR=1 packs the JSON into one.
+if [ "${RESULTS_TAR:-}" = 1 ]; then
+  trap 'tar -cf "$OUT/results.tar" -C "$OUT" results && rm -r "$OUT/results"' EXIT
+fi
 bash .gpu/setup.sh /tmp/mlx-cuda >/dev/null 2>&1
 source /tmp/mlx-cuda/env.sh
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/gpu.txt"
@@ -85,12 +89,16 @@ case "${1:-}" in
         --out "$OUT/results/mlxlm-e2b-${bits:-16}.json"
     done ;;
   h200)
+    # Each plan in a process of its own (the class defaults, then the plan before the CUDA
+    # kernels and compiled steps), mlx-lm between them: engines alternate within a precision.
     shift
     for bits in "$@"; do
-      $B bench --random e2b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --cuda-kernels off,on \
-        --compiled-decode off,on --breakdown 16 -o md --json-out "$OUT/results/mlxcel-e2b-${bits:-16}.json"
+      $B bench --random e2b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --breakdown 16 -o md \
+        --json-out "$OUT/results/mlxcel-e2b-${bits:-16}.json"
       python3 benchmarks/peers.py mlx-lm --random e2b ${bits:+--bits $bits} --dtype bfloat16 -p 512,2048 -n 128 -r 3 \
         --out "$OUT/results/mlxlm-e2b-${bits:-16}.json"
+      $B bench --random e2b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --cuda-kernels off --compiled-decode off \
+        --breakdown 16 -o md --json-out "$OUT/results/mlxcel-e2b-${bits:-16}-before.json"
     done ;;
   h200-e4b)
     # E4B at the given precisions, the class defaults only, engines alternating.
