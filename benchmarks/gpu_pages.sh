@@ -10,6 +10,8 @@
 #   bash benchmarks/gpu_pages.sh h200 "" 4    # E2B at these precisions (bf16, 4-bit), alternating,
 #                                            # mlxcel's defaults and its plan with the CUDA kernels
 #                                            # and compiled decode steps off, a process each
+#   bash benchmarks/gpu_pages.sh h200-e2b-page # E2B bf16 and 4-bit for the page and the checks, in
+#                                            # one call under a deadline (see the mode)
 #   bash benchmarks/gpu_pages.sh h200-e4b "" 4 # E4B, class defaults, engines alternating
 #   bash benchmarks/gpu_pages.sh h200-decode-check # bf16 decode logits with every kernel on vs the
 #                                            # split path (.gpu/bin/gemma3n_decode_check)
@@ -100,6 +102,34 @@ case "${1:-}" in
       $B bench --random e2b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --cuda-kernels off --compiled-decode off \
         --breakdown 16 -o md --json-out "$OUT/results/mlxcel-e2b-${bits:-16}-before.json"
     done ;;
+  h200-e2b-page)
+    # The page's E2B half and its checks in one device call, most needed first, each step skipped
+    # once too little of the call's time is left (DEADLINE seconds, default 540): per precision the
+    # defaults, mlx-lm, and (after the checks) the plan before the CUDA work, each a process.
+    deadline=${DEADLINE:-540}
+    fits() { [ $((deadline - SECONDS)) -ge "$1" ] || { echo "skipped (time): ${*:2}"; return 1; }; }
+    for bits in "" 4; do
+      fits 60 mlxcel ${bits:-16} && $B bench --random e2b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --breakdown 16 \
+        -o md --json-out "$OUT/results/mlxcel-e2b-${bits:-16}.json" 2>&1 | grep -E "t/s$|breakdown" || true
+      fits 60 mlx-lm ${bits:-16} && python3 benchmarks/peers.py mlx-lm --random e2b ${bits:+--bits $bits} --dtype bfloat16 \
+        -p 512,2048 -n 128 -r 3 --out "$OUT/results/mlxlm-e2b-${bits:-16}.json" || true
+    done
+    if fits 30 kernel checks; then
+      MLX_ENABLE_TF32=0 timeout -k 5 120 .gpu/bin/cuda_kernels --only routed > "$OUT/kernels-routed.txt" 2>&1 \
+        || echo "kernel checks failed"
+      echo "kernel checks: $(grep -c ' ok$' "$OUT/kernels-routed.txt") ok, $(grep -c FAIL "$OUT/kernels-routed.txt") failed"
+    fi
+    if fits 100 fixtures; then fixtures > "$OUT/fixtures.txt" 2>&1 || true; cat "$OUT/fixtures.txt"; fi
+    if fits 80 decode check; then
+      MLX_ENABLE_TF32=0 timeout -k 5 150 .gpu/bin/gemma3n_decode_check --shape e2b-mini -n 32 > "$OUT/decode-check.txt" 2>&1 \
+        || echo "decode check failed"
+      tail -3 "$OUT/decode-check.txt"
+    fi
+    for bits in "" 4; do
+      fits 45 before ${bits:-16} && $B bench --random e2b ${bits:+--bits $bits} -p 0 -n 128 -r 3 --cuda-kernels off \
+        --compiled-decode off --breakdown 16 -o md --json-out "$OUT/results/mlxcel-e2b-${bits:-16}-before.json" 2>&1 \
+        | grep -E "t/s$|breakdown" || true
+    done ;;
   h200-e4b)
     # E4B at the given precisions, the class defaults only, engines alternating.
     shift
@@ -141,5 +171,5 @@ case "${1:-}" in
     fi ;;
   h200-kernels)
     .gpu/bin/cuda_kernels --json "$OUT/kernels.json" ;;
-  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e4b BITS...|h200-decode-check|h200-fixtures|h200-exactness|h200-host-cost [graph-settings]|h200-kernels" >&2; exit 2 ;;
+  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e2b-page|h200-e4b BITS...|h200-decode-check|h200-fixtures|h200-exactness|h200-host-cost [graph-settings]|h200-kernels" >&2; exit 2 ;;
 esac
