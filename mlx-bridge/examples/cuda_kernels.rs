@@ -202,7 +202,8 @@ fn check_residual_norms(failures: &mut usize) -> Result<(), Failure> {
                     Some(vec![h, n])
                 })
             };
-            let cases: [(&str, Option<Vec<Array>>, Option<Vec<Array>>); 2] = [
+            type Outputs = Option<Vec<Array>>;
+            let cases: [(&str, Outputs, Outputs); 2] = [
                 ("rms_norm_add", add(true)?.map(|y| vec![y]), add(false)?.map(|y| vec![y])),
                 ("rms_norm_add_then_norm", then_norm(true)?, then_norm(false)?),
             ];
