@@ -235,8 +235,8 @@ fn breakdown_section(md: &mut String, data: &Dataset) {
          scheduling until the token is on the host (device work, launches and \
          MLX's own per-op host work), and *encode* the part of it before MLX hands the step to the device \
          (its host work per operation: where encode is most of eval, the host bounds the step, not the \
-         device). Pipelined decoding overlaps the next step's build with this step's device work; build and \
-         encode run on one thread, so their sum bounds a pipelined step from below.\n"
+         device). These steps start with the device idle; pipelined decoding builds and encodes the next \
+         step while the device runs this one, and can be faster than build + encode here.\n"
     );
     let mut rows = Vec::new();
     for b in &breakdowns {

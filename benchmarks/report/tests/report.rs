@@ -323,3 +323,37 @@ fn kernels_per_token_leave_out_the_views() {
         .collect();
     assert_eq!(page::kernel_ops(&ops), 12);
 }
+
+#[test]
+fn breakdown_rows_show_encode_where_measured_and_a_dash_in_older_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let spread = |mean: f64| json!({"mean": mean, "std": 0.25});
+    let breakdown = |bits: Value, encode: Option<f64>| {
+        let mut times = json!({"depth": 2048, "steps": 16, "graph_nodes_per_token": 100,
+            "graph_ops": [["Matmul", 60], ["Reshape", 40]],
+            "build_ms": spread(2.0), "eval_ms": spread(8.0), "step_ms": spread(10.0)});
+        if let Some(encode) = encode {
+            times["encode_ms"] = spread(encode);
+        }
+        json!({"model": "m", "dtype": "bfloat16", "bits": bits, "variant": {"default": true}, "breakdown": times})
+    };
+    let mut mlxcel = file("mlxcel", "cuda-sm90", vec![run("m", "tg128", 200.0, json!({}))]);
+    mlxcel["decode_breakdowns"] = json!([breakdown(json!(null), Some(7.5)), breakdown(json!(4), None)]);
+    let path = dir.path().join("mlxcel.json");
+    std::fs::write(&path, mlxcel.to_string()).unwrap();
+    let out = dir.path().join("page.md");
+    let opts = PageOptions {
+        title: "t".into(),
+        charts_dir: dir.path().join("page"),
+        out: out.clone(),
+        notes: None,
+        generated: "2026-12-03".into(),
+        node_costs: None,
+        bandwidth: None,
+    };
+    bench_report::generate(&[path], None, &opts).unwrap();
+    let md = std::fs::read_to_string(&out).unwrap();
+    assert!(md.contains("| eval ms | encode ms | eval µs/op |"), "{md}");
+    assert!(md.contains("| 100 | 60 | 2.00 ± 0.25 | 8.00 ± 0.25 | 7.50 ± 0.25 | 80.0 |"), "{md}");
+    assert!(md.contains("| 100 | 60 | 2.00 ± 0.25 | 8.00 ± 0.25 | — | 80.0 |"), "{md}");
+}
