@@ -221,7 +221,7 @@ const CPU_COMPILED_DECODE: &str = "measured (2-core x86, mlxcel bench --compiled
      SmolLM2 Q4_1 at 816 graph nodes per token and decodes 89.7 tok/s vs 97.2 off; Gemma 3n e2b-mini 4-bit 972 vs \
      1102 nodes, 31.7 vs 30.8 tok/s, within the spread (benchmarks/results/cpu-x86_64/compiled-decode-*.json)";
 const CUDA_KERNELS_MEASURED: &str = "measured (H200, Gemma 3n E2B, mlxcel bench tg128 with compiled decode \
-                                     steps, benchmarks/results/h200/): bf16 127.0 tok/s with mlxcel's kernels vs \
+                                     steps, benchmarks/results/h200-2026-12-03-d85ca73/): bf16 127.0 tok/s with mlxcel's kernels vs \
                                      69.3 without, 4-bit 101.5 vs 72.8 (one session; sessions before, bf16 132.0 vs \
                                      108.0 and 111.0 vs 64.8); prefill does not use them";
 const NO_CUDA_KERNELS: &str = "the model does not run on an NVIDIA GPU";
