@@ -52,6 +52,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed=src/ffi.rs");
     println!("cargo:rerun-if-changed=src/cpp");
+    println!("cargo:rerun-if-changed=src/cache_dir.rs");
 
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     let cuda = env::var_os("CARGO_FEATURE_CUDA").is_some();
@@ -206,19 +207,11 @@ fn read_version(prefix: &Path) -> Result<String, String> {
     Ok(format!("{major}.{minor}.{patch}"))
 }
 
+#[path = "src/cache_dir.rs"]
+mod cache_dir;
+
 fn cache_root() -> PathBuf {
-    if let Some(dir) = env::var_os("MLXCEL_CACHE_DIR") {
-        return PathBuf::from(dir);
-    }
-    if let Some(dir) = env::var_os("XDG_CACHE_HOME") {
-        return PathBuf::from(dir).join("mlxcel");
-    }
-    let home = env::var_os("HOME").map(PathBuf::from).unwrap_or_else(env::temp_dir);
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos") {
-        home.join("Library/Caches/mlxcel")
-    } else {
-        home.join(".cache/mlxcel")
-    }
+    cache_dir::cache_root_for(env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("macos"))
 }
 
 /// Fetches `<package>==MLX_VERSION` with pip once and unpacks it to `<cache>/mlx/<package>-<version>/`.

@@ -221,6 +221,13 @@ pub fn cpu_kernels() -> bool {
 /// mlxcel's kernels (`src/cpp/cuda_fast.cc`, compiled by NVRTC when first used) or MLX's own ops.
 /// Off by default; process-wide; other devices are unaffected.
 pub fn set_cuda_kernels(enabled: bool) {
+    if enabled {
+        // Their code goes into files under the cache root, which NVRTC includes by absolute
+        // path; a root that is not UTF-8 leaves the code inline in each kernel's source.
+        if let Some(dir) = crate::cache_root().join("cuda-kernels").to_str() {
+            ffi::set_cuda_kernel_code_dir(dir);
+        }
+    }
     ffi::set_cuda_kernels(enabled)
 }
 

@@ -356,6 +356,7 @@ pub(crate) mod bridge {
         fn set_cpu_kernels(enabled: bool);
         fn cpu_kernels() -> bool;
         fn set_cuda_kernels(enabled: bool);
+        fn set_cuda_kernel_code_dir(dir: &str);
         fn cuda_kernels() -> bool;
 
         // Safetensors (lazy: a tensor is read when first evaluated).

@@ -11,6 +11,7 @@
 
 mod array;
 pub mod block_quant;
+mod cache_dir;
 pub mod compile;
 pub mod device;
 mod error;
@@ -28,6 +29,13 @@ pub use device::{Device, DeviceKind, Stream};
 pub use error::{Error, Result};
 pub use ops::gather_mm;
 pub use ops::{concatenate, stack, where_select};
+
+/// mlxcel's cache root: `MLXCEL_CACHE_DIR`, else `$XDG_CACHE_HOME/mlxcel`, else `~/.cache/mlxcel`
+/// (`~/Library/Caches/mlxcel` on macOS). The build fetches MLX into it; registry models and the
+/// CUDA kernels' code files live there too.
+pub fn cache_root() -> std::path::PathBuf {
+    cache_dir::cache_root_for(cfg!(target_os = "macos"))
+}
 
 /// The version string of the MLX library loaded at run time (e.g. "0.32.4").
 pub fn mlx_version() -> String {

@@ -223,19 +223,7 @@ impl RegistryOptions {
     }
 }
 
-/// mlxcel's cache root, the one `mlx-bridge/build.rs` unpacks MLX into: `MLXCEL_CACHE_DIR`, else
-/// `$XDG_CACHE_HOME/mlxcel`, else `~/.cache/mlxcel` (`~/Library/Caches/mlxcel` on macOS).
-pub fn cache_root() -> PathBuf {
-    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
-    if let Some(dir) = var("MLXCEL_CACHE_DIR") {
-        return dir;
-    }
-    if let Some(dir) = var("XDG_CACHE_HOME") {
-        return dir.join("mlxcel");
-    }
-    let home = var("HOME").unwrap_or_else(std::env::temp_dir);
-    if cfg!(target_os = "macos") { home.join("Library/Caches/mlxcel") } else { home.join(".cache/mlxcel") }
-}
+pub use mlx_bridge::cache_root;
 
 /// The local path of `model`, fetching it with pip unless the cache has it.
 ///

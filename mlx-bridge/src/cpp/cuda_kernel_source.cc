@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <sstream>
 
@@ -15,14 +16,21 @@ namespace fs = std::filesystem;
 
 namespace {
 
+std::mutex& code_dir_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+std::optional<fs::path>& code_dir_slot() {
+  static std::optional<fs::path> dir;
+  return dir;
+}
+
 // The user's cache directory (the one the build fetches MLX into), never a shared temp
 // directory: NVRTC compiles whatever the file holds.
 std::optional<fs::path> cache_dir() {
-  if (const char* dir = std::getenv("MLXCEL_CACHE_DIR"); dir && *dir) return fs::path(dir) / "cuda-kernels";
-  if (const char* dir = std::getenv("XDG_CACHE_HOME"); dir && *dir) return fs::path(dir) / "mlxcel" / "cuda-kernels";
-  if (const char* home = std::getenv("HOME"); home && *home)
-    return fs::path(home) / ".cache" / "mlxcel" / "cuda-kernels";
-  return std::nullopt;
+  std::lock_guard<std::mutex> lock(code_dir_mutex());
+  return code_dir_slot();
 }
 
 std::optional<std::string> read_file(const fs::path& path) {
@@ -65,6 +73,11 @@ std::optional<fs::path> code_file(const std::string& name, const std::string& co
 }
 
 }  // namespace
+
+void set_kernel_code_dir(const std::string& dir) {
+  std::lock_guard<std::mutex> lock(code_dir_mutex());
+  code_dir_slot() = dir.empty() ? std::nullopt : std::optional<fs::path>(dir);
+}
 
 KernelSource kernel_source(const std::string& name, const std::string& definitions, const std::string& call) {
   const std::string code = "#pragma once\n" + definitions;

@@ -18,6 +18,10 @@ struct KernelSource {
   std::string source;
 };
 
+// Where the code files go (the Rust side passes `<cache root>/cuda-kernels`, resolved once in
+// mlx_bridge::cache_root); until it is set, code is inlined.
+void set_kernel_code_dir(const std::string& dir);
+
 // `definitions` are the device functions (templates) the kernel calls; `call` is its body.
 KernelSource kernel_source(const std::string& name, const std::string& definitions, const std::string& call);
 
