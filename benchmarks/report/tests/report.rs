@@ -49,6 +49,19 @@ fn find<'d, 'a>(data: &'d Dataset<'a>, model: &str, bits: Option<u32>) -> &'d ta
     data.groups.iter().find(|g| g.model == model && g.precision.bits == bits).expect("group exists")
 }
 
+/// A page at `out` with no notes, node costs or bandwidth; charts beside it.
+fn plain_page(out: &Path) -> PageOptions {
+    PageOptions {
+        title: "t".into(),
+        charts_dir: out.with_extension(""),
+        out: out.to_path_buf(),
+        notes: None,
+        generated: "2026-12-03".into(),
+        node_costs: None,
+        bandwidth: None,
+    }
+}
+
 const SMOL: &str = "SmolLM2-135M-Instruct";
 const GEMMA: &str = "gemma-3n-E2B (random weights)";
 
@@ -293,15 +306,7 @@ fn decode_rates_are_put_against_the_bandwidth_over_the_weight_bytes_per_token() 
         })
         .collect();
     let out = dir.path().join("docs/page.md");
-    let opts = PageOptions {
-        title: "t".into(),
-        charts_dir: dir.path().join("docs/page"),
-        out: out.clone(),
-        notes: None,
-        generated: "2026-12-03".into(),
-        node_costs: None,
-        bandwidth: Some(bandwidth),
-    };
+    let opts = PageOptions { bandwidth: Some(bandwidth), ..plain_page(&out) };
     bench_report::generate(&paths, None, &opts).unwrap();
     let md = std::fs::read_to_string(&out).unwrap();
     assert!(md.contains("## Decode against the memory roofline"), "{md}");
@@ -342,15 +347,7 @@ fn breakdown_rows_show_encode_where_measured_and_a_dash_in_older_files() {
     let path = dir.path().join("mlxcel.json");
     std::fs::write(&path, mlxcel.to_string()).unwrap();
     let out = dir.path().join("page.md");
-    let opts = PageOptions {
-        title: "t".into(),
-        charts_dir: dir.path().join("page"),
-        out: out.clone(),
-        notes: None,
-        generated: "2026-12-03".into(),
-        node_costs: None,
-        bandwidth: None,
-    };
+    let opts = plain_page(&out);
     bench_report::generate(&[path], None, &opts).unwrap();
     let md = std::fs::read_to_string(&out).unwrap();
     assert!(md.contains("| eval ms | encode ms | eval µs/op |"), "{md}");
