@@ -7,17 +7,12 @@
 //! BITS is 4 or 8 (affine, group 64) or `-` for the compute dtype. An example rather than a bench
 //! flag: the sampler is a development dependency, not part of the product.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context, bail};
-use mlx_bridge::quant::QuantSpec;
 use mlxcel::api::{LoadOptions, plan_for};
 use mlxcel::bench::{self, BenchSettings, Test};
-use mlxcel::model::LoadedModel;
-use mlxcel_models::gemma3n::{Gemma3n, random as shapes};
 use mlxcel_models::gguf::KQuants;
-use mlxcel_models::weights::QuantizationConfig;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -29,13 +24,7 @@ fn main() -> anyhow::Result<()> {
         b => Some(b.parse().with_context(|| format!("BITS is 4, 8 or -, not {b}"))?),
     };
     let plan = plan_for(&LoadOptions::default())?;
-    mlxcel::model::apply_runtime_settings(&plan);
-    let config = shapes::named_config(shape)?;
-    let quantize = bits.map(|b| QuantSpec::affine(64, b)).transpose()?;
-    let weights = shapes::random_weights(&config, plan.compute_dtype, quantize, 0)?;
-    let quantization = quantize.map(|default| QuantizationConfig { default, overrides: HashMap::new() });
-    let options = mlxcel_models::LoadOptions::from_plan(&plan, KQuants::default());
-    let model = LoadedModel::new(Box::new(Gemma3n::from_arrays(config, weights, quantization, options)?), "gemma3n");
+    let model = bench::random_gemma3n(shape, bits, &plan, KQuants::default(), 0)?.model;
 
     let test = Test::Generate { tokens: 128, depth: 0, batch: 1 };
     let settings = BenchSettings { repetitions: 1, warmup: 1, prefill_chunk: plan.prefill_chunk as usize, seed: 0 };

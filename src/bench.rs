@@ -10,10 +10,16 @@
 //! n+1 built and scheduled before token n is read back), so `tg` measures what `generate`
 //! delivers, minus sampling filters.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
+use mlx_bridge::quant::QuantSpec;
 use mlx_bridge::{Array, Dtype, memory, random};
+use mlxcel_models::gemma3n::{Gemma3n, random as shapes};
+use mlxcel_models::gguf::KQuants;
+use mlxcel_models::hardware::ExecutionPlan;
 use mlxcel_models::layers::KvCache;
+use mlxcel_models::weights::QuantizationConfig;
 use mlxcel_models::{Logits, Prefill};
 use serde::Serialize;
 
@@ -135,6 +141,50 @@ pub fn peak_rss_bytes() -> Option<u64> {
     let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// A real model's shape with random weights, loaded under a plan (`mlxcel bench --random`), with
+/// the sizes a result row reports.
+pub struct RandomModel {
+    pub model: LoadedModel,
+    /// Logical parameters: a packed `uint32` word holds `32 / bits` weights.
+    pub params: u64,
+    pub size_bytes: u64,
+    /// The weight bytes a decode step reads.
+    pub decode_weight_bytes: u64,
+}
+
+/// Gemma 3n at `shape` (e2b, e4b, e2b-mini) with random weights from `seed`, in the plan's compute
+/// dtype or, with `bits`, MLX affine groups of 64; the plan's process-wide settings are applied.
+pub fn random_gemma3n(
+    shape: &str,
+    bits: Option<i32>,
+    plan: &ExecutionPlan,
+    k_quants: KQuants,
+    seed: u64,
+) -> Result<RandomModel, GenerateError> {
+    crate::model::apply_runtime_settings(plan);
+    let config = shapes::named_config(shape)?;
+    let quantize = bits.map(|b| QuantSpec::affine(64, b)).transpose()?;
+    let weights = shapes::random_weights(&config, plan.compute_dtype, quantize, seed)?;
+    let size_bytes = weights.values().map(Array::nbytes).sum::<usize>() as u64;
+    let decode_weight_bytes = shapes::decode_weight_bytes(&weights);
+    let params = logical_params(&weights, quantize);
+    let quantization = quantize.map(|default| QuantizationConfig { default, overrides: HashMap::new() });
+    let options = mlxcel_models::LoadOptions::from_plan(plan, k_quants);
+    let model = Gemma3n::from_arrays(config, weights, quantization, options)?;
+    Ok(RandomModel { model: LoadedModel::new(Box::new(model), "gemma3n"), params, size_bytes, decode_weight_bytes })
+}
+
+fn logical_params(weights: &HashMap<String, Array>, quantize: Option<QuantSpec>) -> u64 {
+    weights
+        .iter()
+        .filter(|(name, _)| !name.ends_with(".scales") && !name.ends_with(".biases"))
+        .map(|(_, a)| match (a.dtype(), quantize) {
+            (Dtype::U32, Some(spec)) => a.size() as u64 * 32 / spec.bits as u64,
+            _ => a.size() as u64,
+        })
+        .sum()
 }
 
 /// How to run the tests.

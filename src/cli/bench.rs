@@ -3,20 +3,17 @@
 //! plan variant. Comma lists of plan settings run every combination (A/B tables in one run).
 //! Output: a Markdown table, CSV, or the `mlxcel-bench/1` JSON that `benchmarks/` renders.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use mlx_bridge::quant::QuantSpec;
-use mlx_bridge::{Array, Dtype};
+use mlx_bridge::Dtype;
 use mlxcel::api::{LoadOptions, plan_for};
 use mlxcel::bench::{self, BenchSettings, Measurement, Test};
 use mlxcel::hub::{self, HubOptions, ModelSpec};
 use mlxcel::model::{LoadedModel, ModelSource, ModelSummary};
-use mlxcel_models::gemma3n::{Gemma3n, random as shapes};
+use mlxcel_models::gemma3n::random as shapes;
 use mlxcel_models::gguf::KQuants;
 use mlxcel_models::hardware::{self, ActivationPrecision, DecodePath, ExecutionPlan, HardwareProfile, Overrides};
-use mlxcel_models::weights::QuantizationConfig;
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -183,18 +180,13 @@ impl Subject {
                 })
             }
             Subject::Random { shape, bits } => {
-                mlxcel::model::apply_runtime_settings(plan);
-                let config = shapes::named_config(shape)?;
-                let quantize = bits.map(|b| QuantSpec::affine(64, b)).transpose()?;
-                let weights = shapes::random_weights(&config, plan.compute_dtype, quantize, seed)?;
-                let size_bytes = weights.values().map(Array::nbytes).sum::<usize>() as u64;
-                let decode_weight_bytes = Some(shapes::decode_weight_bytes(&weights));
-                let params = logical_params(&weights, quantize);
-                let quantization = quantize.map(|default| QuantizationConfig { default, overrides: HashMap::new() });
-                let options = mlxcel_models::LoadOptions::from_plan(plan, k_quants);
-                let model = Gemma3n::from_arrays(config, weights, quantization, options)?;
-                let model = LoadedModel::new(Box::new(model), "gemma3n");
-                Ok(Loaded { model, params, size_bytes, decode_weight_bytes })
+                let random = bench::random_gemma3n(shape, *bits, plan, k_quants, seed)?;
+                Ok(Loaded {
+                    model: random.model,
+                    params: random.params,
+                    size_bytes: random.size_bytes,
+                    decode_weight_bytes: Some(random.decode_weight_bytes),
+                })
             }
         }
     }
@@ -214,18 +206,6 @@ struct Loaded {
     size_bytes: u64,
     /// The weight bytes a decode step reads (known for the random shapes).
     decode_weight_bytes: Option<u64>,
-}
-
-/// Unpacked elements: a packed `uint32` word holds `32 / bits` weights.
-fn logical_params(weights: &HashMap<String, Array>, quantize: Option<QuantSpec>) -> u64 {
-    weights
-        .iter()
-        .filter(|(name, _)| !name.ends_with(".scales") && !name.ends_with(".biases"))
-        .map(|(_, a)| match (a.dtype(), quantize) {
-            (Dtype::U32, Some(spec)) => a.size() as u64 * 32 / spec.bits as u64,
-            _ => a.size() as u64,
-        })
-        .sum()
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
