@@ -55,6 +55,34 @@ print('$variant chunk $chunk cuda_kernels=$kernels: max abs diff %.2e' % np.abs(
     done
   done
 }
+# E2B at one precision ("" for bf16, or 4/8) at the class defaults; callers filter the output.
+e2b_mlxcel() {
+  $B bench --random e2b ${1:+--bits $1} -p 512,2048 -n 128 -r 3 --breakdown 16 -o md \
+    --json-out "$OUT/results/mlxcel-e2b-${1:-16}.json"
+}
+e2b_mlx_lm() {
+  python3 benchmarks/peers.py mlx-lm --random e2b ${1:+--bits $1} --dtype bfloat16 -p 512,2048 -n 128 -r 3 \
+    --out "$OUT/results/mlxlm-e2b-${1:-16}.json"
+}
+# mlxcel's plan before the CUDA work (its kernels and compiled decode steps off); the rest of the
+# arguments are the tests.
+e2b_before() {
+  local bits=$1
+  shift
+  $B bench --random e2b ${bits:+--bits $bits} "$@" --cuda-kernels off --compiled-decode off --breakdown 16 -o md \
+    --json-out "$OUT/results/mlxcel-e2b-${bits:-16}-before.json"
+}
+# The kernels against MLX's ops and the bf16 decode logits against the split path, TF32 off (the
+# float32 references multiply several rows through cuBLAS, where TF32 would round them to ~1e-3);
+# the first argument is each one's time limit in seconds.
+kernel_checks() {
+  MLX_ENABLE_TF32=0 timeout -k 5 "$1" .gpu/bin/cuda_kernels --only routed > "$OUT/kernels-routed.txt" 2>&1 \
+    || echo "kernel checks failed"
+}
+decode_check() {
+  MLX_ENABLE_TF32=0 timeout -k 5 "$1" .gpu/bin/gemma3n_decode_check --shape e2b-mini -n 32 > "$OUT/decode-check.txt" 2>&1 \
+    || echo "decode check failed"
+}
 case "${1:-}" in
   mlxcel)
     # E2B bf16: the plan A/B (decode path x pre-transposition), with the breakdown per variant.
@@ -95,12 +123,9 @@ case "${1:-}" in
     # kernels and compiled steps), mlx-lm between them: engines alternate within a precision.
     shift
     for bits in "$@"; do
-      $B bench --random e2b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --breakdown 16 -o md \
-        --json-out "$OUT/results/mlxcel-e2b-${bits:-16}.json"
-      python3 benchmarks/peers.py mlx-lm --random e2b ${bits:+--bits $bits} --dtype bfloat16 -p 512,2048 -n 128 -r 3 \
-        --out "$OUT/results/mlxlm-e2b-${bits:-16}.json"
-      $B bench --random e2b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --cuda-kernels off --compiled-decode off \
-        --breakdown 16 -o md --json-out "$OUT/results/mlxcel-e2b-${bits:-16}-before.json"
+      e2b_mlxcel "$bits"
+      e2b_mlx_lm "$bits"
+      e2b_before "$bits" -p 512,2048 -n 128 -r 3
     done ;;
   h200-e2b-page)
     # The page's E2B half and its checks in one device call, most needed first, each step skipped
@@ -109,26 +134,20 @@ case "${1:-}" in
     deadline=${DEADLINE:-540}
     fits() { [ $((deadline - SECONDS)) -ge "$1" ] || { echo "skipped (time): ${*:2}"; return 1; }; }
     for bits in "" 4; do
-      fits 60 mlxcel ${bits:-16} && $B bench --random e2b ${bits:+--bits $bits} -p 512,2048 -n 128 -r 3 --breakdown 16 \
-        -o md --json-out "$OUT/results/mlxcel-e2b-${bits:-16}.json" 2>&1 | grep -E "t/s$|breakdown" || true
-      fits 60 mlx-lm ${bits:-16} && python3 benchmarks/peers.py mlx-lm --random e2b ${bits:+--bits $bits} --dtype bfloat16 \
-        -p 512,2048 -n 128 -r 3 --out "$OUT/results/mlxlm-e2b-${bits:-16}.json" || true
+      fits 60 mlxcel ${bits:-16} && e2b_mlxcel "$bits" 2>&1 | grep -E "t/s$|breakdown" || true
+      fits 60 mlx-lm ${bits:-16} && e2b_mlx_lm "$bits" || true
     done
     if fits 30 kernel checks; then
-      MLX_ENABLE_TF32=0 timeout -k 5 120 .gpu/bin/cuda_kernels --only routed > "$OUT/kernels-routed.txt" 2>&1 \
-        || echo "kernel checks failed"
+      kernel_checks 120
       echo "kernel checks: $(grep -c ' ok$' "$OUT/kernels-routed.txt") ok, $(grep -c FAIL "$OUT/kernels-routed.txt") failed"
     fi
     if fits 100 fixtures; then fixtures > "$OUT/fixtures.txt" 2>&1 || true; cat "$OUT/fixtures.txt"; fi
     if fits 80 decode check; then
-      MLX_ENABLE_TF32=0 timeout -k 5 150 .gpu/bin/gemma3n_decode_check --shape e2b-mini -n 32 > "$OUT/decode-check.txt" 2>&1 \
-        || echo "decode check failed"
+      decode_check 150
       tail -3 "$OUT/decode-check.txt"
     fi
     for bits in "" 4; do
-      fits 45 before ${bits:-16} && $B bench --random e2b ${bits:+--bits $bits} -p 0 -n 128 -r 3 --cuda-kernels off \
-        --compiled-decode off --breakdown 16 -o md --json-out "$OUT/results/mlxcel-e2b-${bits:-16}-before.json" 2>&1 \
-        | grep -E "t/s$|breakdown" || true
+      fits 45 before ${bits:-16} && e2b_before "$bits" -p 0 -n 128 -r 3 2>&1 | grep -E "t/s$|breakdown" || true
     done ;;
   h200-e4b)
     # E4B at the given precisions, the class defaults only, engines alternating.
@@ -149,12 +168,11 @@ case "${1:-}" in
   h200-exactness)
     # Every check of the kernels' results before a page run: the kernels against MLX's ops, the
     # fixtures against transformers, bf16 decode logits against the split path.
-    # TF32 off: the float32 references multiply several rows through cuBLAS, where TF32 would
-    # round them to ~1e-3.
-    MLX_ENABLE_TF32=0 timeout -k 5 150 .gpu/bin/cuda_kernels --only routed 2>&1 | tee "$OUT/kernels-routed.txt" || echo "kernel checks failed"
+    kernel_checks 150
+    cat "$OUT/kernels-routed.txt"
     fixtures 2>&1 | tee "$OUT/fixtures.txt"
-    MLX_ENABLE_TF32=0 timeout -k 5 200 .gpu/bin/gemma3n_decode_check --shape e2b-mini -n 32 2>&1 \
-      | tee "$OUT/decode-check.txt" || echo "decode check failed" ;;
+    decode_check 200
+    cat "$OUT/decode-check.txt" ;;
   h200-host-cost)
     # What one graph node costs MLX's host side and the device, by kind (graphs on, then off), and
     # tg128 under MLX's CUDA graph settings (default 100 ops per graph, 400, graphs off).
