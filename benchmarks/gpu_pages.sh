@@ -20,6 +20,7 @@
 #   bash benchmarks/gpu_pages.sh h200-host-cost [graph-settings] # host and device time per graph
 #                                            # node by kind (.gpu/bin/cuda_probe); tg128 under MLX's
 #                                            # CUDA graph settings
+#   bash benchmarks/gpu_pages.sh h200-pinning # E2B 4-bit tg128 unpinned and pinned to CPUs, both engines
 #   bash benchmarks/gpu_pages.sh h200-kernels # the kernels alone (.gpu/bin/cuda_kernels) against MLX's
 # JSON lands in $OUT/results; benchmarks/report renders docs/benchmarks/<hardware>.md from it.
 set -euo pipefail
@@ -187,7 +188,48 @@ case "${1:-}" in
         done
       done
     fi ;;
+  h200-pinning)
+    # Is the spread of decode rates between processes the CPU the host thread runs on? E2B 4-bit
+    # tg128, each run a process: unpinned, then pinned (taskset) to the GPU's NUMA-local CPUs, then
+    # to one hardware thread per core among them, alternating; mlx-lm unpinned and pinned; then a
+    # sampling profile of mlxcel's 4-bit decode (.gpu/bin/decode_profile, unstripped).
+    deadline=${DEADLINE:-540}
+    fits() { [ $((deadline - SECONDS)) -ge "$1" ] || { echo "skipped (time): ${*:2}"; return 1; }; }
+    lscpu | grep -E "^(Model name|Thread|Core|Socket|NUMA)" | tee "$OUT/cpu.txt"
+    bus=$(nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | sed 's/^0000//')
+    local_cpus=$(cat /sys/bus/pci/devices/0000${bus#0000}/local_cpulist 2>/dev/null || echo "0-$(($(nproc) - 1))")
+    per_core=$(lscpu -p=CPU,CORE | python3 -c "
+import sys
+allowed = set()
+for part in '$local_cpus'.split(','):
+    lo, _, hi = part.partition('-')
+    allowed.update(range(int(lo), int(hi or lo) + 1))
+first = {}
+for line in sys.stdin:
+    if not line.startswith('#'):
+        cpu, core = map(int, line.split(',')[:2])
+        if cpu in allowed:
+            first.setdefault(core, cpu)
+print(','.join(map(str, sorted(first.values()))))")
+    echo "GPU $bus, local CPUs $local_cpus, one thread per core: $per_core" | tee -a "$OUT/cpu.txt"
+    for round in 1 2; do
+      for pin in none "$local_cpus" "$per_core"; do
+        name=$(echo "$pin" | tr -c 'A-Za-z0-9\n' '_')
+        run=(); [ "$pin" = none ] || run=(taskset -c "$pin")
+        fits 40 mlxcel pin $pin && "${run[@]}" $B bench --random e2b --bits 4 -p 0 -n 128 -r 3 --breakdown 8 -o md \
+          --json-out "$OUT/results/tg4-pin-$name-$round.json" 2>&1 | grep -E "tg128|breakdown" | sed "s/^/[$round pin=$pin] /" || true
+      done
+      for pin in none "$local_cpus"; do
+        name=$(echo "$pin" | tr -c 'A-Za-z0-9\n' '_')
+        run=(); [ "$pin" = none ] || run=(taskset -c "$pin")
+        fits 50 mlx-lm pin $pin && "${run[@]}" python3 benchmarks/peers.py mlx-lm --random e2b --bits 4 --dtype bfloat16 \
+          -p 0 -n 128 -r 3 --out "$OUT/results/mlxlm-tg4-pin-$name-$round.json" 2>&1 | tail -1 | sed "s/^/[$round mlx-lm pin=$pin] /" || true
+      done
+    done
+    if fits 40 profile; then
+      timeout -k 5 60 .gpu/bin/decode_profile e2b 4 "$OUT/prof-4.folded" 2>&1 | tail -1
+    fi ;;
   h200-kernels)
     .gpu/bin/cuda_kernels --json "$OUT/kernels.json" ;;
-  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e2b-page|h200-e4b BITS...|h200-decode-check|h200-fixtures|h200-exactness|h200-host-cost [graph-settings]|h200-kernels" >&2; exit 2 ;;
+  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e2b-page|h200-e4b BITS...|h200-decode-check|h200-fixtures|h200-exactness|h200-host-cost [graph-settings]|h200-pinning|h200-kernels" >&2; exit 2 ;;
 esac
