@@ -5,7 +5,7 @@
 //!
 //!   cargo run --release -p mlx-bridge --no-default-features --example cuda_kernels [-- --json OUT]
 //!
-//! `--only routed` runs the routed stream mixes' and the residual norms' checks alone. Run with `MLX_ENABLE_TF32=0`: their
+//! `--only routed` runs the routed stream mixes', the residual norms' and the formed-row products' checks alone. Run with `MLX_ENABLE_TF32=0`: their
 //! float32 references multiply several rows through cuBLAS, which TF32 rounds to ~1e-3.
 //!
 //! Speed: weight (or KV) bytes read per second, median of 50 timed evaluations after 5 warm-ups.
@@ -17,7 +17,8 @@ use std::time::Instant;
 
 use gpu_checks::{Failure, normal, relative_error};
 use mlx_bridge::fast::{self, AttentionMask, NormWeight, StreamRouter};
-use mlx_bridge::quant::{self, QuantSpec};
+use mlx_bridge::fused;
+use mlx_bridge::quant::{self, QuantSpec, RowInput};
 use mlx_bridge::{Array, Dtype};
 
 /// `f` with mlxcel's kernels and with MLX's, as float32 values.
@@ -232,6 +233,57 @@ fn check_residual_norms(failures: &mut usize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// The one-row products whose row the kernel forms as it reads it (`x * scale`, `gelu_tanh(g) *
+/// u`, `silu(g) * u`) against MLX's ops for the row and its product (mlxcel's kernels off), in
+/// bf16 at Gemma 3n E2B's shapes: the per-layer gate (2048 -> 256, scaled), its projection (256
+/// -> 2048, gated) and the MLP's down product (8192 -> 2048, gated).
+fn check_formed_rows(failures: &mut usize) -> Result<(), Failure> {
+    // bf16 rounding of the output and of the formed row (one rounding where the ops round each step).
+    let tolerance = 1.5e-2;
+    for (n, k, input) in [
+        (256, 2048, RowInput::Scaled),
+        (2048, 256, RowInput::GeluTanhGated),
+        (2048, 8192, RowInput::GeluTanhGated),
+        (2048, 8192, RowInput::SiluGated),
+    ] {
+        for bits in [4, 8] {
+            let w = normal(&[n, k], 21, Dtype::BF16)?;
+            let q = quant::quantize(&w, QuantSpec::affine(64, bits)?)?;
+            let x = normal(&[1, 1, k], 22, Dtype::BF16)?;
+            let u = match input {
+                RowInput::Scaled => normal(&[k], 23, Dtype::BF16)?,
+                _ => normal(&[1, 1, k], 23, Dtype::BF16)?,
+            };
+            mlx_bridge::eval(&[&q.weight, &q.scales, &x, &u])?;
+            fast::set_cuda_kernels(true);
+            let ours = q.matmul_t_of(input, &x, &u)?;
+            fast::set_cuda_kernels(false);
+            let row = match input {
+                RowInput::Scaled => x.mul(&u)?,
+                RowInput::GeluTanhGated => fused::gelu_tanh_gate(&x, &u)?,
+                RowInput::SiluGated => fused::silu_gate(&x, &u)?,
+            };
+            let theirs = q.matmul(&row, true)?;
+            let Some(ours) = ours else {
+                *failures += 1;
+                println!("formed row {input:?} {n}x{k} {bits}-bit: the kernel did not take the call FAIL");
+                continue;
+            };
+            let error = relative_error(
+                &ours.astype(Dtype::F32)?.to_vec::<f32>()?,
+                &theirs.astype(Dtype::F32)?.to_vec::<f32>()?,
+            );
+            let ok = error <= tolerance;
+            *failures += usize::from(!ok);
+            println!(
+                "formed row {input:?} {n}x{k} {bits}-bit: relative error {error:.2e} {}",
+                if ok { "ok" } else { "FAIL" }
+            );
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Failure> {
     let json_out = std::env::args().skip_while(|a| a != "--json").nth(1);
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
@@ -242,6 +294,7 @@ fn main() -> Result<(), Failure> {
 
     check_routed(&mut failures)?;
     check_residual_norms(&mut failures)?;
+    check_formed_rows(&mut failures)?;
     if only.as_deref() == Some("routed") {
         return finish(failures, json_out, report);
     }

@@ -324,6 +324,20 @@ pub(crate) mod bridge {
             mode: &str,
         ) -> Result<UniquePtr<Array>>;
 
+        // `f(x, u) @ W^T` for one row in one kernel (mlxcel's CUDA gemv); empty where it does not apply.
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn quantized_matmul_of(
+            input: i32,
+            x: &Array,
+            u: &Array,
+            w: &Array,
+            scales: &Array,
+            biases: *const Array,
+            group_size: i32,
+            bits: i32,
+            mode: &str,
+        ) -> Result<UniquePtr<ArrayList>>;
+
         // Matmuls over gathered matrices (mixture-of-experts): `rhs_indices` picks `b`'s matrices.
         unsafe fn gather_mm(
             a: &Array,

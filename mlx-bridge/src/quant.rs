@@ -118,6 +118,41 @@ impl Quantized {
     }
 }
 
+/// How [`Quantized::matmul_t_of`] forms a row from `x` and `u` before multiplying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowInput {
+    /// `x * u`, `u` a vector of `x`'s width.
+    Scaled = 1,
+    /// `gelu_tanh(x) * u` (the tanh approximation), `u` of `x`'s shape.
+    GeluTanhGated = 2,
+    /// `silu(x) * u`, `u` of `x`'s shape.
+    SiluGated = 3,
+}
+
+impl Quantized {
+    /// `f(x, u) @ W^T` for one row `x`, `f` per `input`, in the kernel that multiplies it (one
+    /// launch where the ops are an elementwise kernel and the product): `None` where mlxcel has
+    /// no kernel for the call (another device, the kernels off, a layout it does not take), and
+    /// the caller runs the ops. The formed row rounds to `x`'s dtype once.
+    pub fn matmul_t_of(&self, input: RowInput, x: &Array, u: &Array) -> Result<Option<Array>> {
+        // SAFETY: the pointer borrows `self.biases` for the duration of the call.
+        let list = mlx("quantized_matmul_of", unsafe {
+            ffi::quantized_matmul_of(
+                input as i32,
+                &x.inner,
+                &u.inner,
+                &self.weight.inner,
+                &self.scales.inner,
+                opt_ptr(self.biases.as_ref()),
+                self.spec.group_size,
+                self.spec.bits,
+                self.spec.mode.as_str(),
+            )
+        })?;
+        Ok(from_list("quantized_matmul_of", &list)?.pop())
+    }
+}
+
 impl Quantized {
     /// `x @ W[rhs_indices]^T` (`transpose = true`) over a stack of quantized matrices
     /// `[.., n, out, in]`: only the matrices the indices name are read (mixture-of-experts).

@@ -5,7 +5,9 @@
 //   split over the keys across thread blocks. MLX 0.32.4's own CUDA attention has no fused
 //   kernel for head size 256 (Gemma 3n): it runs matmul, softmax and matmul;
 // - y = x W^T for one row of x and MLX affine 4-/8-bit W, reading each weight byte once with
-//   128-bit loads (MLX 0.32.4's qmv measured 0.66 TB/s of weight bytes on an H200);
+//   128-bit loads (MLX 0.32.4's qmv measured 0.66 TB/s of weight bytes on an H200), also with
+//   the row formed as it is read (x * scale, or a gated activation act(gate) * up): one launch
+//   where MLX runs an elementwise kernel and the product;
 // - routed stream mixes: N streams of the hidden state mixed by coefficients that a norm, a
 //   router and tanh compute from one stream (Gemma 3n's AltUp predict and correct), one launch
 //   per call instead of five kernels and a dozen views;
@@ -21,6 +23,7 @@
 #include <cstring>
 #include <limits>
 #include <string>
+#include <tuple>
 
 #include "mlx-bridge/src/cpp/cuda_kernel_source.h"
 #include "mlx/fast.h"
@@ -243,6 +246,7 @@ constexpr const char* kGemv = R"(
   const T* srow = scales + static_cast<long>(n) * (K / G);
   const T* brow = biases + static_cast<long>(n) * (K / G);
   const uint4* xv = reinterpret_cast<const uint4*>(x);
+  [[maybe_unused]] const uint4* uv = reinterpret_cast<const uint4*>(u);
   float acc = 0.0f;
   for (int c0 = lane; c0 < chunks; c0 += 32 * 4) {
     uint4 raw[4];
@@ -257,7 +261,13 @@ constexpr const char* kGemv = R"(
       for (int t = 0; t < X_VECTORS; ++t) {
         const uint4 xr = __ldg(xv + c * X_VECTORS + t);
         const T* xh = reinterpret_cast<const T*>(&xr);
-        for (int j = 0; j < 8; ++j) xf[t * 8 + j] = static_cast<float>(xh[j]);
+        if constexpr (IN == 0) {
+          for (int j = 0; j < 8; ++j) xf[t * 8 + j] = static_cast<float>(xh[j]);
+        } else {
+          const uint4 ur = __ldg(uv + c * X_VECTORS + t);
+          const T* uh = reinterpret_cast<const T*>(&ur);
+          for (int j = 0; j < 8; ++j) xf[t * 8 + j] = mlxcel_gemv_input<T, IN>(xh[j], uh[j]);
+        }
       }
       const unsigned int* q = reinterpret_cast<const unsigned int*>(&raw[u]);
       float dot = 0.0f, sum = 0.0f;
@@ -277,14 +287,41 @@ constexpr const char* kGemv = R"(
   if (lane == 0) y[n] = static_cast<T>(acc);
 )";
 
-KernelSource affine_gemv_source() {
-  return kernel_source(
+// The product's input from x and u, as the ops it replaces compute it: x itself; x * u rounded
+// to T (the product op); act(x) * u, the activation and the product in float32 and rounded to T
+// once (as mlxcel's CPU kernels and MLX's float32 ops; in half precision within an ulp of MLX's
+// compiled op chain, which rounds every step). tanh(y) = 1 - 2 / (1 + exp(2y)) and exp's
+// overflow to inf give tanh's limits.
+constexpr const char* kGemvInput = R"(
+template <typename T, int IN>
+__device__ __forceinline__ float mlxcel_gemv_input(T x, T u) {
+  const float xf = static_cast<float>(x);
+  const float uf = static_cast<float>(u);
+  if constexpr (IN == 1) {
+    return static_cast<float>(static_cast<T>(xf * uf));
+  } else if constexpr (IN == 2) {
+    const float inner = 0.7978845608028654f * (xf + 0.044715f * (xf * (xf * xf)));
+    const float t = 1.0f - 2.0f / (1.0f + __expf(2.0f * inner));
+    return static_cast<float>(static_cast<T>(0.5f * xf * (1.0f + t) * uf));
+  } else {
+    return static_cast<float>(static_cast<T>(xf / (1.0f + __expf(-xf)) * uf));
+  }
+}
+)";
+
+// The plain product and the one with a formed input, sharing one file of code (the input form
+// is the IN template argument: 0 plain, then GemvInput's values).
+std::array<KernelSource, 2> affine_gemv_sources() {
+  const auto plain = kernel_source(
       "affine_gemv",
-      std::string("template <typename T, int BITS, int G, typename ShapeT>\n"
-                  "__device__ __forceinline__ void mlxcel_affine_gemv(const T* x, const uint32_t* w, const T* scales,\n"
-                  "    const T* biases, T* y, const ShapeT& x_shape, int x_ndim, const ShapeT& w_shape) {") +
+      std::string(kGemvInput) +
+          "template <typename T, int BITS, int G, int IN, typename ShapeT>\n"
+          "__device__ __forceinline__ void mlxcel_affine_gemv(const T* x, const T* u, const uint32_t* w,\n"
+          "    const T* scales, const T* biases, T* y, const ShapeT& x_shape, int x_ndim, const ShapeT& w_shape) {" +
           kGemv + "}\n",
-      "mlxcel_affine_gemv<T, BITS, G>(x, w, scales, biases, y, x_shape, x_ndim, w_shape);");
+      "mlxcel_affine_gemv<T, BITS, G, 0>(x, nullptr, w, scales, biases, y, x_shape, x_ndim, w_shape);");
+  return {plain, KernelSource{plain.header, "mlxcel_affine_gemv<T, BITS, G, IN>(x, u, w, scales, biases, y, x_shape, "
+                                            "x_ndim, w_shape);"}};
 }
 
 // ---- Routed stream mixes (AltUp's predict and correct) ----------------------------------------
@@ -540,28 +577,67 @@ std::optional<mx::array> scaled_dot_product_attention(const mx::array& q, const 
                  std::make_tuple(std::min(D, 256), 1, 1), {{"T", dtype}, {"D", D}}, std::nullopt, false, s)[0];
 }
 
+namespace {
+
+// Whether W [N, K*BITS/32] (MLX affine, 4/8-bit, group 32/64/128, with biases) times one row x
+// of K values fits the gemv kernel.
+bool affine_gemv_fits(const mx::array& x, const mx::array& w, const mx::array& scales,
+                      const std::optional<mx::array>& biases, bool transpose, int group_size, int bits,
+                      const std::string& mode) {
+  if (!on_gpu(mx::default_stream(mx::default_device()))) return false;
+  if (!transpose || mode != "affine" || !biases || (bits != 4 && bits != 8)) return false;
+  if (group_size != 32 && group_size != 64 && group_size != 128) return false;
+  if (x.ndim() < 1 || w.ndim() != 2 || w.dtype() != mx::uint32 || !is_half(x.dtype())) return false;
+  if (scales.dtype() != x.dtype() || biases->dtype() != x.dtype()) return false;
+  const int K = x.shape(-1);
+  if (static_cast<std::size_t>(K) != x.size() || K % 128 != 0) return false;  // one row, whole chunks
+  const int N = w.shape(0);
+  return w.shape(1) == K * bits / 32 && scales.shape(0) == N && scales.shape(1) == K / group_size;
+}
+
+constexpr int kGemvWarps = 8;
+
+std::tuple<int, int, int> gemv_grid(const mx::array& w) {
+  const int N = w.shape(0);
+  return std::make_tuple(((N + kGemvWarps - 1) / kGemvWarps) * kGemvWarps * 32, 1, 1);
+}
+
+}  // namespace
+
 std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w, const mx::array& scales,
                                           const std::optional<mx::array>& biases, bool transpose, int group_size,
                                           int bits, const std::string& mode) {
-  auto s = mx::default_stream(mx::default_device());
-  if (!on_gpu(s) || !transpose || mode != "affine" || !biases || (bits != 4 && bits != 8)) return std::nullopt;
-  if (group_size != 32 && group_size != 64 && group_size != 128) return std::nullopt;
-  if (x.ndim() < 1 || w.ndim() != 2 || w.dtype() != mx::uint32 || !is_half(x.dtype())) return std::nullopt;
-  if (scales.dtype() != x.dtype() || biases->dtype() != x.dtype()) return std::nullopt;
-  const int K = x.shape(-1);
-  if (static_cast<std::size_t>(K) != x.size() || K % 128 != 0) return std::nullopt;  // one row, whole chunks
-  const int N = w.shape(0);
-  if (w.shape(1) != K * bits / 32 || scales.shape(0) != N || scales.shape(1) != K / group_size) return std::nullopt;
-  static const auto source = affine_gemv_source();
+  if (!affine_gemv_fits(x, w, scales, biases, transpose, group_size, bits, mode)) return std::nullopt;
+  static const auto source = affine_gemv_sources()[0];
   static auto gemv =
       mx::fast::cuda_kernel("mlxcel_affine_gemv", {"x", "w", "scales", "biases"}, {"y"}, source.source, source.header, true);
   auto out_shape = x.shape();
-  out_shape.back() = N;
-  constexpr int kWarps = 8;
-  const auto grid = std::make_tuple(((N + kWarps - 1) / kWarps) * kWarps * 32, 1, 1);
-  const auto block = std::make_tuple(kWarps * 32, 1, 1);
-  return gemv({x, w, scales, *biases}, {out_shape}, {x.dtype()}, grid, block,
-                   {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}}, std::nullopt, false, s)[0];
+  out_shape.back() = w.shape(0);
+  return gemv({x, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w), std::make_tuple(kGemvWarps * 32, 1, 1),
+              {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}}, std::nullopt, false,
+              mx::default_stream(mx::default_device()))[0];
+}
+
+std::optional<mx::array> quantized_matmul_of(GemvInput input, const mx::array& x, const mx::array& u,
+                                             const mx::array& w, const mx::array& scales,
+                                             const std::optional<mx::array>& biases, int group_size, int bits,
+                                             const std::string& mode) {
+  if (!affine_gemv_fits(x, w, scales, biases, true, group_size, bits, mode) || u.dtype() != x.dtype()) {
+    return std::nullopt;
+  }
+  // The scale is one vector of x's width; a gate's other half has x's shape.
+  if (input == GemvInput::Scaled ? (u.ndim() != 1 || u.shape(0) != x.shape(-1)) : u.shape() != x.shape()) {
+    return std::nullopt;
+  }
+  static const auto source = affine_gemv_sources()[1];
+  static auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv_of", {"x", "u", "w", "scales", "biases"}, {"y"},
+                                           source.source, source.header, true);
+  auto out_shape = x.shape();
+  out_shape.back() = w.shape(0);
+  return gemv({x, u, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w),
+              std::make_tuple(kGemvWarps * 32, 1, 1),
+              {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}, {"IN", static_cast<int>(input)}}, std::nullopt,
+              false, mx::default_stream(mx::default_device()))[0];
 }
 
 std::optional<mx::array> routed_stream_mix(const mx::array& streams, const mx::array& norm_weight, float eps,

@@ -24,6 +24,15 @@ std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w
                                           const std::optional<mx::array>& biases, bool transpose, int group_size,
                                           int bits, const std::string& mode);
 
+// How a one-row product's input is formed from x and u as the kernel reads it.
+enum class GemvInput { Scaled = 1, GeluTanhGated = 2, SiluGated = 3 };
+// f(x, u) W^T for one row x: x * u (u a vector of x's width), gelu_tanh(x) * u or silu(x) * u
+// (u of x's shape).
+std::optional<mx::array> quantized_matmul_of(GemvInput input, const mx::array& x, const mx::array& u,
+                                             const mx::array& w, const mx::array& scales,
+                                             const std::optional<mx::array>& biases, int group_size, int bits,
+                                             const std::string& mode);
+
 // y[i] = x[i] + sum_j M[i][j] x[j] over streams x [N, ..., D], with
 // M = reshape(coefs @ route(x[active]), N x N), coefs [N*N, N] float32, where
 // route(r) = tanh(router @ (rms_norm(r, norm_weight, eps) / divisor)).

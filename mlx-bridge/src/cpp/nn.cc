@@ -98,6 +98,17 @@ std::unique_ptr<ArrayList> rms_norm_add_then_norm(const Array& x, const Array& w
   return out;
 }
 
+std::unique_ptr<ArrayList> quantized_matmul_of(std::int32_t input, const Array& x, const Array& u, const Array& w,
+                                               const Array& scales, const Array* biases, std::int32_t group_size,
+                                               std::int32_t bits, rust::Str mode) {
+  if (input < static_cast<int>(cuda_fast::GemvInput::Scaled) || input > static_cast<int>(cuda_fast::GemvInput::SiluGated)) {
+    throw std::invalid_argument("quantized_matmul_of: unknown input form " + std::to_string(input));
+  }
+  return optional_list(cuda_fast::quantized_matmul_of(static_cast<cuda_fast::GemvInput>(input), x.inner, u.inner,
+                                                      w.inner, scales.inner, optional(biases), group_size, bits,
+                                                      std::string(mode)));
+}
+
 std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode) {
   auto out = std::make_unique<ArrayList>();
   out->items = mx::quantize(w.inner, group_size, bits, std::string(mode));

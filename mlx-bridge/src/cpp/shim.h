@@ -137,6 +137,9 @@ ArrayPtr dequantize(const Array& w, const Array& scales, const Array* biases, st
                     std::int32_t bits, rust::Str mode);
 ArrayPtr quantized_matmul(const Array& x, const Array& w, const Array& scales, const Array* biases, bool transpose,
                           std::int32_t group_size, std::int32_t bits, rust::Str mode);
+std::unique_ptr<ArrayList> quantized_matmul_of(std::int32_t input, const Array& x, const Array& u, const Array& w,
+                                               const Array& scales, const Array* biases, std::int32_t group_size,
+                                               std::int32_t bits, rust::Str mode);
 ArrayPtr gather_mm(const Array& a, const Array& b, const Array* lhs_indices, const Array* rhs_indices,
                    bool sorted_indices);
 ArrayPtr gather_qmm(const Array& x, const Array& w, const Array& scales, const Array* biases,

@@ -1,10 +1,11 @@
 use std::rc::Rc;
 
 use mlx_bridge::block_quant::{self, BlockMatrix};
-use mlx_bridge::quant::Quantized;
+use mlx_bridge::quant::{Quantized, RowInput};
 use mlx_bridge::{Array, concatenate};
 
 use crate::error::Result;
+use crate::layers::Activation;
 
 /// `y = x W^T` for a weight stored as `[out, in]`, as the checkpoints store it.
 #[derive(Debug, Clone)]
@@ -87,6 +88,43 @@ impl Linear {
             Linear::Quantized(q) => q.matmul(x, true)?,
             Linear::Block(matrix) => matrix.matmul_t(x)?,
             Linear::Part { rows, .. } => rows.forward(x)?,
+        })
+    }
+
+    /// `(x * scale) W^T`, `scale` a vector of `x`'s width: the scaling inside the product's
+    /// kernel where the bridge has one for the call (a decode row on CUDA), else two ops.
+    pub fn forward_scaled(&self, x: &Array, scale: &Array) -> Result<Array> {
+        match self.forward_formed(RowInput::Scaled, x, scale)? {
+            Some(y) => Ok(y),
+            None => self.forward(&x.mul(scale)?),
+        }
+    }
+
+    /// `(activation(gate) * up) W^T`: the gated activation formed inside the product's kernel
+    /// where the bridge has one for the call (a decode row on CUDA), else `hidden()` (the
+    /// caller's own ops for it, compiled or not) and the product.
+    pub fn forward_gated(
+        &self,
+        activation: Activation,
+        gate: &Array,
+        up: &Array,
+        hidden: impl FnOnce() -> Result<Array>,
+    ) -> Result<Array> {
+        let input = match activation {
+            Activation::GeluTanh => RowInput::GeluTanhGated,
+            Activation::Silu => RowInput::SiluGated,
+        };
+        match self.forward_formed(input, gate, up)? {
+            Some(y) => Ok(y),
+            None => self.forward(&hidden()?),
+        }
+    }
+
+    fn forward_formed(&self, input: RowInput, x: &Array, u: &Array) -> Result<Option<Array>> {
+        Ok(match self {
+            Linear::Quantized(q) => q.matmul_t_of(input, x, u)?,
+            Linear::Part { rows, .. } => rows.forward_formed(input, x, u)?,
+            Linear::Dense { .. } | Linear::Transposed { .. } | Linear::Block(_) => None,
         })
     }
 

@@ -100,16 +100,23 @@ impl GatedMlp {
         }
         let mut projected = Linear::forward_many(&[&self.gate, &self.up], x)?.into_iter();
         let (gate, up) = (projected.next().expect("two outputs"), projected.next().expect("two outputs"));
-        let hidden = match (self.kernel, &self.sparsity, self.activation) {
-            (Kernel::Activation, Some(k), _) => {
-                fused::call(FusedBlock::GaussianTopkGeluGate, &[&gate, &up, k])?.remove(0)
-            }
-            (Kernel::Activation, None, Activation::GeluTanh) => fused::gelu_tanh_gate(&gate, &up)?,
-            (Kernel::Activation, None, Activation::Silu) => fused::silu_gate(&gate, &up)?,
-            (_, Some(k), activation) => activation.apply(&gaussian_topk(&gate, k)?)?.mul(&up)?,
-            (_, None, activation) => activation.apply(&gate)?.mul(&up)?,
+        let hidden = || -> Result<Array> {
+            Ok(match (self.kernel, &self.sparsity, self.activation) {
+                (Kernel::Activation, Some(k), _) => {
+                    fused::call(FusedBlock::GaussianTopkGeluGate, &[&gate, &up, k])?.remove(0)
+                }
+                (Kernel::Activation, None, Activation::GeluTanh) => fused::gelu_tanh_gate(&gate, &up)?,
+                (Kernel::Activation, None, Activation::Silu) => fused::silu_gate(&gate, &up)?,
+                (_, Some(k), activation) => activation.apply(&gaussian_topk(&gate, k)?)?.mul(&up)?,
+                (_, None, activation) => activation.apply(&gate)?.mul(&up)?,
+            })
         };
-        self.down.forward(&hidden)
+        // The sparsity cut needs the whole gate's statistics first, so only dense gates go into
+        // the down product's kernel.
+        match (self.kernel, &self.sparsity) {
+            (Kernel::Activation, None) => self.down.forward_gated(self.activation, &gate, &up, hidden),
+            _ => self.down.forward(&hidden()?),
+        }
     }
 }
 

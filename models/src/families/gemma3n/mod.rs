@@ -452,12 +452,16 @@ impl DecoderLayer {
         let h = self.post_feedforward_layernorm.forward_add(&ffw, &h)?;
 
         let corrected = self.altup.correct(predictions, &h)?;
-        let mut gate_input = corrected.get(c.altup_active_idx)?;
-        if c.altup_correct_scale {
-            gate_input = gate_input.mul(self.altup.correct_output_scale())?;
-        }
-        let gated = gelu_tanh(&self.per_layer_input_gate.forward(&gate_input)?, path)?.mul(per_layer_input)?;
-        let per_layer = self.post_per_layer_input_norm.forward(&self.per_layer_projection.forward(&gated)?)?;
+        let gate_input = corrected.get(c.altup_active_idx)?;
+        let gate = match c.altup_correct_scale {
+            true => self.per_layer_input_gate.forward_scaled(&gate_input, self.altup.correct_output_scale())?,
+            false => self.per_layer_input_gate.forward(&gate_input)?,
+        };
+        let projected =
+            self.per_layer_projection.forward_gated(Activation::GeluTanh, &gate, per_layer_input, || {
+                Ok(gelu_tanh(&gate, path)?.mul(per_layer_input)?)
+            })?;
+        let per_layer = self.post_per_layer_input_norm.forward(&projected)?;
         self.altup.add_to_later_streams(corrected, &per_layer)
     }
 }
