@@ -5,7 +5,7 @@
 //!
 //!   cargo run --release -p mlx-bridge --no-default-features --example cuda_kernels [-- --json OUT]
 //!
-//! `--only routed` runs the routed stream mixes', the residual norms' and the formed-row products' checks alone. Run with `MLX_ENABLE_TF32=0`: their
+//! `--only routed` runs the routed stream mixes', the residual norms', the formed-row products' and the norm-then-RoPE checks alone. Run with `MLX_ENABLE_TF32=0`: their
 //! float32 references multiply several rows through cuBLAS, which TF32 rounds to ~1e-3.
 //!
 //! Speed: weight (or KV) bytes read per second, median of 50 timed evaluations after 5 warm-ups.
@@ -16,7 +16,7 @@ mod gpu_checks;
 use std::time::Instant;
 
 use gpu_checks::{Failure, normal, relative_error};
-use mlx_bridge::fast::{self, AttentionMask, NormWeight, StreamRouter};
+use mlx_bridge::fast::{self, AttentionMask, NormWeight, RopeOffset, StreamRouter};
 use mlx_bridge::fused;
 use mlx_bridge::quant::{self, QuantSpec, RowInput};
 use mlx_bridge::{Array, Dtype};
@@ -284,6 +284,49 @@ fn check_formed_rows(failures: &mut usize) -> Result<(), Failure> {
     Ok(())
 }
 
+/// RMS norm then RoPE over one position's heads against MLX's norm and rope (mlxcel's kernels
+/// off): Gemma 3n's query and key heads (D 256, bases 10k and 1M, one offset) and a batch of
+/// rows at their own offsets, in bf16 and float32, at a position past 8k where the angles are large.
+fn check_norm_rope(failures: &mut usize) -> Result<(), Failure> {
+    let eps = 1e-6;
+    for dtype in [Dtype::BF16, Dtype::F32] {
+        let tolerance = if dtype == Dtype::BF16 { 1e-2 } else { 1e-5 };
+        for (b, h, d, base, offsets) in [
+            (1, 8, 256, 10_000.0, vec![5]),
+            (1, 2, 256, 1_000_000.0, vec![8_195]),
+            (3, 4, 128, 10_000.0, vec![0, 17, 300]),
+        ] {
+            let x = normal(&[b, h, 1, d], 31, dtype)?;
+            let w = normal(&[d], 32, dtype)?;
+            let rope = fast::Rope::new(d, base);
+            let offset_array = Array::from_slice(&offsets, &[b])?;
+            let offset = if b == 1 { RopeOffset::Shared(offsets[0]) } else { RopeOffset::PerRow(&offset_array) };
+            fast::set_cuda_kernels(true);
+            let ours = rope.apply_after_rms_norm(&x, NormWeight { weight: &w, eps }, offset)?;
+            fast::set_cuda_kernels(false);
+            let normed = fast::rms_norm(&x, Some(&w), eps)?;
+            let theirs = match offset {
+                RopeOffset::Shared(o) => rope.apply(&normed, o)?,
+                RopeOffset::PerRow(array) => rope.apply_dynamic(&normed, array)?,
+            };
+            let name = format!("rms_norm_rope {dtype:?} B={b} H={h} D={d} base={base} offsets={offsets:?}");
+            let Some(ours) = ours else {
+                *failures += 1;
+                println!("{name}: the kernel did not take the call FAIL");
+                continue;
+            };
+            let error = relative_error(
+                &ours.astype(Dtype::F32)?.to_vec::<f32>()?,
+                &theirs.astype(Dtype::F32)?.to_vec::<f32>()?,
+            );
+            let ok = error <= tolerance;
+            *failures += usize::from(!ok);
+            println!("{name}: relative error {error:.2e} {}", if ok { "ok" } else { "FAIL" });
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<(), Failure> {
     let json_out = std::env::args().skip_while(|a| a != "--json").nth(1);
     let only = std::env::args().skip_while(|a| a != "--only").nth(1);
@@ -295,6 +338,7 @@ fn main() -> Result<(), Failure> {
     check_routed(&mut failures)?;
     check_residual_norms(&mut failures)?;
     check_formed_rows(&mut failures)?;
+    check_norm_rope(&mut failures)?;
     if only.as_deref() == Some("routed") {
         return finish(failures, json_out, report);
     }

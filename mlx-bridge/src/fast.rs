@@ -69,6 +69,44 @@ impl Rope {
             )
         })
     }
+
+    /// `self.apply(&rms_norm(x, norm), offset)` in one kernel for `x` `[B, H, 1, D]` (one
+    /// position per row, all `D` features rotated, split-half): `None` where mlxcel has no
+    /// kernel for the call (as for [`rms_norm_add`]), and the caller runs the two ops.
+    pub fn apply_after_rms_norm(
+        &self,
+        x: &Array,
+        norm: NormWeight<'_>,
+        offset: RopeOffset<'_>,
+    ) -> Result<Option<Array>> {
+        let (shared, per_row) = match offset {
+            RopeOffset::Shared(offset) => (offset, None),
+            RopeOffset::PerRow(offsets) => (0, Some(offsets)),
+        };
+        // SAFETY: the pointers borrow `offset`'s array and `self.freqs` for the duration of the call.
+        let list = mlx("rms_norm_rope", unsafe {
+            ffi::rms_norm_rope(
+                &x.inner,
+                &norm.weight.inner,
+                norm.eps,
+                self.dims,
+                self.traditional,
+                self.base,
+                self.scale,
+                shared,
+                opt_ptr(per_row),
+                opt_ptr(self.freqs.as_ref()),
+            )
+        })?;
+        Ok(from_list("rms_norm_rope", &list)?.pop())
+    }
+}
+
+/// Where a step's rows sit: one offset for every row, or int32 `[B]`, one per row.
+#[derive(Debug, Clone, Copy)]
+pub enum RopeOffset<'a> {
+    Shared(i32),
+    PerRow(&'a Array),
 }
 
 /// Which keys each query may attend to.

@@ -303,6 +303,20 @@ pub(crate) mod bridge {
             next_eps: f32,
         ) -> Result<UniquePtr<ArrayList>>;
 
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn rms_norm_rope(
+            x: &Array,
+            weight: &Array,
+            eps: f32,
+            dims: i32,
+            traditional: bool,
+            base: f32,
+            scale: f32,
+            offset: i32,
+            offsets: *const Array,
+            freqs: *const Array,
+        ) -> Result<UniquePtr<ArrayList>>;
+
         // Quantization (affine and MLX's other modes), group 32/64/128, 2..8 bits.
         fn quantize(w: &Array, group_size: i32, bits: i32, mode: &str) -> Result<UniquePtr<ArrayList>>;
         unsafe fn dequantize(

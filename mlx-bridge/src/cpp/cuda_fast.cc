@@ -13,13 +13,15 @@
 //   per call instead of five kernels and a dozen views;
 // - a residual added to an RMS-normed row (Gemma's post-norms, Laurel), optionally a second
 //   residual and a scale after it and the norm of the sum as a second output: one launch where
-//   MLX runs a norm and one to three elementwise kernels (and a second norm).
+//   MLX runs a norm and one to three elementwise kernels (and a second norm);
+// - RMS norm then RoPE over one position's query or key heads (a norm and a rope kernel in MLX).
 //
 // Each returns nullopt when the call is not one it takes, so MLX's op runs instead.
 #include "mlx-bridge/src/cpp/cuda_fast.h"
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -502,6 +504,45 @@ std::array<KernelSource, 2> residual_norm_sources() {
                             "__int_as_float(EPS_BITS), __int_as_float(SCALE_BITS), __int_as_float(EPS2_BITS));"}};
 }
 
+// ---- RMS norm then RoPE, one position per row ------------------------------------------------
+
+// One thread block per head row (the query or key heads of one decode position): the row's RMS
+// norm times its weight, rounded as MLX's norm rounds it (T(x * inv) * w in T), then the split-half
+// rotation as MLX's rope kernel computes it (inv_freq = exp2(-i / (D/2) * log2(base)), precise
+// sin and cos in float32). Where MLX runs a norm and a RoPE kernel per projection.
+constexpr const char* kNormRope = R"(
+template <typename T, int WARPS>
+__device__ __forceinline__ void mlxcel_rms_norm_rope(const T* x, const T* w, const int* offset, T* y, int D,
+    int rows_per_sequence, int offsets, float eps, float log2_base, float scale) {
+  const long row = blockIdx.x;
+  __shared__ float scratch[WARPS];
+  const T* xr = x + row * D;
+  float ss = 0.0f;
+  for (int d = threadIdx.x; d < D; d += blockDim.x) {
+    const float v = static_cast<float>(xr[d]);
+    ss += v * v;
+  }
+  const float inv = rsqrtf(mlxcel_block_sum<WARPS>(ss, scratch) / D + eps);
+  const int sequence = static_cast<int>(row / rows_per_sequence);
+  const float position = scale * static_cast<float>(offset[offsets == 1 ? 0 : sequence]);
+  const int half = D / 2;
+  for (int i = threadIdx.x; i < half; i += blockDim.x) {
+    const float x1 = static_cast<float>(w[i] * static_cast<T>(static_cast<float>(xr[i]) * inv));
+    const float x2 = static_cast<float>(w[i + half] * static_cast<T>(static_cast<float>(xr[i + half]) * inv));
+    const float theta = position * exp2(-(static_cast<float>(i) / static_cast<float>(half)) * log2_base);
+    const float c = cos(theta), s = sin(theta);
+    y[row * D + i] = static_cast<T>(x1 * c - x2 * s);
+    y[row * D + i + half] = static_cast<T>(x1 * s + x2 * c);
+  }
+}
+)";
+
+KernelSource rms_norm_rope_source() {
+  return kernel_source("rms_norm_rope", std::string(kRoutedHeader) + kNormRope,
+                       "mlxcel_rms_norm_rope<T, 4>(x, w, offset, y, x_shape[3], x_shape[1], offset_shape[0], "
+                       "__int_as_float(EPS_BITS), __int_as_float(LOG2_BASE_BITS), __int_as_float(SCALE_BITS));");
+}
+
 constexpr int kRoutedThreads = 256;
 constexpr int kMaxStreams = 8;
 
@@ -712,6 +753,30 @@ std::optional<std::pair<mx::array, mx::array>> rms_norm_add_then_norm(const mx::
                      {"EPS2_BITS", float_bits(next_eps)}},
                     std::nullopt, false, s);
   return std::make_pair(out[0], out[1]);
+}
+
+std::optional<mx::array> rms_norm_rope(const mx::array& x, const mx::array& weight, float eps, int dims,
+                                       bool traditional, float base, float scale, const mx::array& offset) {
+  auto s = mx::default_stream(mx::default_device());
+  if (!on_gpu(s) || x.ndim() != 4 || x.shape(2) != 1 || traditional) return std::nullopt;
+  if (!(is_half(x.dtype()) || x.dtype() == mx::float32) || x.size() == 0) return std::nullopt;
+  const int D = x.shape(3);
+  if (dims != D || D % 2 != 0 || weight.ndim() != 1 || weight.shape(0) != D || weight.dtype() != x.dtype())
+    return std::nullopt;
+  if (offset.dtype() != mx::int32 || offset.ndim() != 1 || (offset.size() != 1 && offset.size() != x.shape(0)))
+    return std::nullopt;
+  const long rows = static_cast<long>(x.size()) / D;
+  if (rows > std::numeric_limits<int>::max()) return std::nullopt;
+  static const auto source = rms_norm_rope_source();
+  static auto kernel =
+      mx::fast::cuda_kernel("mlxcel_rms_norm_rope", {"x", "w", "offset"}, {"y"}, source.source, source.header, true);
+  return kernel({x, weight, offset}, {x.shape()}, {x.dtype()}, std::make_tuple(static_cast<int>(rows) * 128, 1, 1),
+                std::make_tuple(128, 1, 1),
+                {{"T", x.dtype()},
+                 {"EPS_BITS", float_bits(eps)},
+                 {"LOG2_BASE_BITS", float_bits(std::log2(base))},
+                 {"SCALE_BITS", float_bits(scale)}},
+                std::nullopt, false, s)[0];
 }
 
 }  // namespace mlxcel::cuda_fast

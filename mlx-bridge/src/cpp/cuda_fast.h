@@ -53,4 +53,9 @@ std::optional<std::pair<mx::array, mx::array>> rms_norm_add_then_norm(const mx::
                                                                       const mx::array& extra, float scale,
                                                                       const mx::array& next_weight, float next_eps);
 
+// rope(rms_norm(x, weight, eps)) for x [B, H, 1, D] (one position per row): split-half RoPE over
+// all D features at positions offset (int32, one per sequence or one for all) times scale.
+std::optional<mx::array> rms_norm_rope(const mx::array& x, const mx::array& weight, float eps, int dims,
+                                       bool traditional, float base, float scale, const mx::array& offset);
+
 }  // namespace mlxcel::cuda_fast

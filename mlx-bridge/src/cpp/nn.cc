@@ -109,6 +109,14 @@ std::unique_ptr<ArrayList> quantized_matmul_of(std::int32_t input, const Array& 
                                                       std::string(mode)));
 }
 
+std::unique_ptr<ArrayList> rms_norm_rope(const Array& x, const Array& weight, float eps, std::int32_t dims,
+                                         bool traditional, float base, float scale, std::int32_t offset,
+                                         const Array* offsets, const Array* freqs) {
+  if (freqs) return std::make_unique<ArrayList>();  // explicit frequencies: the ops run
+  return optional_list(cuda_fast::rms_norm_rope(x.inner, weight.inner, eps, dims, traditional, base, scale,
+                                                offsets ? offsets->inner : mx::array({offset}, {1}, mx::int32)));
+}
+
 std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode) {
   auto out = std::make_unique<ArrayList>();
   out->items = mx::quantize(w.inner, group_size, bits, std::string(mode));

@@ -132,6 +132,9 @@ std::unique_ptr<ArrayList> rms_norm_add(const Array& x, const Array& weight, flo
 std::unique_ptr<ArrayList> rms_norm_add_then_norm(const Array& x, const Array& weight, float eps, const Array& residual,
                                                   const Array& extra, float scale, const Array& next_weight,
                                                   float next_eps);
+std::unique_ptr<ArrayList> rms_norm_rope(const Array& x, const Array& weight, float eps, std::int32_t dims,
+                                         bool traditional, float base, float scale, std::int32_t offset,
+                                         const Array* offsets, const Array* freqs);
 std::unique_ptr<ArrayList> quantize(const Array& w, std::int32_t group_size, std::int32_t bits, rust::Str mode);
 ArrayPtr dequantize(const Array& w, const Array& scales, const Array* biases, std::int32_t group_size,
                     std::int32_t bits, rust::Str mode);

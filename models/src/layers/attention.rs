@@ -55,7 +55,8 @@ pub struct Attention {
     pub softcap: Option<f32>,
 }
 
-/// A step's queries, keys and values as heads `[B, n, L, D]`, normed and not yet rotated: what
+/// A step's queries, keys and values as heads `[B, n, L, D]`, not yet rotated (normed, except a
+/// decode step's queries and keys with RoPE, which [`Attention::heads`] leaves to the rotation): what
 /// a compiled decode block computes before the cache (kv-shared layers have no keys or values).
 pub struct Heads {
     pub queries: Array,
@@ -108,22 +109,33 @@ impl Attention {
     }
 
     /// The step's heads from `x` `[B, L, hidden]`: projections and per-head norms, no rotation
-    /// (nothing here depends on the positions, so it can run inside a compiled block).
+    /// (nothing here depends on the positions, so it can run inside a compiled block). A decode
+    /// step with RoPE leaves the query and key norms to the rotation, which runs both as one
+    /// kernel where the bridge has one.
     pub fn heads(&self, x: &Array) -> Result<Heads> {
+        let norms_here = !self.norms_at_rotation(x.dim(1)?);
+        let q_norm = self.q_norm.as_ref().filter(|_| norms_here);
         let Some(kv) = &self.kv else {
             let q = self.q.forward(x)?;
-            return Ok(Heads { queries: self.split_heads(&q, self.heads, self.q_norm.as_ref())?, kv: None });
+            return Ok(Heads { queries: self.split_heads(&q, self.heads, q_norm)?, kv: None });
         };
         let mut out = Linear::forward_many(&[&self.q.linear, &kv.k.linear, &kv.v.linear], x)?.into_iter();
         let mut next = |projection: &Projection| projection.biased(out.next().expect("three projections"));
         let (q, k, v) = (next(&self.q)?, next(&kv.k)?, next(&kv.v)?);
         Ok(Heads {
-            queries: self.split_heads(&q, self.heads, self.q_norm.as_ref())?,
+            queries: self.split_heads(&q, self.heads, q_norm)?,
             kv: Some((
-                self.split_heads(&k, self.kv_heads, kv.k_norm.as_ref())?,
+                self.split_heads(&k, self.kv_heads, kv.k_norm.as_ref().filter(|_| norms_here))?,
                 self.split_heads(&v, self.kv_heads, kv.v_norm.as_ref())?,
             )),
         })
+    }
+
+    /// Whether a step of `length` positions norms its queries and keys at the rotation rather
+    /// than in [`Attention::heads`]: the same ops either way, and where the heads are one position
+    /// they need no transpose between the two.
+    fn norms_at_rotation(&self, length: i32) -> bool {
+        length == 1 && self.rope.is_some()
     }
 
     /// `heads` rotated to `positions`, their keys and values appended to `cache`, attended:
@@ -136,14 +148,15 @@ impl Attention {
     ) -> Result<(Array, AttentionInputs)> {
         let (keys, values) =
             heads.kv.ok_or_else(|| crate::ModelError::Input("a layer with its own cache has keys".into()))?;
-        let inputs = cache.update(&self.rotate(keys, positions)?, &values)?;
-        let queries = self.rotate(heads.queries, positions)?;
+        let k_norm = self.kv.as_ref().and_then(|kv| kv.k_norm.as_ref());
+        let inputs = cache.update(&self.rotate(keys, k_norm, positions)?, &values)?;
+        let queries = self.rotate(heads.queries, self.q_norm.as_ref(), positions)?;
         Ok((self.attend(&queries, &inputs)?, inputs))
     }
 
     /// `heads`' queries rotated to `positions` and attended over another layer's keys and values.
     pub fn attend_shared(&self, heads: Heads, inputs: &AttentionInputs, positions: &Positions) -> Result<Array> {
-        self.attend(&self.rotate(heads.queries, positions)?, inputs)
+        self.attend(&self.rotate(heads.queries, self.q_norm.as_ref(), positions)?, inputs)
     }
 
     /// The attended heads `[B, H, L, D]` through the output projection: `[B, L, hidden]`.
@@ -167,10 +180,13 @@ impl Attention {
         Ok(if one_position { y } else { y.transpose(&[0, 2, 1, 3])? })
     }
 
-    fn rotate(&self, y: Array, positions: &Positions) -> Result<Array> {
-        match &self.rope {
-            Some(rope) => rope.apply(&y, positions),
-            None => Ok(y),
+    /// `y` `[B, H, L, D]` rotated to `positions`, normed first by `norm` where
+    /// [`Attention::heads`] left the norm to the rotation.
+    fn rotate(&self, y: Array, norm: Option<&RmsNorm>, positions: &Positions) -> Result<Array> {
+        let Some(rope) = &self.rope else { return Ok(y) };
+        match norm {
+            Some(norm) if self.norms_at_rotation(y.dim(2)?) => rope.apply_after_norm(&y, norm, positions),
+            _ => rope.apply(&y, positions),
         }
     }
 

@@ -7,7 +7,7 @@ use mlx_bridge::{Array, fast, where_select};
 use serde_json::Value;
 
 use crate::error::Result;
-use crate::layers::Positions;
+use crate::layers::{Positions, RmsNorm};
 use crate::validate::positive_finite;
 
 /// How the base frequencies are rescaled for a longer context.
@@ -295,6 +295,21 @@ impl Rope {
         }
         let rows = Array::from_slice(&uses_long, &[uses_long.len() as i32, 1, 1, 1])?;
         Ok(where_select(&rows, &long.apply_dynamic(&x, array)?, &self.rope.apply_dynamic(&x, array)?)?)
+    }
+
+    /// `self.apply(&norm.forward(x)?, positions)`: one kernel where the bridge has one for the
+    /// call (a decode step's heads on CUDA), else the norm and the rotation.
+    pub fn apply_after_norm(&self, x: &Array, norm: &RmsNorm, positions: &Positions) -> Result<Array> {
+        if let (None, None, Some(weight)) = (&self.feature_scale, &self.long, norm.weight()) {
+            let offset = match positions {
+                Positions::Shared(offset) => fast::RopeOffset::Shared(*offset),
+                Positions::PerRow { array, .. } => fast::RopeOffset::PerRow(array),
+            };
+            if let Some(y) = self.rope.apply_after_rms_norm(x, fast::NormWeight { weight, eps: norm.eps() }, offset)? {
+                return Ok(y);
+            }
+        }
+        self.apply(&norm.forward(x)?, positions)
     }
 
     /// The frequencies for a sequence that will have `length` positions after this step.
