@@ -21,6 +21,7 @@
 #                                            # node by kind (.gpu/bin/cuda_probe); tg128 under MLX's
 #                                            # CUDA graph settings
 #   bash benchmarks/gpu_pages.sh h200-pinning # E2B 4-bit tg128 unpinned and pinned to CPUs, both engines
+#   bash benchmarks/gpu_pages.sh h200-sanity # kernel checks, fixtures, E2B tg128 bf16 and 4-bit
 #   bash benchmarks/gpu_pages.sh h200-kernels # the kernels alone (.gpu/bin/cuda_kernels) against MLX's
 # JSON lands in $OUT/results; benchmarks/report renders docs/benchmarks/<hardware>.md from it.
 set -euo pipefail
@@ -229,7 +230,19 @@ print(','.join(map(str, sorted(first.values()))))")
     if fits 40 profile; then
       timeout -k 5 60 .gpu/bin/decode_profile e2b 4 "$OUT/prof-4.folded" 2>&1 | tail -1
     fi ;;
+  h200-sanity)
+    # Before a page run on new kernels: the kernel checks, the fixtures, and one E2B tg128 per
+    # precision at the class defaults with the breakdown (nodes per token), a process each.
+    kernel_checks 120
+    grep -E "FAIL|failed" "$OUT/kernels-routed.txt" || true
+    echo "kernel checks: $(grep -c ' ok$' "$OUT/kernels-routed.txt") ok, $(grep -c FAIL "$OUT/kernels-routed.txt") failed"
+    fixtures > "$OUT/fixtures.txt" 2>&1 || true
+    cat "$OUT/fixtures.txt"
+    for bits in "" 4; do
+      timeout -k 5 120 $B bench --random e2b ${bits:+--bits $bits} -p 0 -n 128 -r 3 --breakdown 8 -o md \
+        --json-out "$OUT/results/tg-${bits:-16}.json" 2>&1 | grep -E "tg128|breakdown" || echo "tg ${bits:-16} failed"
+    done ;;
   h200-kernels)
     .gpu/bin/cuda_kernels --json "$OUT/kernels.json" ;;
-  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e2b-page|h200-e4b BITS...|h200-decode-check|h200-fixtures|h200-exactness|h200-host-cost [graph-settings]|h200-pinning|h200-kernels" >&2; exit 2 ;;
+  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e2b-page|h200-e4b BITS...|h200-decode-check|h200-fixtures|h200-exactness|h200-host-cost [graph-settings]|h200-pinning|h200-sanity|h200-kernels" >&2; exit 2 ;;
 esac
