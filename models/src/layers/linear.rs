@@ -388,4 +388,45 @@ mod tests {
             assert_eq!(reordered[0].to_vec::<f32>().unwrap(), together[1].to_vec::<f32>().unwrap());
         }
     }
+
+    /// The formed-row products give `f(x, u) W^T` for every layout, with the formed row computed
+    /// by the caller's ops wherever no kernel forms it (every device but CUDA), against the
+    /// textbook loop on the formed row.
+    #[test]
+    fn formed_rows_multiply_as_their_ops() {
+        use mlx_bridge::quant::{QuantSpec, quantize};
+        let w = weight();
+        let x: Vec<f32> = (0..IN).map(|i| (i as f32 - 2.5) / 2.0).collect();
+        let u: Vec<f32> = (0..IN).map(|i| 1.0 - i as f32 / 4.0).collect();
+        let scaled: Vec<f32> = x.iter().zip(&u).map(|(a, b)| a * b).collect();
+        let gelu = |v: f32| 0.5 * v * (1.0 + (0.797_884_6 * (v + 0.044715 * v * v * v)).tanh());
+        let gated: Vec<f32> = x.iter().zip(&u).map(|(a, b)| gelu(*a) * b).collect();
+        let dense = Linear::dense(Array::from_slice(&w, &[OUT, IN]).unwrap()).unwrap();
+        // Group 32 needs an inner size of 32: the quantized layer pads the rows with zeros.
+        let padded: Vec<f32> = w.chunks(IN as usize).flat_map(|row| row.iter().copied().chain([0.0; 26])).collect();
+        let quantized = Linear::Quantized(
+            quantize(&Array::from_slice(&padded, &[OUT, 32]).unwrap(), QuantSpec::affine(32, 8).unwrap()).unwrap(),
+        );
+        let pad = |v: &[f32]| {
+            Array::from_slice(&v.iter().copied().chain([0.0; 26]).collect::<Vec<_>>(), &[1, 1, 32]).unwrap()
+        };
+        let (x_in, u_row, u_vec) = (
+            Array::from_slice(&x, &[1, 1, IN]).unwrap(),
+            Array::from_slice(&u, &[1, 1, IN]).unwrap(),
+            Array::from_slice(&u, &[IN]).unwrap(),
+        );
+        for (name, layer, x_in, u_row, u_vec) in [
+            ("dense", &dense, x_in.clone(), u_row.clone(), u_vec.clone()),
+            ("quantized", &quantized, pad(&x), pad(&u), pad(&u).reshape(&[32]).unwrap()),
+        ] {
+            let close = |got: Array, want: &[f32], what: &str| {
+                let got = got.to_vec::<f32>().unwrap();
+                let want = reference(want, &w);
+                assert!(got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 2e-2), "{name} {what}: {got:?} vs {want:?}");
+            };
+            close(layer.forward_scaled(&x_in, &u_vec).unwrap(), &scaled, "scaled");
+            let hidden = || Ok(crate::layers::gelu_tanh(&x_in)?.mul(&u_row)?);
+            close(layer.forward_gated(Activation::GeluTanh, &x_in, &u_row, hidden).unwrap(), &gated, "gated");
+        }
+    }
 }
