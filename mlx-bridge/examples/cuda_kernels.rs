@@ -49,6 +49,28 @@ fn time(f: &dyn Fn() -> Result<Array, Failure>) -> Result<f64, Failure> {
     Ok(samples[samples.len() / 2])
 }
 
+/// Prints one check of `ours` against `theirs` (`None`: the kernel did not take the call, a
+/// failure) and counts a failure where the relative error exceeds `tolerance`.
+fn check(
+    failures: &mut usize,
+    name: &str,
+    ours: Option<&Array>,
+    theirs: &Array,
+    tolerance: f32,
+) -> Result<(), Failure> {
+    let Some(ours) = ours else {
+        *failures += 1;
+        println!("{name}: the kernel did not take the call FAIL");
+        return Ok(());
+    };
+    let error =
+        relative_error(&ours.astype(Dtype::F32)?.to_vec::<f32>()?, &theirs.astype(Dtype::F32)?.to_vec::<f32>()?);
+    let ok = error <= tolerance;
+    *failures += usize::from(!ok);
+    println!("{name}: relative error {error:.2e} {}", if ok { "ok" } else { "FAIL" });
+    Ok(())
+}
+
 /// The routed mixes' inputs at one shape: streams `[N, 1, rows, D]`, the active stream's
 /// replacement `h` `[1, rows, D]`, the router's norm weight and weight, both coefficient maps.
 struct RoutedInputs {
@@ -210,22 +232,10 @@ fn check_residual_norms(failures: &mut usize) -> Result<(), Failure> {
             ];
             fast::set_cuda_kernels(false);
             for (name, ours, theirs) in cases {
-                let (Some(ours), Some(theirs)) = (ours, theirs) else {
-                    *failures += 1;
-                    println!("{name} {dtype:?} rows={rows} D={d}: the kernel did not take the call FAIL");
-                    continue;
-                };
-                for (i, (o, t)) in ours.iter().zip(&theirs).enumerate() {
-                    let error = relative_error(
-                        &o.astype(Dtype::F32)?.to_vec::<f32>()?,
-                        &t.astype(Dtype::F32)?.to_vec::<f32>()?,
-                    );
-                    let ok = error <= tolerance;
-                    *failures += usize::from(!ok);
-                    println!(
-                        "{name} {dtype:?} rows={rows} D={d} output {i}: relative error {error:.2e} {}",
-                        if ok { "ok" } else { "FAIL" }
-                    );
+                let theirs = theirs.ok_or("MLX's ops gave no result")?;
+                for (i, t) in theirs.iter().enumerate() {
+                    let label = format!("{name} {dtype:?} rows={rows} D={d} output {i}");
+                    check(failures, &label, ours.as_ref().map(|o| &o[i]), t, tolerance)?;
                 }
             }
         }
@@ -264,21 +274,7 @@ fn check_formed_rows(failures: &mut usize) -> Result<(), Failure> {
                 RowInput::SiluGated => fused::silu_gate(&x, &u)?,
             };
             let theirs = q.matmul(&row, true)?;
-            let Some(ours) = ours else {
-                *failures += 1;
-                println!("formed row {input:?} {n}x{k} {bits}-bit: the kernel did not take the call FAIL");
-                continue;
-            };
-            let error = relative_error(
-                &ours.astype(Dtype::F32)?.to_vec::<f32>()?,
-                &theirs.astype(Dtype::F32)?.to_vec::<f32>()?,
-            );
-            let ok = error <= tolerance;
-            *failures += usize::from(!ok);
-            println!(
-                "formed row {input:?} {n}x{k} {bits}-bit: relative error {error:.2e} {}",
-                if ok { "ok" } else { "FAIL" }
-            );
+            check(failures, &format!("formed row {input:?} {n}x{k} {bits}-bit"), ours.as_ref(), &theirs, tolerance)?;
         }
     }
     Ok(())
@@ -310,18 +306,7 @@ fn check_norm_rope(failures: &mut usize) -> Result<(), Failure> {
                 RopeOffset::PerRow(array) => rope.apply_dynamic(&normed, array)?,
             };
             let name = format!("rms_norm_rope {dtype:?} B={b} H={h} D={d} base={base} offsets={offsets:?}");
-            let Some(ours) = ours else {
-                *failures += 1;
-                println!("{name}: the kernel did not take the call FAIL");
-                continue;
-            };
-            let error = relative_error(
-                &ours.astype(Dtype::F32)?.to_vec::<f32>()?,
-                &theirs.astype(Dtype::F32)?.to_vec::<f32>()?,
-            );
-            let ok = error <= tolerance;
-            *failures += usize::from(!ok);
-            println!("{name}: relative error {error:.2e} {}", if ok { "ok" } else { "FAIL" });
+            check(failures, &name, ours.as_ref(), &theirs, tolerance)?;
         }
     }
     Ok(())

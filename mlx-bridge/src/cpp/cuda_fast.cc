@@ -345,17 +345,22 @@ __device__ inline float mlxcel_block_sum(float v, float* scratch) {
   for (int w = 0; w < WARPS; ++w) total += scratch[w];
   return total;
 }
-// tanh(router . rms_norm(row) * norm_weight), rounded as MLX rounds the norm and the matmul.
-// The norm's output is divided by `divisor` in T after the norm, as MLX's ops do (1 is exact).
-template <typename T, int N, int WARPS>
-__device__ inline void mlxcel_route(const T* row, const T* norm_weight, const T* router, int D, float eps,
-                                    float divisor, float* modalities, float* scratch) {
+// 1 / sqrt(mean(row^2) + eps) over one row of D values, the block's threads striding over it.
+template <typename T, int WARPS>
+__device__ inline float mlxcel_inv_rms(const T* row, int D, float eps, float* scratch) {
   float ss = 0.0f;
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
     const float v = static_cast<float>(row[d]);
     ss += v * v;
   }
-  const float inv = rsqrtf(mlxcel_block_sum<WARPS>(ss, scratch) / D + eps);
+  return rsqrtf(mlxcel_block_sum<WARPS>(ss, scratch) / D + eps);
+}
+// tanh(router . rms_norm(row) * norm_weight), rounded as MLX rounds the norm and the matmul.
+// The norm's output is divided by `divisor` in T after the norm, as MLX's ops do (1 is exact).
+template <typename T, int N, int WARPS>
+__device__ inline void mlxcel_route(const T* row, const T* norm_weight, const T* router, int D, float eps,
+                                    float divisor, float* modalities, float* scratch) {
+  const float inv = mlxcel_inv_rms<T, WARPS>(row, D, eps, scratch);
   const float t_divisor = static_cast<float>(static_cast<T>(divisor));  // a scalar of the array's dtype
   float dot[N];
   for (int k = 0; k < N; ++k) dot[k] = 0.0f;
@@ -464,12 +469,7 @@ __device__ __forceinline__ void mlxcel_residual_rms_norm(const T* x, const T* w,
   const long row = blockIdx.x;
   __shared__ float scratch[WARPS];
   const T* xr = x + row * D;
-  float ss = 0.0f;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    const float v = static_cast<float>(xr[d]);
-    ss += v * v;
-  }
-  const float inv = rsqrtf(mlxcel_block_sum<WARPS>(ss, scratch) / D + eps);
+  const float inv = mlxcel_inv_rms<T, WARPS>(xr, D, eps, scratch);
   const float scale = static_cast<float>(static_cast<T>(scale_f));
   float ss2 = 0.0f;
   for (int d = threadIdx.x; d < D; d += blockDim.x) {
@@ -517,12 +517,7 @@ __device__ __forceinline__ void mlxcel_rms_norm_rope(const T* x, const T* w, con
   const long row = blockIdx.x;
   __shared__ float scratch[WARPS];
   const T* xr = x + row * D;
-  float ss = 0.0f;
-  for (int d = threadIdx.x; d < D; d += blockDim.x) {
-    const float v = static_cast<float>(xr[d]);
-    ss += v * v;
-  }
-  const float inv = rsqrtf(mlxcel_block_sum<WARPS>(ss, scratch) / D + eps);
+  const float inv = mlxcel_inv_rms<T, WARPS>(xr, D, eps, scratch);
   const int sequence = static_cast<int>(row / rows_per_sequence);
   const float position = scale * static_cast<float>(offset[offsets == 1 ? 0 : sequence]);
   const int half = D / 2;
