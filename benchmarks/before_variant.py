@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""One variant of an mlxcel-bench/1 result file, as a file of its own: the runs and decode
-breakdowns whose settings match, nothing else changed (a page can then show an earlier run's
-"before" plan beside a newer run's defaults without that run's other variants).
+"""One variant's decode breakdowns from an mlxcel-bench/1 result file, as a file of its own: the
+breakdowns whose settings match, nothing else changed, and no runs (a page can then show an
+earlier run's "before" breakdown beside a newer run's, without rates from another machine and day
+beside the newer run's in its tables).
 
     python3 benchmarks/before_variant.py IN.json OUT.json cuda_kernels=off compiled_decode=off
 """
@@ -18,10 +19,10 @@ def main():
     if data.get("schema") != "mlxcel-bench/1":
         sys.exit(f"{src}: not an mlxcel-bench/1 file")
     matches = lambda item: all(item["variant"].get(k) == v for k, v in want.items())
-    data["runs"] = [r for r in data["runs"] if matches(r)]
+    data["runs"] = []
     data["decode_breakdowns"] = [b for b in data.get("decode_breakdowns") or [] if matches(b)]
-    if not data["runs"]:
-        sys.exit(f"{src}: no run with {want}")
+    if not data["decode_breakdowns"]:
+        sys.exit(f"{src}: no decode breakdown with {want}")
     json.dump(data, open(dst, "w"), indent=1)
 
 

@@ -217,8 +217,9 @@ fn check_file(path: &Path, file: &ResultFile) -> Result<(), ReportError> {
     if file.engine.name.trim().is_empty() {
         return Err(invalid("engine.name is empty".into()));
     }
-    if file.runs.is_empty() {
-        return Err(invalid("\"runs\" is empty".into()));
+    // A file of decode breakdowns alone (an earlier run's "before" plan) has no rates to show.
+    if file.runs.is_empty() && file.decode_breakdowns.is_empty() {
+        return Err(invalid("\"runs\" and \"decode_breakdowns\" are both empty".into()));
     }
     for (i, run) in file.runs.iter().enumerate() {
         let stat = &run.tokens_per_second;

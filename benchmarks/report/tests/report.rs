@@ -354,3 +354,34 @@ fn breakdown_rows_show_encode_where_measured_and_a_dash_in_older_files() {
     assert!(md.contains("| 100 | 60 | 2.00 ± 0.25 | 8.00 ± 0.25 | 7.50 ± 0.25 | 80.0 |"), "{md}");
     assert!(md.contains("| 100 | 60 | 2.00 ± 0.25 | 8.00 ± 0.25 | — | 80.0 |"), "{md}");
 }
+
+/// A file of decode breakdowns alone (an earlier run's "before" plan) adds its breakdown rows and
+/// no rates; a file with neither runs nor breakdowns is refused.
+#[test]
+fn a_breakdown_only_file_adds_breakdown_rows_and_no_rates() {
+    let dir = tempfile::tempdir().unwrap();
+    let spread = |mean: f64| json!({"mean": mean, "std": 0.25});
+    let times = json!({"depth": 2048, "steps": 16, "graph_nodes_per_token": 300,
+        "graph_ops": [["Matmul", 200], ["Reshape", 100]],
+        "build_ms": spread(3.0), "eval_ms": spread(20.0), "step_ms": spread(23.0)});
+    let mut before = file("mlxcel", "cuda-sm90", vec![]);
+    before["decode_breakdowns"] = json!([{"model": "m", "dtype": "bfloat16", "bits": null, "variant": {"cuda_kernels": "off"}, "breakdown": times}]);
+    let after = file("mlxcel", "cuda-sm90", vec![run("m", "tg128", 200.0, json!({"cuda_kernels": "on"}))]);
+    let paths: Vec<PathBuf> = [("before.json", &before), ("after.json", &after)]
+        .iter()
+        .map(|(name, value)| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, value.to_string()).unwrap();
+            path
+        })
+        .collect();
+    let out = dir.path().join("page.md");
+    bench_report::generate(&paths, None, &plain_page(&out)).unwrap();
+    let md = std::fs::read_to_string(&out).unwrap();
+    assert!(md.contains("| 300 | 200 | 3.00 ± 0.25 | 20.00 ± 0.25 | — |"), "{md}");
+    assert!(!md.contains("## Settings A/B"), "no second variant's rates: {md}");
+
+    let empty = file("mlxcel", "cuda-sm90", vec![]);
+    let error = source("empty.json", &empty).err().expect("an empty file is refused").to_string();
+    assert!(error.contains("\"runs\" and \"decode_breakdowns\" are both empty"), "{error}");
+}
