@@ -382,6 +382,6 @@ fn a_breakdown_only_file_adds_breakdown_rows_and_no_rates() {
     assert!(!md.contains("## Settings A/B"), "no second variant's rates: {md}");
 
     let empty = file("mlxcel", "cuda-sm90", vec![]);
-    let error = source("empty.json", &empty).err().expect("an empty file is refused").to_string();
+    let error = source("empty.json", &empty).expect_err("an empty file is refused").to_string();
     assert!(error.contains("\"runs\" and \"decode_breakdowns\" are both empty"), "{error}");
 }
