@@ -265,8 +265,14 @@ fn check_formed_rows(failures: &mut usize) -> Result<(), Failure> {
                 _ => normal(&[1, 1, k], 23, Dtype::BF16)?,
             };
             mlx_bridge::eval(&[&q.weight, &q.scales, &x, &u])?;
+            // With one row of W per warp (the default) and with the rows-per-warp variant.
+            let mut ours = Vec::new();
             fast::set_cuda_kernels(true);
-            let ours = q.matmul_t_of(input, &x, &u)?;
+            for rows in [1, 2, 4] {
+                fast::set_cuda_gemv_rows_per_warp(rows);
+                ours.push((rows, q.matmul_t_of(input, &x, &u)?));
+            }
+            fast::set_cuda_gemv_rows_per_warp(1);
             fast::set_cuda_kernels(false);
             let row = match input {
                 RowInput::Scaled => x.mul(&u)?,
@@ -274,7 +280,13 @@ fn check_formed_rows(failures: &mut usize) -> Result<(), Failure> {
                 RowInput::SiluGated => fused::silu_gate(&x, &u)?,
             };
             let theirs = q.matmul(&row, true)?;
-            check(failures, &format!("formed row {input:?} {n}x{k} {bits}-bit"), ours.as_ref(), &theirs, tolerance)?;
+            for (rows, ours) in &ours {
+                let name = match rows {
+                    1 => format!("formed row {input:?} {n}x{k} {bits}-bit"),
+                    _ => format!("formed row {input:?} {n}x{k} {bits}-bit, {rows} rows per warp"),
+                };
+                check(failures, &name, ours.as_ref(), &theirs, tolerance)?;
+            }
         }
     }
     Ok(())
@@ -395,9 +407,32 @@ fn main() -> Result<(), Failure> {
             let ok = error <= tolerance;
             failures += usize::from(!ok);
             println!("gemv {n}x{k} {bits}-bit g{group}: relative error {error:.2e} {}", if ok { "ok" } else { "FAIL" });
+            // The rows-per-warp variant against the one-row kernel: the same sums in the same order.
+            let one_row = Array::from_slice(&ours, &[ours.len() as i32])?;
+            for rows in [2, 4] {
+                fast::set_cuda_kernels(true);
+                fast::set_cuda_gemv_rows_per_warp(rows);
+                let variant = run()?.reshape(&[-1])?;
+                fast::set_cuda_gemv_rows_per_warp(1);
+                fast::set_cuda_kernels(false);
+                let name = format!("gemv {n}x{k} {bits}-bit g{group} {rows} rows per warp vs one");
+                check(&mut failures, &name, Some(&variant), &one_row, 1e-3)?;
+            }
             if group == 64 {
                 fast::set_cuda_kernels(true);
                 let ours = time(&run)?;
+                for rows in [2, 4] {
+                    fast::set_cuda_gemv_rows_per_warp(rows);
+                    let seconds = time(&run)?;
+                    let bytes = (q.weight.nbytes() + q.scales.nbytes() * 2) as f64;
+                    println!("  {rows} rows per warp: {:.1} us ({:.2} TB/s)", seconds * 1e6, bytes / seconds / 1e12);
+                    report.push(format!(
+                        r#"{{"kernel":"affine_gemv_rows","rows":{rows},"N":{n},"K":{k},"bits":{bits},"group":{group},"us":{:.2},"tb_per_s":{:.3}}}"#,
+                        seconds * 1e6,
+                        bytes / seconds / 1e12
+                    ));
+                }
+                fast::set_cuda_gemv_rows_per_warp(1);
                 fast::set_cuda_kernels(false);
                 let theirs = time(&run)?;
                 let bytes = (q.weight.nbytes() + q.scales.nbytes() * 2) as f64;

@@ -269,6 +269,14 @@ pub fn set_cuda_kernels(enabled: bool) {
     ffi::set_cuda_kernels(enabled)
 }
 
+/// Rows of the weight per warp in mlxcel's one-row affine products on an NVIDIA GPU: 1 (the
+/// default, the kernel the benchmark pages measured) or 2 or 4 (a variant that loads and forms
+/// each chunk of `x` once for its rows, adding in the same order). For A/B runs
+/// (`cuda_kernels`); any other value means 1. Process-wide.
+pub fn set_cuda_gemv_rows_per_warp(rows: i32) {
+    ffi::set_cuda_gemv_rows_per_warp(rows)
+}
+
 pub fn cuda_kernels() -> bool {
     ffi::cuda_kernels()
 }

@@ -289,6 +289,70 @@ constexpr const char* kGemv = R"(
   if (lane == 0) y[n] = static_cast<T>(acc);
 )";
 
+// The same product with R rows per warp: each lane loads and forms its chunk of x once for the R
+// rows (the one-row kernel reloads it, 8x the weight bytes through L1, and re-adds its group
+// sums per row), issues the R rows' 16-byte weight loads together, and turns codes into floats
+// by the exponent trick (2^23 + q as a float, minus 2^23) instead of an integer conversion. Each
+// lane visits its chunks and adds in the one-row kernel's order (outputs equal up to where the
+// compiler fuses multiply-adds). Not the default: set_gemv_rows_per_warp picks it for
+// measurement (cuda_kernels).
+constexpr const char* kGemvRows = R"(
+  const int K = x_shape[x_ndim - 1];
+  const int N = w_shape[0];
+  const int lane = threadIdx.x & 31;
+  const int n0 = (blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5)) * R;
+  if (n0 >= N) return;
+  constexpr int PER_CHUNK = 128 / BITS;
+  constexpr int X_VECTORS = PER_CHUNK / 8;
+  const int words = K * BITS / 32;
+  const int chunks = words / 4;
+  const int groups = K / G;
+  const uint4* xv = reinterpret_cast<const uint4*>(x);
+  [[maybe_unused]] const uint4* uv = reinterpret_cast<const uint4*>(u);
+  float acc[R];
+  for (int r = 0; r < R; ++r) acc[r] = 0.0f;
+  for (int c = lane; c < chunks; c += 32) {
+    uint4 raw[R];
+    for (int r = 0; r < R; ++r) {
+      if (n0 + r < N) raw[r] = reinterpret_cast<const uint4*>(w + static_cast<long>(n0 + r) * words)[c];
+    }
+    float xf[PER_CHUNK];
+    for (int t = 0; t < X_VECTORS; ++t) {
+      const uint4 xr = __ldg(xv + c * X_VECTORS + t);
+      const T* xh = reinterpret_cast<const T*>(&xr);
+      if constexpr (IN == 0) {
+        for (int j = 0; j < 8; ++j) xf[t * 8 + j] = static_cast<float>(xh[j]);
+      } else {
+        const uint4 ur = __ldg(uv + c * X_VECTORS + t);
+        const T* uh = reinterpret_cast<const T*>(&ur);
+        for (int j = 0; j < 8; ++j) xf[t * 8 + j] = mlxcel_gemv_input<T, IN>(xh[j], uh[j]);
+      }
+    }
+    float sum = 0.0f;
+    for (int j = 0; j < PER_CHUNK; ++j) sum += xf[j];
+    const int g = (c * PER_CHUNK) / G;
+    for (int r = 0; r < R; ++r) {
+      if (n0 + r >= N) break;
+      const unsigned int* q = reinterpret_cast<const unsigned int*>(&raw[r]);
+      float dot = 0.0f;
+      for (int t = 0; t < 4; ++t) {
+        const unsigned int word = q[t];
+        for (int j = 0; j < 32 / BITS; ++j) {
+          const float code = __int_as_float(0x4b000000 | ((word >> (BITS * j)) & ((1u << BITS) - 1))) - 8388608.0f;
+          dot += code * xf[t * (32 / BITS) + j];
+        }
+      }
+      const long at = static_cast<long>(n0 + r) * groups + g;
+      acc[r] += static_cast<float>(scales[at]) * dot + static_cast<float>(biases[at]) * sum;
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    float v = acc[r];
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffff, v, o);
+    if (lane == 0 && n0 + r < N) y[n0 + r] = static_cast<T>(v);
+  }
+)";
+
 // The product's input from x and u, as the ops it replaces compute it: x itself; x * u rounded
 // to T (the product op); act(x) * u, the activation and the product in float32 and rounded to T
 // once (as mlxcel's CPU kernels and MLX's float32 ops; in half precision within an ulp of MLX's
@@ -324,6 +388,21 @@ std::array<KernelSource, 2> affine_gemv_sources() {
       "mlxcel_affine_gemv<T, BITS, G, 0>(x, nullptr, w, scales, biases, y, x_shape, x_ndim, w_shape);");
   return {plain, KernelSource{plain.header, "mlxcel_affine_gemv<T, BITS, G, IN>(x, u, w, scales, biases, y, x_shape, "
                                             "x_ndim, w_shape);"}};
+}
+
+// The R-rows-per-warp product, plain and with a formed row, in a file of its own (the one-row
+// kernels' file stays as it is).
+std::array<KernelSource, 2> affine_gemv_rows_sources() {
+  const auto plain = kernel_source(
+      "affine_gemv_rows",
+      std::string(kGemvInput) +
+          "template <typename T, int BITS, int G, int IN, int R, typename ShapeT>\n"
+          "__device__ __forceinline__ void mlxcel_affine_gemv_rows(const T* x, const T* u, const uint32_t* w,\n"
+          "    const T* scales, const T* biases, T* y, const ShapeT& x_shape, int x_ndim, const ShapeT& w_shape) {" +
+          kGemvRows + "}\n",
+      "mlxcel_affine_gemv_rows<T, BITS, G, 0, R>(x, nullptr, w, scales, biases, y, x_shape, x_ndim, w_shape);");
+  return {plain, KernelSource{plain.header, "mlxcel_affine_gemv_rows<T, BITS, G, IN, R>(x, u, w, scales, biases, y, "
+                                            "x_shape, x_ndim, w_shape);"}};
 }
 
 // ---- Routed stream mixes (AltUp's predict and correct) ----------------------------------------
@@ -633,9 +712,16 @@ bool affine_gemv_fits(const mx::array& x, const mx::array& w, const mx::array& s
 
 constexpr int kGemvWarps = 8;
 
-std::tuple<int, int, int> gemv_grid(const mx::array& w) {
+int& gemv_rows_flag() {
+  static int rows = 1;
+  return rows;
+}
+
+// Threads for rows of W, `rows` per warp.
+std::tuple<int, int, int> gemv_grid(const mx::array& w, int rows) {
   const int N = w.shape(0);
-  return std::make_tuple(((N + kGemvWarps - 1) / kGemvWarps) * kGemvWarps * 32, 1, 1);
+  const int per_block = kGemvWarps * rows;
+  return std::make_tuple(((N + per_block - 1) / per_block) * kGemvWarps * 32, 1, 1);
 }
 
 }  // namespace
@@ -644,15 +730,26 @@ std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w
                                           const std::optional<mx::array>& biases, bool transpose, int group_size,
                                           int bits, const std::string& mode) {
   if (!affine_gemv_fits(x, w, scales, biases, transpose, group_size, bits, mode)) return std::nullopt;
+  auto out_shape = x.shape();
+  out_shape.back() = w.shape(0);
+  const int rows = gemv_rows_flag();
+  if (rows > 1) {
+    static const auto source = affine_gemv_rows_sources()[0];
+    static auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv_rows", {"x", "w", "scales", "biases"}, {"y"},
+                                             source.source, source.header, true);
+    return gemv({x, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w, rows),
+                std::make_tuple(kGemvWarps * 32, 1, 1), {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}, {"R", rows}},
+                std::nullopt, false, mx::default_stream(mx::default_device()))[0];
+  }
   static const auto source = affine_gemv_sources()[0];
   static auto gemv =
       mx::fast::cuda_kernel("mlxcel_affine_gemv", {"x", "w", "scales", "biases"}, {"y"}, source.source, source.header, true);
-  auto out_shape = x.shape();
-  out_shape.back() = w.shape(0);
-  return gemv({x, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w), std::make_tuple(kGemvWarps * 32, 1, 1),
+  return gemv({x, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w, 1), std::make_tuple(kGemvWarps * 32, 1, 1),
               {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}}, std::nullopt, false,
               mx::default_stream(mx::default_device()))[0];
 }
+
+void set_gemv_rows_per_warp(int rows) { gemv_rows_flag() = rows == 2 || rows == 4 ? rows : 1; }
 
 std::optional<mx::array> quantized_matmul_of(GemvInput input, const mx::array& x, const mx::array& u,
                                              const mx::array& w, const mx::array& scales,
@@ -665,12 +762,22 @@ std::optional<mx::array> quantized_matmul_of(GemvInput input, const mx::array& x
   if (input == GemvInput::Scaled ? (u.ndim() != 1 || u.shape(0) != x.shape(-1)) : u.shape() != x.shape()) {
     return std::nullopt;
   }
+  auto out_shape = x.shape();
+  out_shape.back() = w.shape(0);
+  const int rows = gemv_rows_flag();
+  if (rows > 1) {
+    static const auto source = affine_gemv_rows_sources()[1];
+    static auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv_rows_of", {"x", "u", "w", "scales", "biases"}, {"y"},
+                                             source.source, source.header, true);
+    return gemv({x, u, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w, rows),
+                std::make_tuple(kGemvWarps * 32, 1, 1),
+                {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}, {"IN", static_cast<int>(input)}, {"R", rows}},
+                std::nullopt, false, mx::default_stream(mx::default_device()))[0];
+  }
   static const auto source = affine_gemv_sources()[1];
   static auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv_of", {"x", "u", "w", "scales", "biases"}, {"y"},
                                            source.source, source.header, true);
-  auto out_shape = x.shape();
-  out_shape.back() = w.shape(0);
-  return gemv({x, u, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w),
+  return gemv({x, u, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w, 1),
               std::make_tuple(kGemvWarps * 32, 1, 1),
               {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}, {"IN", static_cast<int>(input)}}, std::nullopt,
               false, mx::default_stream(mx::default_device()))[0];
