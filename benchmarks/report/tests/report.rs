@@ -49,6 +49,18 @@ fn find<'d, 'a>(data: &'d Dataset<'a>, model: &str, bits: Option<u32>) -> &'d ta
     data.groups.iter().find(|g| g.model == model && g.precision.bits == bits).expect("group exists")
 }
 
+/// Each `(name, file)` written as JSON into `dir`, in order.
+fn write_files(dir: &Path, files: &[(&str, &Value)]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|(name, value)| {
+            let path = dir.join(name);
+            std::fs::write(&path, value.to_string()).unwrap();
+            path
+        })
+        .collect()
+}
+
 /// A page at `out` with no notes, node costs or bandwidth; charts beside it.
 fn plain_page(out: &Path) -> PageOptions {
     PageOptions {
@@ -297,14 +309,7 @@ fn decode_rates_are_put_against_the_bandwidth_over_the_weight_bytes_per_token() 
         ("mlxcel.json", file("mlxcel", "cuda-sm90", vec![ours, run("m", "pp512", 900.0, json!({}))])),
         ("mlx-lm.json", file("mlx-lm", "cuda-sm90", vec![run("m", "tg128", 50.0, json!({}))])),
     ];
-    let paths: Vec<PathBuf> = files
-        .iter()
-        .map(|(name, value)| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, value.to_string()).unwrap();
-            path
-        })
-        .collect();
+    let paths = write_files(dir.path(), &files.iter().map(|(name, value)| (*name, value)).collect::<Vec<_>>());
     let out = dir.path().join("docs/page.md");
     let opts = PageOptions { bandwidth: Some(bandwidth), ..plain_page(&out) };
     bench_report::generate(&paths, None, &opts).unwrap();
@@ -367,14 +372,7 @@ fn a_breakdown_only_file_adds_breakdown_rows_and_no_rates() {
     let mut before = file("mlxcel", "cuda-sm90", vec![]);
     before["decode_breakdowns"] = json!([{"model": "m", "dtype": "bfloat16", "bits": null, "variant": {"cuda_kernels": "off"}, "breakdown": times}]);
     let after = file("mlxcel", "cuda-sm90", vec![run("m", "tg128", 200.0, json!({"cuda_kernels": "on"}))]);
-    let paths: Vec<PathBuf> = [("before.json", &before), ("after.json", &after)]
-        .iter()
-        .map(|(name, value)| {
-            let path = dir.path().join(name);
-            std::fs::write(&path, value.to_string()).unwrap();
-            path
-        })
-        .collect();
+    let paths = write_files(dir.path(), &[("before.json", &before), ("after.json", &after)]);
     let out = dir.path().join("page.md");
     bench_report::generate(&paths, None, &plain_page(&out)).unwrap();
     let md = std::fs::read_to_string(&out).unwrap();
