@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Compiles mlx-bridge's CUDA kernel sources (src/cpp/cuda_fast.cc) with NVRTC for sm_90 on a
+"""Compiles mlx-bridge's CUDA kernel sources (src/cpp/cuda_fast.cc, cuda_gemv.cc) with NVRTC for sm_90 on a
 machine without a GPU: each device function instantiated with the types and template arguments
 MLX's generated kernels give it. A compile check only (it runs nothing); the kernels' results are
 checked on the GPU by `cuda_kernels`. Exits non-zero when a source does not compile.
 
-    python3 benchmarks/nvrtc_check.py [mlx-bridge/src/cpp/cuda_fast.cc]
+    python3 benchmarks/nvrtc_check.py [SOURCE.cc ...]
 
 NVRTC and the CUDA headers come from PyPI (nvidia-cuda-nvrtc, -runtime, -cccl), fetched once into
 ~/.cache/mlxcel/nvrtc (or $MLXCEL_NVRTC_DIR).
@@ -31,7 +31,8 @@ def cuda_dir():
     return ROOT / "x/nvidia/cu13"
 
 
-src = open(sys.argv[1] if len(sys.argv) > 1 else "mlx-bridge/src/cpp/cuda_fast.cc").read()
+paths = sys.argv[1:] or ["mlx-bridge/src/cpp/cuda_fast.cc", "mlx-bridge/src/cpp/cuda_gemv.cc"]
+src = "".join(open(path).read() for path in paths)
 strings = dict(re.findall(r'constexpr const char\* (k\w+) = R"\((.*?)\)";', src, re.S))
 cuda = cuda_dir()
 lib = ctypes.CDLL(str(cuda / "lib/libnvrtc.so.13"))

@@ -24,6 +24,7 @@ const CPP_SOURCES: &[&str] = &[
     "src/cpp/system.cc",
     "src/cpp/cpu_fast.cc",
     "src/cpp/cuda_fast.cc",
+    "src/cpp/cuda_gemv.cc",
     "src/cpp/cuda_kernel_source.cc",
 ];
 
