@@ -130,10 +130,10 @@ case "${1:-}" in
       e2b_before "$bits" -p 512,2048 -n 128 -r 3
     done ;;
   h200-e2b-page)
-    # The page's E2B half and its checks in one device call, most needed first (the decode check
-    # before the kernel checks and fixtures, which h200-sanity also runs), each step skipped
-    # once too little of the call's time is left (DEADLINE seconds, default 540): per precision the
-    # defaults, mlx-lm, and (after the checks) the plan before the CUDA work, each a process.
+    # The page's E2B half and its checks in one device call, most needed first, each step skipped
+    # once too little of the call's time is left (DEADLINE seconds, default 540): per precision
+    # the defaults and mlx-lm, the bf16 decode check, per precision the plan before the CUDA work,
+    # then the kernel checks and fixtures (which h200-sanity also runs), each a process.
     deadline=${DEADLINE:-540}
     fits() { [ $((deadline - SECONDS)) -ge "$1" ] || { echo "skipped (time): ${*:2}"; return 1; }; }
     for bits in "" 4; do
@@ -144,14 +144,14 @@ case "${1:-}" in
       decode_check 150
       tail -3 "$OUT/decode-check.txt"
     fi
+    for bits in "" 4; do
+      fits 45 before ${bits:-16} && e2b_before "$bits" -p 0 -n 128 -r 3 2>&1 | grep -E "t/s$|breakdown" || true
+    done
     if fits 30 kernel checks; then
       kernel_checks 120
       echo "kernel checks: $(grep -c ' ok$' "$OUT/kernels-routed.txt") ok, $(grep -c FAIL "$OUT/kernels-routed.txt") failed"
     fi
-    if fits 100 fixtures; then fixtures > "$OUT/fixtures.txt" 2>&1 || true; cat "$OUT/fixtures.txt"; fi
-    for bits in "" 4; do
-      fits 45 before ${bits:-16} && e2b_before "$bits" -p 0 -n 128 -r 3 2>&1 | grep -E "t/s$|breakdown" || true
-    done ;;
+    if fits 100 fixtures; then fixtures > "$OUT/fixtures.txt" 2>&1 || true; cat "$OUT/fixtures.txt"; fi ;;
   h200-e4b)
     # E4B at the given precisions, the class defaults only, engines alternating.
     shift
