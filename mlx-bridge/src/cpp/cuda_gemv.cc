@@ -9,6 +9,8 @@
 #include <array>
 #include <string>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "mlx-bridge/src/cpp/cuda_fast_common.h"
 #include "mlx-bridge/src/cpp/cuda_kernel_source.h"
@@ -225,11 +227,20 @@ int& gemv_rows_flag() {
   return rows;
 }
 
-// Threads for rows of W, `rows` per warp.
-std::tuple<int, int, int> gemv_grid(const mx::array& w, int rows) {
+// y = f(inputs) W^T [..., N] in x's dtype by `kernel`, one or `rows` rows of W per warp; `args`
+// are the kernel's template arguments beyond T (and R, which this adds for `rows` > 1).
+mx::array launch_gemv(const mx::fast::CustomKernelFunction& kernel, const std::vector<mx::array>& inputs,
+                      const mx::array& x, const mx::array& w, int rows,
+                      std::vector<std::pair<std::string, mx::fast::TemplateArg>> args) {
   const int N = w.shape(0);
   const int per_block = kGemvWarps * rows;
-  return std::make_tuple(((N + per_block - 1) / per_block) * kGemvWarps * 32, 1, 1);
+  auto out_shape = x.shape();
+  out_shape.back() = N;
+  args.insert(args.begin(), {"T", x.dtype()});
+  if (rows > 1) args.emplace_back("R", rows);
+  return kernel(inputs, {out_shape}, {x.dtype()}, std::make_tuple(((N + per_block - 1) / per_block) * kGemvWarps * 32, 1, 1),
+                std::make_tuple(kGemvWarps * 32, 1, 1), args, std::nullopt, false,
+                mx::default_stream(mx::default_device()))[0];
 }
 
 }  // namespace
@@ -238,23 +249,19 @@ std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w
                                           const std::optional<mx::array>& biases, bool transpose, int group_size,
                                           int bits, const std::string& mode) {
   if (!affine_gemv_fits(x, w, scales, biases, transpose, group_size, bits, mode)) return std::nullopt;
-  auto out_shape = x.shape();
-  out_shape.back() = w.shape(0);
+  const std::vector<mx::array> inputs{x, w, scales, *biases};
   const int rows = gemv_rows_flag();
+  // The variant's code is written and compiled only once a run asks for it.
   if (rows > 1) {
     static const auto source = affine_gemv_rows_sources()[0];
-    static auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv_rows", {"x", "w", "scales", "biases"}, {"y"},
-                                             source.source, source.header, true);
-    return gemv({x, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w, rows),
-                std::make_tuple(kGemvWarps * 32, 1, 1), {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}, {"R", rows}},
-                std::nullopt, false, mx::default_stream(mx::default_device()))[0];
+    static const auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv_rows", {"x", "w", "scales", "biases"}, {"y"},
+                                                   source.source, source.header, true);
+    return launch_gemv(gemv, inputs, x, w, rows, {{"BITS", bits}, {"G", group_size}});
   }
   static const auto source = affine_gemv_sources()[0];
-  static auto gemv =
+  static const auto gemv =
       mx::fast::cuda_kernel("mlxcel_affine_gemv", {"x", "w", "scales", "biases"}, {"y"}, source.source, source.header, true);
-  return gemv({x, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w, 1), std::make_tuple(kGemvWarps * 32, 1, 1),
-              {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}}, std::nullopt, false,
-              mx::default_stream(mx::default_device()))[0];
+  return launch_gemv(gemv, inputs, x, w, 1, {{"BITS", bits}, {"G", group_size}});
 }
 
 void set_gemv_rows_per_warp(int rows) { gemv_rows_flag() = rows == 2 || rows == 4 ? rows : 1; }
@@ -270,25 +277,18 @@ std::optional<mx::array> quantized_matmul_of(GemvInput input, const mx::array& x
   if (input == GemvInput::Scaled ? (u.ndim() != 1 || u.shape(0) != x.shape(-1)) : u.shape() != x.shape()) {
     return std::nullopt;
   }
-  auto out_shape = x.shape();
-  out_shape.back() = w.shape(0);
+  const std::vector<mx::array> inputs{x, u, w, scales, *biases};
   const int rows = gemv_rows_flag();
   if (rows > 1) {
     static const auto source = affine_gemv_rows_sources()[1];
-    static auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv_rows_of", {"x", "u", "w", "scales", "biases"}, {"y"},
-                                             source.source, source.header, true);
-    return gemv({x, u, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w, rows),
-                std::make_tuple(kGemvWarps * 32, 1, 1),
-                {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}, {"IN", static_cast<int>(input)}, {"R", rows}},
-                std::nullopt, false, mx::default_stream(mx::default_device()))[0];
+    static const auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv_rows_of", {"x", "u", "w", "scales", "biases"},
+                                                   {"y"}, source.source, source.header, true);
+    return launch_gemv(gemv, inputs, x, w, rows, {{"BITS", bits}, {"G", group_size}, {"IN", static_cast<int>(input)}});
   }
   static const auto source = affine_gemv_sources()[1];
-  static auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv_of", {"x", "u", "w", "scales", "biases"}, {"y"},
-                                           source.source, source.header, true);
-  return gemv({x, u, w, scales, *biases}, {out_shape}, {x.dtype()}, gemv_grid(w, 1),
-              std::make_tuple(kGemvWarps * 32, 1, 1),
-              {{"T", x.dtype()}, {"BITS", bits}, {"G", group_size}, {"IN", static_cast<int>(input)}}, std::nullopt,
-              false, mx::default_stream(mx::default_device()))[0];
+  static const auto gemv = mx::fast::cuda_kernel("mlxcel_affine_gemv_of", {"x", "u", "w", "scales", "biases"}, {"y"},
+                                                 source.source, source.header, true);
+  return launch_gemv(gemv, inputs, x, w, 1, {{"BITS", bits}, {"G", group_size}, {"IN", static_cast<int>(input)}});
 }
 
 }  // namespace mlxcel::cuda_fast
