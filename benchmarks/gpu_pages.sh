@@ -80,7 +80,11 @@ e2b_before() {
 kernel_checks() {
   MLX_ENABLE_TF32=0 timeout -k 5 "$1" .gpu/bin/cuda_kernels --only routed > "$OUT/kernels-routed.txt" 2>&1 \
     || echo "kernel checks failed"
+  echo "kernel checks: $(grep -c ' ok$' "$OUT/kernels-routed.txt") ok, $(grep -c FAIL "$OUT/kernels-routed.txt") failed"
 }
+# Whether the call's time (DEADLINE seconds since the script started, default 540) leaves $1
+# seconds for the step the other arguments name; it says so when it does not.
+fits() { [ $((${DEADLINE:-540} - SECONDS)) -ge "$1" ] || { echo "skipped (time): ${*:2}"; return 1; }; }
 decode_check() {
   MLX_ENABLE_TF32=0 timeout -k 5 "$1" .gpu/bin/gemma3n_decode_check --shape e2b-mini -n 32 > "$OUT/decode-check.txt" 2>&1 \
     || echo "decode check failed"
@@ -134,8 +138,6 @@ case "${1:-}" in
     # once too little of the call's time is left (DEADLINE seconds, default 540): per precision
     # the defaults and mlx-lm, the bf16 decode check, per precision the plan before the CUDA work,
     # then the kernel checks and fixtures (which h200-sanity also runs), each a process.
-    deadline=${DEADLINE:-540}
-    fits() { [ $((deadline - SECONDS)) -ge "$1" ] || { echo "skipped (time): ${*:2}"; return 1; }; }
     for bits in "" 4; do
       fits 60 mlxcel ${bits:-16} && e2b_mlxcel "$bits" 2>&1 | grep -E "t/s$|breakdown" || true
       fits 60 mlx-lm ${bits:-16} && e2b_mlx_lm "$bits" || true
@@ -147,10 +149,7 @@ case "${1:-}" in
     for bits in "" 4; do
       fits 45 before ${bits:-16} && e2b_before "$bits" -p 0 -n 128 -r 3 2>&1 | grep -E "t/s$|breakdown" || true
     done
-    if fits 30 kernel checks; then
-      kernel_checks 120
-      echo "kernel checks: $(grep -c ' ok$' "$OUT/kernels-routed.txt") ok, $(grep -c FAIL "$OUT/kernels-routed.txt") failed"
-    fi
+    if fits 30 kernel checks; then kernel_checks 120; fi
     if fits 100 fixtures; then fixtures > "$OUT/fixtures.txt" 2>&1 || true; cat "$OUT/fixtures.txt"; fi ;;
   h200-e4b)
     # E4B at the given precisions, the class defaults only, engines alternating.
@@ -195,8 +194,6 @@ case "${1:-}" in
     # tg128, each run a process: unpinned, then pinned (taskset) to the GPU's NUMA-local CPUs, then
     # to one hardware thread per core among them, alternating; mlx-lm unpinned and pinned; then a
     # sampling profile of mlxcel's 4-bit decode (.gpu/bin/decode_profile, unstripped).
-    deadline=${DEADLINE:-540}
-    fits() { [ $((deadline - SECONDS)) -ge "$1" ] || { echo "skipped (time): ${*:2}"; return 1; }; }
     lscpu | grep -E "^(Model name|Thread|Core|Socket|NUMA)" | tee "$OUT/cpu.txt"
     bus=$(nvidia-smi --query-gpu=pci.bus_id --format=csv,noheader | head -1 | tr 'A-Z' 'a-z' | sed 's/^0000//')
     local_cpus=$(cat /sys/bus/pci/devices/0000${bus#0000}/local_cpulist 2>/dev/null || echo "0-$(($(nproc) - 1))")
@@ -214,16 +211,20 @@ for line in sys.stdin:
             first.setdefault(core, cpu)
 print(','.join(map(str, sorted(first.values()))))")
     echo "GPU $bus, local CPUs $local_cpus, one thread per core: $per_core" | tee -a "$OUT/cpu.txt"
+    # For a CPU list (or "none"): `run`, the command prefix that pins to it, and `name`, a file-name form.
+    pinned() {
+      name=$(echo "$1" | tr -c 'A-Za-z0-9\n' '_')
+      run=()
+      [ "$1" = none ] || run=(taskset -c "$1")
+    }
     for round in 1 2; do
       for pin in none "$local_cpus" "$per_core"; do
-        name=$(echo "$pin" | tr -c 'A-Za-z0-9\n' '_')
-        run=(); [ "$pin" = none ] || run=(taskset -c "$pin")
+        pinned "$pin"
         fits 40 mlxcel pin $pin && "${run[@]}" $B bench --random e2b --bits 4 -p 0 -n 128 -r 3 --breakdown 8 -o md \
           --json-out "$OUT/results/tg4-pin-$name-$round.json" 2>&1 | grep -E "tg128|breakdown" | sed "s/^/[$round pin=$pin] /" || true
       done
       for pin in none "$local_cpus"; do
-        name=$(echo "$pin" | tr -c 'A-Za-z0-9\n' '_')
-        run=(); [ "$pin" = none ] || run=(taskset -c "$pin")
+        pinned "$pin"
         fits 50 mlx-lm pin $pin && "${run[@]}" python3 benchmarks/peers.py mlx-lm --random e2b --bits 4 --dtype bfloat16 \
           -p 0 -n 128 -r 3 --out "$OUT/results/mlxlm-tg4-pin-$name-$round.json" 2>&1 | tail -1 | sed "s/^/[$round mlx-lm pin=$pin] /" || true
       done
@@ -236,7 +237,6 @@ print(','.join(map(str, sorted(first.values()))))")
     # precision at the class defaults with the breakdown (nodes per token), a process each.
     kernel_checks 120
     grep -E "FAIL|failed" "$OUT/kernels-routed.txt" || true
-    echo "kernel checks: $(grep -c ' ok$' "$OUT/kernels-routed.txt") ok, $(grep -c FAIL "$OUT/kernels-routed.txt") failed"
     fixtures > "$OUT/fixtures.txt" 2>&1 || true
     cat "$OUT/fixtures.txt"
     for bits in "" 4; do

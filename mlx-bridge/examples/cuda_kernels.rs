@@ -419,12 +419,12 @@ fn main() -> Result<(), Failure> {
                 check(&mut failures, &name, Some(&variant), &one_row, 1e-3)?;
             }
             if group == 64 {
+                let bytes = (q.weight.nbytes() + q.scales.nbytes() * 2) as f64;
                 fast::set_cuda_kernels(true);
                 let ours = time(&run)?;
                 for rows in [2, 4] {
                     fast::set_cuda_gemv_rows_per_warp(rows);
                     let seconds = time(&run)?;
-                    let bytes = (q.weight.nbytes() + q.scales.nbytes() * 2) as f64;
                     println!("  {rows} rows per warp: {:.1} us ({:.2} TB/s)", seconds * 1e6, bytes / seconds / 1e12);
                     report.push(format!(
                         r#"{{"kernel":"affine_gemv_rows","rows":{rows},"N":{n},"K":{k},"bits":{bits},"group":{group},"us":{:.2},"tb_per_s":{:.3}}}"#,
@@ -435,7 +435,6 @@ fn main() -> Result<(), Failure> {
                 fast::set_cuda_gemv_rows_per_warp(1);
                 fast::set_cuda_kernels(false);
                 let theirs = time(&run)?;
-                let bytes = (q.weight.nbytes() + q.scales.nbytes() * 2) as f64;
                 println!(
                     "  {:.1} us ({:.2} TB/s) vs MLX {:.1} us ({:.2} TB/s)",
                     ours * 1e6,
