@@ -244,6 +244,6 @@ print(','.join(map(str, sorted(first.values()))))")
         --json-out "$OUT/results/tg-${bits:-16}.json" 2>&1 | grep -E "tg128|breakdown" || echo "tg ${bits:-16} failed"
     done ;;
   h200-kernels)
-    .gpu/bin/cuda_kernels --json "$OUT/kernels.json" ;;
+    MLX_ENABLE_TF32=0 .gpu/bin/cuda_kernels --json "$OUT/kernels.json" 2>&1 | tee "$OUT/kernels.txt" | grep -vE ' ok$' ;;
   *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e2b-page|h200-e4b BITS...|h200-decode-check|h200-fixtures|h200-exactness|h200-host-cost [graph-settings]|h200-pinning|h200-sanity|h200-kernels" >&2; exit 2 ;;
 esac

@@ -113,15 +113,29 @@ __global__ void k(const {T}* x, const {T}* u, const uint32_t* w, const {T}* s, c
   mlxcel_affine_gemv<{T}, 4, 64, 3>(x, u, w, s, b, y, xs, 3, ws);
 }}""")
 ok &= compile("gemv_rows", prelude + strings["kGemvInput"] + f"""
-template <typename T, int BITS, int G, int IN, int R, typename ShapeT>
+template <typename T, int BITS, int G, int IN, int R, bool FOLD, typename ShapeT>
 __device__ __forceinline__ void mlxcel_affine_gemv_rows(const T* x, const T* u, const uint32_t* w,
     const T* scales, const T* biases, T* y, const ShapeT& x_shape, int x_ndim, const ShapeT& w_shape) {{
 {strings["kGemvRows"]}
 }}
 __global__ void k(const __nv_bfloat16* x, const __nv_bfloat16* u, const uint32_t* w, const __nv_bfloat16* s,
                   const __nv_bfloat16* b, __nv_bfloat16* y, Shape xs, Shape ws) {{
-  mlxcel_affine_gemv_rows<__nv_bfloat16, 4, 64, 0, 4>(x, nullptr, w, s, b, y, xs, 3, ws);
-  mlxcel_affine_gemv_rows<__nv_bfloat16, 8, 32, 1, 2>(x, u, w, s, b, y, xs, 3, ws);
-  mlxcel_affine_gemv_rows<__nv_bfloat16, 4, 128, 2, 4>(x, u, w, s, b, y, xs, 3, ws);
+  mlxcel_affine_gemv_rows<__nv_bfloat16, 4, 64, 0, 4, false>(x, nullptr, w, s, b, y, xs, 3, ws);
+  mlxcel_affine_gemv_rows<__nv_bfloat16, 4, 64, 0, 8, true>(x, nullptr, w, s, b, y, xs, 3, ws);
+  mlxcel_affine_gemv_rows<__nv_bfloat16, 8, 32, 1, 2, true>(x, u, w, s, b, y, xs, 3, ws);
+  mlxcel_affine_gemv_rows<__nv_bfloat16, 8, 64, 0, 1, false>(x, nullptr, w, s, b, y, xs, 3, ws);
+  mlxcel_affine_gemv_rows<__nv_bfloat16, 4, 128, 2, 4, false>(x, u, w, s, b, y, xs, 3, ws);
+}}""")
+for T in ["__nv_bfloat16", "__half"]:
+    ok &= compile(f"gemv_mma_{T}", prelude + strings["kGemvInput"] + strings["kMmaHelpers"] + f"""
+template <typename T, int G, int IN, int XCAP, typename ShapeT>
+__device__ __forceinline__ void mlxcel_affine_gemv_mma(const T* x, const T* u, const uint32_t* w,
+    const T* scales, const T* biases, T* y, const ShapeT& x_shape, int x_ndim, const ShapeT& w_shape) {{
+{strings["kGemvMma"]}
+}}
+__global__ void k(const {T}* x, const {T}* u, const uint32_t* w, const {T}* s, const {T}* b, {T}* y, Shape xs, Shape ws) {{
+  mlxcel_affine_gemv_mma<{T}, 64, 0, 2048>(x, nullptr, w, s, b, y, xs, 3, ws);
+  mlxcel_affine_gemv_mma<{T}, 32, 1, 8192>(x, u, w, s, b, y, xs, 3, ws);
+  mlxcel_affine_gemv_mma<{T}, 128, 3, 16384>(x, u, w, s, b, y, xs, 3, ws);
 }}""")
 sys.exit(0 if ok else 1)

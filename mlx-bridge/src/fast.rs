@@ -269,12 +269,13 @@ pub fn set_cuda_kernels(enabled: bool) {
     ffi::set_cuda_kernels(enabled)
 }
 
-/// Rows of the weight per warp in mlxcel's one-row affine products on an NVIDIA GPU: 1 (the
-/// default, the kernel the benchmark pages measured) or 2 or 4 (a variant that loads and forms
-/// each chunk of `x` once for its rows, adding in the same order). For A/B runs
-/// (`cuda_kernels`); any other value means 1. Process-wide.
-pub fn set_cuda_gemv_rows_per_warp(rows: i32) {
-    ffi::set_cuda_gemv_rows_per_warp(rows)
+/// Which kernel runs mlxcel's one-row affine products on an NVIDIA GPU: `rows` 0 (the default,
+/// the kernel the benchmark pages measured), or 1, 2, 4 or 8 rows of the weight per warp in a
+/// variant that loads and forms each chunk of `x` once for its rows and converts codes by byte
+/// permutes, exactly or (`folded_codes`) folded into the multiply-add. For A/B runs
+/// (`cuda_kernels`); any other `rows` means 0. Process-wide.
+pub fn set_cuda_gemv_variant(rows: i32, folded_codes: bool) {
+    ffi::set_cuda_gemv_variant(rows, folded_codes)
 }
 
 pub fn cuda_kernels() -> bool {

@@ -606,7 +606,7 @@ std::optional<mx::array> rms_norm_rope(const mx::array& x, const mx::array& weig
   const int D = x.shape(3);
   if (dims != D || D % 2 != 0 || weight.ndim() != 1 || weight.shape(0) != D || weight.dtype() != x.dtype())
     return std::nullopt;
-  if (offset.dtype() != mx::int32 || offset.ndim() != 1 || (offset.size() != 1 && offset.size() != x.shape(0)))
+  if (offset.dtype() != mx::int32 || offset.ndim() != 1 || (offset.size() != 1 && offset.size() != static_cast<std::size_t>(x.shape(0))))
     return std::nullopt;
   const long rows = static_cast<long>(x.size()) / D;
   if (rows > std::numeric_limits<int>::max()) return std::nullopt;
