@@ -21,14 +21,8 @@ use mlx_bridge::fused;
 use mlx_bridge::quant::{self, QuantSpec, RowInput};
 use mlx_bridge::{Array, Dtype};
 
-/// The one-row products' variants under A/B: rows of the weight per warp, codes folded or exact;
-/// 16 rows is the tensor-core kernel (4-bit; 8-bit takes 4 rows per warp).
-const GEMV_VARIANTS: [(i32, bool); 9] =
-    [(1, false), (2, false), (4, false), (8, false), (1, true), (2, true), (4, true), (8, true), (16, false)];
-
-fn folded_name(folded: bool) -> &'static str {
-    if folded { ", folded" } else { "" }
-}
+/// Rows per warp of the one-row products' prefetching variant under A/B (0: the default kernel).
+const PREFETCH_ROWS: [i32; 3] = [2, 4, 8];
 
 /// `f` with mlxcel's kernels and with MLX's, as float32 values.
 fn both(f: &dyn Fn() -> Result<Array, Failure>) -> Result<(Vec<f32>, Vec<f32>), Failure> {
@@ -274,14 +268,14 @@ fn check_formed_rows(failures: &mut usize) -> Result<(), Failure> {
                 _ => normal(&[1, 1, k], 23, Dtype::BF16)?,
             };
             mlx_bridge::eval(&[&q.weight, &q.scales, &x, &u])?;
-            // The default kernel (variant 0 rows) and the variants.
+            // The default kernel (0) and the prefetching variants.
             let mut ours = Vec::new();
             fast::set_cuda_kernels(true);
-            for (rows, folded) in [(0, false)].into_iter().chain(GEMV_VARIANTS) {
-                fast::set_cuda_gemv_variant(rows, folded);
-                ours.push((rows, folded, q.matmul_t_of(input, &x, &u)?));
+            for rows in [0].into_iter().chain(PREFETCH_ROWS) {
+                fast::set_cuda_gemv_prefetch_rows(rows);
+                ours.push((rows, q.matmul_t_of(input, &x, &u)?));
             }
-            fast::set_cuda_gemv_variant(0, false);
+            fast::set_cuda_gemv_prefetch_rows(0);
             fast::set_cuda_kernels(false);
             let row = match input {
                 RowInput::Scaled => x.mul(&u)?,
@@ -289,12 +283,10 @@ fn check_formed_rows(failures: &mut usize) -> Result<(), Failure> {
                 RowInput::SiluGated => fused::silu_gate(&x, &u)?,
             };
             let theirs = q.matmul(&row, true)?;
-            for (rows, folded, ours) in &ours {
+            for (rows, ours) in &ours {
                 let name = match rows {
                     0 => format!("formed row {input:?} {n}x{k} {bits}-bit"),
-                    _ => {
-                        format!("formed row {input:?} {n}x{k} {bits}-bit, variant {rows} rows{}", folded_name(*folded))
-                    }
+                    _ => format!("formed row {input:?} {n}x{k} {bits}-bit, prefetch, {rows} rows"),
                 };
                 check(failures, &name, ours.as_ref(), &theirs, tolerance)?;
             }
@@ -418,8 +410,8 @@ fn main() -> Result<(), Failure> {
             let ok = error <= tolerance;
             failures += usize::from(!ok);
             println!("gemv {n}x{k} {bits}-bit g{group}: relative error {error:.2e} {}", if ok { "ok" } else { "FAIL" });
-            // The variants against MLX's product, and all against the float32 product of the
-            // dequantized weight (the output's bf16 rounding, ~4e-3, bounds each).
+            // The prefetching variants against MLX's product, and all against the float32 product
+            // of the dequantized weight (the output's bf16 rounding, ~4e-3, bounds each).
             let reference = x.astype(Dtype::F32)?.matmul(&q.dequantize()?.astype(Dtype::F32)?.transpose(&[1, 0])?)?;
             let reference = reference.reshape(&[-1])?.to_vec::<f32>()?;
             println!(
@@ -428,13 +420,13 @@ fn main() -> Result<(), Failure> {
                 relative_error(&theirs, &reference)
             );
             let theirs_array = Array::from_slice(&theirs, &[theirs.len() as i32])?;
-            for (rows, folded) in GEMV_VARIANTS {
+            for rows in PREFETCH_ROWS {
                 fast::set_cuda_kernels(true);
-                fast::set_cuda_gemv_variant(rows, folded);
+                fast::set_cuda_gemv_prefetch_rows(rows);
                 let variant = run()?.reshape(&[-1])?;
-                fast::set_cuda_gemv_variant(0, false);
+                fast::set_cuda_gemv_prefetch_rows(0);
                 fast::set_cuda_kernels(false);
-                let name = format!("gemv {n}x{k} {bits}-bit g{group} variant {rows} rows{}", folded_name(folded));
+                let name = format!("gemv {n}x{k} {bits}-bit g{group} prefetch, {rows} rows");
                 check(&mut failures, &name, Some(&variant), &theirs_array, tolerance)?;
                 let variant = variant.astype(Dtype::F32)?.to_vec::<f32>()?;
                 println!("  against float32: {:.2e}", relative_error(&variant, &reference));
@@ -443,22 +435,17 @@ fn main() -> Result<(), Failure> {
                 let bytes = (q.weight.nbytes() + q.scales.nbytes() * 2) as f64;
                 fast::set_cuda_kernels(true);
                 let ours = time(&run)?;
-                for (rows, folded) in GEMV_VARIANTS {
-                    fast::set_cuda_gemv_variant(rows, folded);
+                for rows in PREFETCH_ROWS {
+                    fast::set_cuda_gemv_prefetch_rows(rows);
                     let seconds = time(&run)?;
-                    println!(
-                        "  variant {rows} rows{}: {:.1} us ({:.2} TB/s)",
-                        folded_name(folded),
-                        seconds * 1e6,
-                        bytes / seconds / 1e12
-                    );
+                    println!("  prefetch, {rows} rows: {:.1} us ({:.2} TB/s)", seconds * 1e6, bytes / seconds / 1e12);
                     report.push(format!(
-                        r#"{{"kernel":"affine_gemv_rows","rows":{rows},"folded":{folded},"N":{n},"K":{k},"bits":{bits},"group":{group},"us":{:.2},"tb_per_s":{:.3}}}"#,
+                        r#"{{"kernel":"affine_gemv_prefetch","rows":{rows},"N":{n},"K":{k},"bits":{bits},"group":{group},"us":{:.2},"tb_per_s":{:.3}}}"#,
                         seconds * 1e6,
                         bytes / seconds / 1e12
                     ));
                 }
-                fast::set_cuda_gemv_variant(0, false);
+                fast::set_cuda_gemv_prefetch_rows(0);
                 fast::set_cuda_kernels(false);
                 let theirs = time(&run)?;
                 println!(

@@ -269,13 +269,12 @@ pub fn set_cuda_kernels(enabled: bool) {
     ffi::set_cuda_kernels(enabled)
 }
 
-/// Which kernel runs mlxcel's one-row affine products on an NVIDIA GPU: `rows` 0 (the default,
-/// the kernel the benchmark pages measured), or 1, 2, 4 or 8 rows of the weight per warp in a
-/// variant that loads and forms each chunk of `x` once for its rows and converts codes by byte
-/// permutes, exactly or (`folded_codes`) folded into the multiply-add. For A/B runs
-/// (`cuda_kernels`); any other `rows` means 0. Process-wide.
-pub fn set_cuda_gemv_variant(rows: i32, folded_codes: bool) {
-    ffi::set_cuda_gemv_variant(rows, folded_codes)
+/// Rows of the weight per warp in the prefetching variant of mlxcel's one-row affine products on
+/// an NVIDIA GPU (2, 4 or 8; it loads a warp's next rows while it works on the current ones), or 0
+/// for the default kernel, the one the A/B measured fastest. For A/B runs (`cuda_kernels`); any
+/// other value means 0. Process-wide.
+pub fn set_cuda_gemv_prefetch_rows(rows: i32) {
+    ffi::set_cuda_gemv_prefetch_rows(rows)
 }
 
 pub fn cuda_kernels() -> bool {
