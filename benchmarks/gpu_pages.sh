@@ -22,7 +22,7 @@
 #                                            # CUDA graph settings
 #   bash benchmarks/gpu_pages.sh h200-pinning # E2B 4-bit tg128 unpinned and pinned to CPUs, both engines
 #   bash benchmarks/gpu_pages.sh h200-sanity # kernel checks, fixtures, E2B tg128 bf16 and 4-bit
-#   bash benchmarks/gpu_pages.sh h200-kernels # the kernels alone (.gpu/bin/cuda_kernels) against MLX's
+#   bash benchmarks/gpu_pages.sh h200-kernels [gemv] # the kernels (or the one-row products) alone (.gpu/bin/cuda_kernels) against MLX's
 # JSON lands in $OUT/results; benchmarks/report renders docs/benchmarks/<hardware>.md from it.
 set -euo pipefail
 OUT=${OUT:-/tmp/out}
@@ -244,6 +244,8 @@ print(','.join(map(str, sorted(first.values()))))")
         --json-out "$OUT/results/tg-${bits:-16}.json" 2>&1 | grep -E "tg128|breakdown" || echo "tg ${bits:-16} failed"
     done ;;
   h200-kernels)
-    MLX_ENABLE_TF32=0 .gpu/bin/cuda_kernels --json "$OUT/kernels.json" 2>&1 | tee "$OUT/kernels.txt" | grep -vE ' ok$' ;;
-  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e2b-page|h200-e4b BITS...|h200-decode-check|h200-fixtures|h200-exactness|h200-host-cost [graph-settings]|h200-pinning|h200-sanity|h200-kernels" >&2; exit 2 ;;
+    # Every kernel, or (h200-kernels gemv) the one-row products and their variants alone.
+    MLX_ENABLE_TF32=0 .gpu/bin/cuda_kernels ${2:+--only "$2"} --json "$OUT/kernels.json" 2>&1 | tee "$OUT/kernels.txt" \
+      | grep -vE ' ok$' ;;
+  *) echo "usage: $0 mlxcel|mlxcel-e4b|mlx-lm|mlx-lm-e4b|interleaved|h200 BITS...|h200-e2b-page|h200-e4b BITS...|h200-decode-check|h200-fixtures|h200-exactness|h200-host-cost [graph-settings]|h200-pinning|h200-sanity|h200-kernels [gemv]" >&2; exit 2 ;;
 esac

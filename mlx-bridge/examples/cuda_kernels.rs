@@ -5,7 +5,10 @@
 //!
 //!   cargo run --release -p mlx-bridge --no-default-features --example cuda_kernels [-- --json OUT]
 //!
-//! `--only routed` runs the routed stream mixes', the residual norms', the formed-row products' and the norm-then-RoPE checks alone. Run with `MLX_ENABLE_TF32=0`: their
+//! `--only routed` runs the routed stream mixes', the residual norms', the formed-row products' and
+//! the norm-then-RoPE checks alone; `--only gemv` the one-row products (formed-row checks, the
+//! copy bandwidth, the checks and timings of the default kernel and its variants). Run with
+//! `MLX_ENABLE_TF32=0`: their
 //! float32 references multiply several rows through cuBLAS, which TF32 rounds to ~1e-3.
 //!
 //! Speed: weight (or KV) bytes read per second, median of 50 timed evaluations after 5 warm-ups.
@@ -335,10 +338,15 @@ fn main() -> Result<(), Failure> {
     // bf16 rounding of the output: ~2^-8 relative, plus accumulation order.
     let tolerance = 1.5e-2;
 
-    check_routed(&mut failures)?;
-    check_residual_norms(&mut failures)?;
+    let gemv_only = only.as_deref() == Some("gemv");
+    if !gemv_only {
+        check_routed(&mut failures)?;
+        check_residual_norms(&mut failures)?;
+    }
     check_formed_rows(&mut failures)?;
-    check_norm_rope(&mut failures)?;
+    if !gemv_only {
+        check_norm_rope(&mut failures)?;
+    }
     if only.as_deref() == Some("routed") {
         return finish(failures, json_out, report);
     }
@@ -352,49 +360,8 @@ fn main() -> Result<(), Failure> {
     report.push(format!(r#"{{"kernel":"copy","tb_per_s":{copy_tb:.3}}}"#));
     drop(big);
 
-    // Attention: head sizes 64..256, 1-8 query heads per KV head, caches that fit one block or
-    // need the split, read through a view of a larger buffer as the KV caches hand them over.
-    for (d, hq, hkv) in [(256, 8, 2), (256, 4, 4), (128, 32, 8), (64, 8, 1)] {
-        for s in [1, 7, 128, 129, 1000, 4096] {
-            let capacity = (s + 255) / 256 * 256;
-            let q = normal(&[1, hq, 1, d], 1, Dtype::BF16)?;
-            let k_buffer = normal(&[1, hkv, capacity, d], 2, Dtype::BF16)?;
-            let v_buffer = normal(&[1, hkv, capacity, d], 3, Dtype::BF16)?;
-            mlx_bridge::eval(&[&q, &k_buffer, &v_buffer])?;
-            let scale = 1.0 / (d as f32).sqrt();
-            let run = || -> Result<Array, Failure> {
-                let k = k_buffer.slice_axis(2, 0, s)?;
-                let v = v_buffer.slice_axis(2, 0, s)?;
-                Ok(fast::scaled_dot_product_attention(&q, &k, &v, scale, AttentionMask::None)?)
-            };
-            let (ours, theirs) = both(&run)?;
-            let error = relative_error(&ours, &theirs);
-            let ok = error <= tolerance;
-            failures += usize::from(!ok);
-            println!(
-                "attention D={d} Hq={hq} Hkv={hkv} S={s}: relative error {error:.2e} {}",
-                if ok { "ok" } else { "FAIL" }
-            );
-            if s == 4096 {
-                fast::set_cuda_kernels(true);
-                let ours = time(&run)?;
-                fast::set_cuda_kernels(false);
-                let theirs = time(&run)?;
-                let bytes = 2.0 * (hkv * s * d * 2) as f64;
-                println!(
-                    "  {:.1} us ({:.2} TB/s of KV) vs MLX {:.1} us",
-                    ours * 1e6,
-                    bytes / ours / 1e12,
-                    theirs * 1e6
-                );
-                report.push(format!(
-                    r#"{{"kernel":"attention","D":{d},"Hq":{hq},"Hkv":{hkv},"S":{s},"ours_us":{:.2},"mlx_us":{:.2},"kv_tb_per_s":{:.3}}}"#,
-                    ours * 1e6,
-                    theirs * 1e6,
-                    bytes / ours / 1e12
-                ));
-            }
-        }
+    if !gemv_only {
+        check_attention(&mut failures, &mut report, tolerance)?;
     }
 
     // One-row affine matmuls: Gemma 3n E2B's shapes (hidden 2048, MLP 8192, vocab 262144).
@@ -466,6 +433,56 @@ fn main() -> Result<(), Failure> {
         }
     }
     finish(failures, json_out, report)
+}
+
+/// Single-position attention against MLX's, timed at 4096 positions.
+fn check_attention(failures: &mut usize, report: &mut Vec<String>, tolerance: f32) -> Result<(), Failure> {
+    // Attention: head sizes 64..256, 1-8 query heads per KV head, caches that fit one block or
+    // need the split, read through a view of a larger buffer as the KV caches hand them over.
+    for (d, hq, hkv) in [(256, 8, 2), (256, 4, 4), (128, 32, 8), (64, 8, 1)] {
+        for s in [1, 7, 128, 129, 1000, 4096] {
+            let capacity = (s + 255) / 256 * 256;
+            let q = normal(&[1, hq, 1, d], 1, Dtype::BF16)?;
+            let k_buffer = normal(&[1, hkv, capacity, d], 2, Dtype::BF16)?;
+            let v_buffer = normal(&[1, hkv, capacity, d], 3, Dtype::BF16)?;
+            mlx_bridge::eval(&[&q, &k_buffer, &v_buffer])?;
+            let scale = 1.0 / (d as f32).sqrt();
+            let run = || -> Result<Array, Failure> {
+                let k = k_buffer.slice_axis(2, 0, s)?;
+                let v = v_buffer.slice_axis(2, 0, s)?;
+                Ok(fast::scaled_dot_product_attention(&q, &k, &v, scale, AttentionMask::None)?)
+            };
+            let (ours, theirs) = both(&run)?;
+            let error = relative_error(&ours, &theirs);
+            let ok = error <= tolerance;
+            *failures += usize::from(!ok);
+            println!(
+                "attention D={d} Hq={hq} Hkv={hkv} S={s}: relative error {error:.2e} {}",
+                if ok { "ok" } else { "FAIL" }
+            );
+            if s == 4096 {
+                fast::set_cuda_kernels(true);
+                let ours = time(&run)?;
+                fast::set_cuda_kernels(false);
+                let theirs = time(&run)?;
+                let bytes = 2.0 * (hkv * s * d * 2) as f64;
+                println!(
+                    "  {:.1} us ({:.2} TB/s of KV) vs MLX {:.1} us",
+                    ours * 1e6,
+                    bytes / ours / 1e12,
+                    theirs * 1e6
+                );
+                report.push(format!(
+                    r#"{{"kernel":"attention","D":{d},"Hq":{hq},"Hkv":{hkv},"S":{s},"ours_us":{:.2},"mlx_us":{:.2},"kv_tb_per_s":{:.3}}}"#,
+                    ours * 1e6,
+                    theirs * 1e6,
+                    bytes / ours / 1e12
+                ));
+            }
+        }
+    }
+
+    Ok(())
 }
 
 fn finish(failures: usize, json_out: Option<String>, report: Vec<String>) -> Result<(), Failure> {
