@@ -10,7 +10,7 @@ import sys
 def variant_name(r):
     rows = f"{r['rows']} row" + ("s" if r["rows"] > 1 else "")
     if r["kernel"] == "affine_gemv_prefetch":
-        return f"prefetch, {rows}"
+        return f"prefetch, {rows}" + (f", L2 {r['l2']} on" if r.get("l2") else "")
     if r["rows"] == 16:
         # 828d345's encoding: "16 rows" ran its tensor-core kernel (4-bit; 8-bit ran 4 rows).
         return "tensor cores (8-bit: 4 rows)"

@@ -68,18 +68,18 @@ __global__ void k(const __nv_bfloat16* q, const __nv_bfloat16* kk, const __nv_bf
   attention_split<__nv_bfloat16, 128, 2, 128, 0x3f800000>(q, kk, v, pa, pm, ks, qs, kss, vs);
   combine<__nv_bfloat16, 256>(pa, pm, out, ks);
 }""")
-for name in ["kGemv", "kGemvPrefetch"]:
+for name, params, extra in [("kGemv", "", ""), ("kGemvPrefetch", "int L2, ", "4, ")]:
     for T in ["__nv_bfloat16", "__half"]:
         ok &= compile(f"{name}_{T}", prelude + strings["kGemvInput"] + f"""
-template <typename T, int BITS, int G, int IN, int R, typename ShapeT>
+template <typename T, int BITS, int G, int IN, {params}int R, typename ShapeT>
 __device__ __forceinline__ void gemv(const T* x, const T* u, const uint32_t* w,
     const T* scales, const T* biases, T* y, const ShapeT& x_shape, int x_ndim, const ShapeT& w_shape) {{
 {strings[name]}
 }}
 __global__ void k(const {T}* x, const {T}* u, const uint32_t* w, const {T}* s, const {T}* b, {T}* y, Shape xs, Shape ws) {{
-  gemv<{T}, 4, 64, 0, 8>(x, nullptr, w, s, b, y, xs, 3, ws);
-  gemv<{T}, 8, 32, 1, 2>(x, u, w, s, b, y, xs, 3, ws);
-  gemv<{T}, 4, 128, 2, 4>(x, u, w, s, b, y, xs, 3, ws);
-  gemv<{T}, 8, 64, 3, 8>(x, u, w, s, b, y, xs, 3, ws);
+  gemv<{T}, 4, 64, 0, {extra}8>(x, nullptr, w, s, b, y, xs, 3, ws);
+  gemv<{T}, 8, 32, 1, {extra}2>(x, u, w, s, b, y, xs, 3, ws);
+  gemv<{T}, 4, 128, 2, {extra}4>(x, u, w, s, b, y, xs, 3, ws);
+  gemv<{T}, 8, 64, 3, {extra}8>(x, u, w, s, b, y, xs, 3, ws);
 }}""")
 sys.exit(0 if ok else 1)

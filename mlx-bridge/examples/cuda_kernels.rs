@@ -24,8 +24,8 @@ use mlx_bridge::fused;
 use mlx_bridge::quant::{self, QuantSpec, RowInput};
 use mlx_bridge::{Array, Dtype};
 
-/// Rows per warp of the one-row products' prefetching variant under A/B (0: the default kernel).
-const PREFETCH_ROWS: [i32; 3] = [2, 4, 8];
+/// The one-row products' prefetching variants under A/B: rows per warp, L2 distance in turns.
+const PREFETCH: [(i32, i32); 4] = [(2, 0), (4, 0), (2, 8), (4, 4)];
 
 /// `f` with mlxcel's kernels and with MLX's, as float32 values.
 fn both(f: &dyn Fn() -> Result<Array, Failure>) -> Result<(Vec<f32>, Vec<f32>), Failure> {
@@ -274,11 +274,11 @@ fn check_formed_rows(failures: &mut usize) -> Result<(), Failure> {
             // The default kernel (0) and the prefetching variants.
             let mut ours = Vec::new();
             fast::set_cuda_kernels(true);
-            for rows in [0].into_iter().chain(PREFETCH_ROWS) {
-                fast::set_cuda_gemv_prefetch_rows(rows);
-                ours.push((rows, q.matmul_t_of(input, &x, &u)?));
+            for (rows, l2) in [(0, 0)].into_iter().chain(PREFETCH) {
+                fast::set_cuda_gemv_prefetch(rows, l2);
+                ours.push((rows, l2, q.matmul_t_of(input, &x, &u)?));
             }
-            fast::set_cuda_gemv_prefetch_rows(0);
+            fast::set_cuda_gemv_prefetch(0, 0);
             fast::set_cuda_kernels(false);
             let row = match input {
                 RowInput::Scaled => x.mul(&u)?,
@@ -286,10 +286,10 @@ fn check_formed_rows(failures: &mut usize) -> Result<(), Failure> {
                 RowInput::SiluGated => fused::silu_gate(&x, &u)?,
             };
             let theirs = q.matmul(&row, true)?;
-            for (rows, ours) in &ours {
+            for (rows, l2, ours) in &ours {
                 let name = match rows {
                     0 => format!("formed row {input:?} {n}x{k} {bits}-bit"),
-                    _ => format!("formed row {input:?} {n}x{k} {bits}-bit, prefetch, {rows} rows"),
+                    _ => format!("formed row {input:?} {n}x{k} {bits}-bit, prefetch, {rows} rows, L2 {l2}"),
                 };
                 check(failures, &name, ours.as_ref(), &theirs, tolerance)?;
             }
@@ -387,13 +387,13 @@ fn main() -> Result<(), Failure> {
                 relative_error(&theirs, &reference)
             );
             let theirs_array = Array::from_slice(&theirs, &[theirs.len() as i32])?;
-            for rows in PREFETCH_ROWS {
+            for (rows, l2) in PREFETCH {
                 fast::set_cuda_kernels(true);
-                fast::set_cuda_gemv_prefetch_rows(rows);
+                fast::set_cuda_gemv_prefetch(rows, l2);
                 let variant = run()?.reshape(&[-1])?;
-                fast::set_cuda_gemv_prefetch_rows(0);
+                fast::set_cuda_gemv_prefetch(0, 0);
                 fast::set_cuda_kernels(false);
-                let name = format!("gemv {n}x{k} {bits}-bit g{group} prefetch, {rows} rows");
+                let name = format!("gemv {n}x{k} {bits}-bit g{group} prefetch, {rows} rows, L2 {l2}");
                 check(&mut failures, &name, Some(&variant), &theirs_array, tolerance)?;
                 let variant = variant.astype(Dtype::F32)?.to_vec::<f32>()?;
                 println!("  against float32: {:.2e}", relative_error(&variant, &reference));
@@ -402,17 +402,21 @@ fn main() -> Result<(), Failure> {
                 let bytes = (q.weight.nbytes() + q.scales.nbytes() * 2) as f64;
                 fast::set_cuda_kernels(true);
                 let ours = time(&run)?;
-                for rows in PREFETCH_ROWS {
-                    fast::set_cuda_gemv_prefetch_rows(rows);
+                for (rows, l2) in PREFETCH {
+                    fast::set_cuda_gemv_prefetch(rows, l2);
                     let seconds = time(&run)?;
-                    println!("  prefetch, {rows} rows: {:.1} us ({:.2} TB/s)", seconds * 1e6, bytes / seconds / 1e12);
+                    println!(
+                        "  prefetch, {rows} rows, L2 {l2}: {:.1} us ({:.2} TB/s)",
+                        seconds * 1e6,
+                        bytes / seconds / 1e12
+                    );
                     report.push(format!(
-                        r#"{{"kernel":"affine_gemv_prefetch","rows":{rows},"N":{n},"K":{k},"bits":{bits},"group":{group},"us":{:.2},"tb_per_s":{:.3}}}"#,
+                        r#"{{"kernel":"affine_gemv_prefetch","rows":{rows},"l2":{l2},"N":{n},"K":{k},"bits":{bits},"group":{group},"us":{:.2},"tb_per_s":{:.3}}}"#,
                         seconds * 1e6,
                         bytes / seconds / 1e12
                     ));
                 }
-                fast::set_cuda_gemv_prefetch_rows(0);
+                fast::set_cuda_gemv_prefetch(0, 0);
                 fast::set_cuda_kernels(false);
                 let theirs = time(&run)?;
                 println!(

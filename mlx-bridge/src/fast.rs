@@ -269,12 +269,13 @@ pub fn set_cuda_kernels(enabled: bool) {
     ffi::set_cuda_kernels(enabled)
 }
 
-/// Rows of the weight per warp in the prefetching variant of mlxcel's one-row affine products on
-/// an NVIDIA GPU (2, 4 or 8; it loads a warp's next rows while it works on the current ones), or 0
-/// for the default kernel, the one the A/B measured fastest. For A/B runs (`cuda_kernels`); any
-/// other value means 0. Process-wide.
-pub fn set_cuda_gemv_prefetch_rows(rows: i32) {
-    ffi::set_cuda_gemv_prefetch_rows(rows)
+/// The prefetching variant of mlxcel's one-row affine products on an NVIDIA GPU: `rows` of the
+/// weight per warp (2, 4 or 8; it loads a warp's next rows while it works on the current ones),
+/// also asking L2 for the rows `l2_ahead` turns on (0: not); `rows` 0 is the default kernel, the
+/// one the A/B measured fastest. For A/B runs (`cuda_kernels`); any other `rows` means 0.
+/// Process-wide.
+pub fn set_cuda_gemv_prefetch(rows: i32, l2_ahead: i32) {
+    ffi::set_cuda_gemv_prefetch(rows, l2_ahead)
 }
 
 pub fn cuda_kernels() -> bool {

@@ -384,7 +384,7 @@ pub(crate) mod bridge {
         fn set_cpu_kernels(enabled: bool);
         fn cpu_kernels() -> bool;
         fn set_cuda_kernels(enabled: bool);
-        fn set_cuda_gemv_prefetch_rows(rows: i32);
+        fn set_cuda_gemv_prefetch(rows: i32, l2_ahead: i32);
         fn set_cuda_kernel_code_dir(dir: &str);
         fn cuda_kernels() -> bool;
 

@@ -23,9 +23,10 @@ std::optional<mx::array> scaled_dot_product_attention(const mx::array& q, const 
 std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w, const mx::array& scales,
                                           const std::optional<mx::array>& biases, bool transpose, int group_size,
                                           int bits, const std::string& mode);
-// The one-row affine products' prefetching variant with 2, 4 or 8 rows of W per warp, or 0 (the
-// default, the measured kernel); for A/B runs until it is measured.
-void set_gemv_prefetch_rows(int rows);
+// The one-row affine products' prefetching variant with 2, 4 or 8 rows of W per warp (0: the
+// default, the measured kernel), also asking L2 for the item `l2_ahead` turns on (0: not); for A/B
+// runs until it is measured.
+void set_gemv_prefetch(int rows, int l2_ahead);
 
 // How a one-row product's input is formed from x and u as the kernel reads it.
 enum class GemvInput { Scaled = 1, GeluTanhGated = 2, SiluGated = 3 };

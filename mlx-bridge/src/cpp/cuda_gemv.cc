@@ -89,8 +89,9 @@ constexpr const char* kGemv = R"(
 
 // The same product walking a warp's items (R rows, one chunk a lane) across rows too, grid-strided,
 // and loading the next item's weights, scales and biases before it works on the current one, so a
-// warp's loads stay in flight while it computes: for A/B runs against kGemv
-// (set_gemv_prefetch_rows), not yet measured. Each lane adds in kGemv's order.
+// warp's loads stay in flight while it computes; with L2 > 0 it also asks L2 for the item L2 turns
+// on, which holds no registers. For A/B runs against kGemv (set_gemv_prefetch), not yet
+// measured. Each lane adds in kGemv's order.
 constexpr const char* kGemvPrefetch = R"(
   const int K = x_shape[x_ndim - 1];
   const int N = w_shape[0];
@@ -169,6 +170,21 @@ constexpr const char* kGemvPrefetch = R"(
     int next_set = set, next_it = it;
     advance(next_set, next_it);
     if (next_set < sets) load(next_set, next_it, next_raw, next_sb);
+    if constexpr (L2 > 0) {
+      // The item L2 turns on into L2 (no registers held): its weights, scales and biases.
+      const int ahead = it + L2;
+      const int at_set = set + (ahead / iters) * warps;
+      const int c = (ahead % iters) * 32 + lane;
+      if (at_set < sets && c < chunks) {
+        for (int r = 0; r < R && at_set * R + r < N; ++r) {
+          const long n = at_set * R + r;
+          const long g = n * groups + (c * 4 * PER_WORD) / G;
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(wv + n * chunks + c));
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(scales + g));
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(biases + g));
+        }
+      }
+    }
     work(set, it, raw, sb);
     set = next_set;
     it = next_it;
@@ -254,18 +270,24 @@ __device__ __forceinline__ float mlxcel_word_dot(unsigned int word, const float*
 
 // A kernel's plain product and the one with a formed input, sharing one file of code (the input
 // form is the IN template argument: 0 plain, then GemvInput's values); `name` is its device
-// function, `body` its code, `extra` its template arguments after IN.
-std::array<KernelSource, 2> gemv_sources(const std::string& name, const char* body, const std::string& extra) {
+// function, `body` its code, `params` its int template parameters after IN (comma-separated names).
+std::array<KernelSource, 2> gemv_sources(const std::string& name, const char* body, const std::string& params) {
+  std::string declared;
+  for (std::size_t at = 0; at < params.size();) {
+    const auto end = std::min(params.find(',', at), params.size());
+    declared += "int " + params.substr(at, end - at) + ", ";
+    at = end + 1;
+  }
   const auto plain = kernel_source(
       name,
-      std::string(kGemvInput) + "template <typename T, int BITS, int G, int IN, " + extra +
-          ", typename ShapeT>\n__device__ __forceinline__ void mlxcel_" + name +
+      std::string(kGemvInput) + "template <typename T, int BITS, int G, int IN, " + declared +
+          "typename ShapeT>\n__device__ __forceinline__ void mlxcel_" + name +
           "(const T* x, const T* u, const uint32_t* w,\n"
           "    const T* scales, const T* biases, T* y, const ShapeT& x_shape, int x_ndim, const ShapeT& w_shape) {" +
           body + "}\n",
-      "mlxcel_" + name + "<T, BITS, G, 0, R>(x, nullptr, w, scales, biases, y, x_shape, x_ndim, w_shape);");
-  return {plain, KernelSource{plain.header, "mlxcel_" + name + "<T, BITS, G, IN, R>(x, u, w, scales, biases, y, "
-                                            "x_shape, x_ndim, w_shape);"}};
+      "mlxcel_" + name + "<T, BITS, G, 0, " + params + ">(x, nullptr, w, scales, biases, y, x_shape, x_ndim, w_shape);");
+  return {plain, KernelSource{plain.header, "mlxcel_" + name + "<T, BITS, G, IN, " + params +
+                                                ">(x, u, w, scales, biases, y, x_shape, x_ndim, w_shape);"}};
 }
 
 }  // namespace
@@ -296,10 +318,15 @@ constexpr int kGemvRows = 8;
 // each warp's share of the rows then loaded while it works.
 constexpr int kPrefetchBlocks = 1024;
 
-// Rows per warp of the prefetching variant, 0 when it is off (the default).
-int& gemv_prefetch_rows() {
-  static int rows = 0;
-  return rows;
+// The prefetching variant's rows per warp (0 when it is off, the default) and L2 distance.
+struct GemvPrefetch {
+  int rows = 0;
+  int l2_ahead = 0;
+};
+
+GemvPrefetch& gemv_prefetch() {
+  static GemvPrefetch prefetch;
+  return prefetch;
 }
 
 // y = f(inputs) W^T [..., N] in x's dtype, kGemv or (when set) the prefetching variant; `args`
@@ -323,26 +350,27 @@ mx::array launch_gemv(const mx::fast::CustomKernelFunction& kernel, const std::v
 const mx::fast::CustomKernelFunction& gemv_kernel(bool formed, bool prefetch) {
   static const std::vector<std::string> plain_inputs{"x", "w", "scales", "biases"};
   static const std::vector<std::string> formed_inputs{"x", "u", "w", "scales", "biases"};
-  const auto make = [](const char* name, const char* body, bool with_u) {
-    const auto source = gemv_sources(name, body, "int R")[with_u ? 1 : 0];
+  const auto make = [](const char* name, const char* body, const char* params, bool with_u) {
+    const auto source = gemv_sources(name, body, params)[with_u ? 1 : 0];
     return mx::fast::cuda_kernel(std::string("mlxcel_") + name + (with_u ? "_of" : ""),
                                  with_u ? formed_inputs : plain_inputs, {"y"}, source.source, source.header, true);
   };
   if (prefetch) {
-    static const auto plain = make("affine_gemv_prefetch", kGemvPrefetch, false);
-    static const auto of = make("affine_gemv_prefetch", kGemvPrefetch, true);
+    static const auto plain = make("affine_gemv_prefetch", kGemvPrefetch, "R,L2", false);
+    static const auto of = make("affine_gemv_prefetch", kGemvPrefetch, "R,L2", true);
     return formed ? of : plain;
   }
-  static const auto plain = make("affine_gemv", kGemv, false);
-  static const auto of = make("affine_gemv", kGemv, true);
+  static const auto plain = make("affine_gemv", kGemv, "R", false);
+  static const auto of = make("affine_gemv", kGemv, "R", true);
   return formed ? of : plain;
 }
 
 mx::array gemv(bool formed, const std::vector<mx::array>& inputs, const mx::array& x, const mx::array& w,
                std::vector<std::pair<std::string, mx::fast::TemplateArg>> args) {
-  const int prefetch_rows = gemv_prefetch_rows();
-  if (prefetch_rows > 0) {
-    return launch_gemv(gemv_kernel(formed, true), inputs, x, w, prefetch_rows, kPrefetchBlocks, std::move(args));
+  const auto prefetch = gemv_prefetch();
+  if (prefetch.rows > 0) {
+    args.emplace_back("L2", prefetch.l2_ahead);
+    return launch_gemv(gemv_kernel(formed, true), inputs, x, w, prefetch.rows, kPrefetchBlocks, std::move(args));
   }
   return launch_gemv(gemv_kernel(formed, false), inputs, x, w, kGemvRows, std::numeric_limits<int>::max(),
                      std::move(args));
@@ -357,7 +385,9 @@ std::optional<mx::array> quantized_matmul(const mx::array& x, const mx::array& w
   return gemv(false, {x, w, scales, *biases}, x, w, {{"BITS", bits}, {"G", group_size}});
 }
 
-void set_gemv_prefetch_rows(int rows) { gemv_prefetch_rows() = rows == 2 || rows == 4 || rows == 8 ? rows : 0; }
+void set_gemv_prefetch(int rows, int l2_ahead) {
+  gemv_prefetch() = {rows == 2 || rows == 4 || rows == 8 ? rows : 0, std::clamp(l2_ahead, 0, 16)};
+}
 
 std::optional<mx::array> quantized_matmul_of(GemvInput input, const mx::array& x, const mx::array& u,
                                              const mx::array& w, const mx::array& scales,

@@ -59,7 +59,9 @@ ArrayPtr scaled_dot_product_attention(const Array& q, const Array& k, const Arra
 void set_cpu_kernels(bool enabled) { cpu_fast::set_cpu_kernels_enabled(enabled); }
 bool cpu_kernels() { return cpu_fast::cpu_kernels_enabled(); }
 void set_cuda_kernels(bool enabled) { cuda_fast::set_cuda_kernels_enabled(enabled); }
-void set_cuda_gemv_prefetch_rows(std::int32_t rows) { cuda_fast::set_gemv_prefetch_rows(rows); }
+void set_cuda_gemv_prefetch(std::int32_t rows, std::int32_t l2_ahead) {
+  cuda_fast::set_gemv_prefetch(rows, l2_ahead);
+}
 void set_cuda_kernel_code_dir(rust::Str dir) { cuda_fast::set_kernel_code_dir(std::string(dir)); }
 bool cuda_kernels() { return cuda_fast::cuda_kernels_enabled(); }
 

@@ -155,7 +155,7 @@ void set_compile_enabled(bool enabled);
 void set_cpu_kernels(bool enabled);
 bool cpu_kernels();
 void set_cuda_kernels(bool enabled);
-void set_cuda_gemv_prefetch_rows(std::int32_t rows);
+void set_cuda_gemv_prefetch(std::int32_t rows, std::int32_t l2_ahead);
 void set_cuda_kernel_code_dir(rust::Str dir);
 bool cuda_kernels();
 
