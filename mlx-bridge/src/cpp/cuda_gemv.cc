@@ -43,12 +43,9 @@ constexpr const char* kGemv = R"(
   const int n0 = (blockIdx.x * (blockDim.x / 32) + (threadIdx.x >> 5)) * R;
   if (n0 >= N) return;
   constexpr int PER_CHUNK = 128 / BITS;
-  constexpr int X_VECTORS = PER_CHUNK / 8;
   const int words = K * BITS / 32;
   const int chunks = words / 4;
   const int groups = K / G;
-  const uint4* xv = reinterpret_cast<const uint4*>(x);
-  [[maybe_unused]] const uint4* uv = reinterpret_cast<const uint4*>(u);
   float acc[R];
   for (int r = 0; r < R; ++r) acc[r] = 0.0f;
   for (int c = lane; c < chunks; c += 32) {
@@ -57,16 +54,9 @@ constexpr const char* kGemv = R"(
       if (n0 + r < N) raw[r] = __ldcs(reinterpret_cast<const uint4*>(w + static_cast<long>(n0 + r) * words) + c);
     }
     float xf[PER_CHUNK];
-    for (int t = 0; t < X_VECTORS; ++t) {
-      const uint4 xr = __ldg(xv + c * X_VECTORS + t);
-      const T* xh = reinterpret_cast<const T*>(&xr);
-      if constexpr (IN == 0) {
-        for (int j = 0; j < 8; ++j) xf[t * 8 + j] = static_cast<float>(xh[j]);
-      } else {
-        const uint4 ur = __ldg(uv + c * X_VECTORS + t);
-        const T* uh = reinterpret_cast<const T*>(&ur);
-        for (int j = 0; j < 8; ++j) xf[t * 8 + j] = mlxcel_gemv_input<T, IN>(xh[j], uh[j]);
-      }
+    for (int t = 0; t < PER_CHUNK / 8; ++t) {
+      const long at = static_cast<long>(c) * PER_CHUNK + t * 8;
+      mlxcel_gemv_load<T, IN, 8>(x + at, u + at, xf + t * 8);
     }
     float sum = 0.0f;
     for (int j = 0; j < PER_CHUNK; ++j) sum += xf[j];
@@ -215,7 +205,8 @@ __device__ __forceinline__ float mlxcel_gemv_input(T x, T u) {
     return static_cast<float>(static_cast<T>(xf / (1.0f + __expf(-xf)) * uf));
   }
 }
-// The helpers the two kernels share. V (4 or 8) values of the product's input from x and u, as floats, in one vector load each.
+// The helpers the two kernels share. V (4 or 8) values of the product's input from x and u, as
+// floats, in one vector load each.
 template <typename T, int IN, int V>
 __device__ __forceinline__ void mlxcel_gemv_load(const T* x, const T* u, float* out) {
   uint4 xr, ur;
@@ -289,10 +280,6 @@ std::array<KernelSource, 2> gemv_sources(const std::string& name, const char* bo
   return {plain, KernelSource{plain.header, "mlxcel_" + name + "<T, BITS, G, IN, " + params +
                                                 ">(x, u, w, scales, biases, y, x_shape, x_ndim, w_shape);"}};
 }
-
-}  // namespace
-
-namespace {
 
 // Whether W [N, K*BITS/32] (MLX affine, 4/8-bit, group 32/64/128, with biases) times one row x
 // of K values fits the gemv kernel.
