@@ -60,7 +60,7 @@ def main():
         "",
         f"Device: {gpu}. MLX 0.32.4 (CUDA 13 runtime from shared/cuda), mlxcel commit {commit}. "
         f"Command: `{command}`.",
-        f"Each time is the median of 50 evaluations, each of 20 independent calls; the copy "
+        f"Each time is the median of 15 evaluations (after 3 warm-ups), each of 20 independent calls; the copy "
         f"bandwidth measured in the same run is {copy:.2f} TB/s (read + write). The example first "
         "checks every kernel against MLX's result on the same inputs and exits non-zero on a mismatch.",
         "",

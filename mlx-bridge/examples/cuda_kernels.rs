@@ -8,10 +8,11 @@
 //! `--only routed` runs the routed stream mixes', the residual norms', the formed-row products' and
 //! the norm-then-RoPE checks alone; `--only gemv` the one-row products (formed-row checks, the
 //! copy bandwidth, the checks and timings of the default kernel and its variants). Run with
-//! `MLX_ENABLE_TF32=0`: their
-//! float32 references multiply several rows through cuBLAS, which TF32 rounds to ~1e-3.
+//! `MLX_ENABLE_TF32=0`: their float32 references multiply several rows through cuBLAS, which TF32
+//! rounds to ~1e-3.
 //!
-//! Speed: weight (or KV) bytes read per second, median of 50 timed evaluations after 5 warm-ups.
+//! Speed: weight (or KV) bytes read per second, the median of 15 timed evaluations (each of 20
+//! independent calls) after 3 warm-ups.
 
 #[path = "gpu_checks/mod.rs"]
 mod gpu_checks;
